@@ -1,0 +1,501 @@
+"""Invalid objects are refused by the real apiserver with a message that names the field.
+
+Each case is one family of mistake a user can make; the CRD schemas and CEL rules in crds/
+are what refuses them, so these run against the real kube-apiserver, not a model of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from helmdeck_operator.testing.controlplane import ControlPlane
+
+Obj = dict[str, Any]
+
+
+def session(**spec: Any) -> Obj:
+    return {
+        "apiVersion": "helmdeck.dev/v1alpha1",
+        "kind": "HelmdeckSession",
+        "metadata": {"name": "subject"},
+        "spec": {"family": "browser", **spec},
+    }
+
+
+def policy(**spec: Any) -> Obj:
+    return {
+        "apiVersion": "helmdeck.dev/v1alpha1",
+        "kind": "SidecarPolicy",
+        "metadata": {"name": "subject"},
+        "spec": spec,
+    }
+
+
+def endpoint(**fields: Any) -> Obj:
+    """A policy with one rule holding one endpoint; fields override a valid https endpoint."""
+    base: Obj = {"host": "api.example.com", "port": 443}
+    base.update(fields)
+    return policy(network=[{"name": "rule", "endpoints": [base]}])
+
+
+def drop(obj: Obj, *path: str) -> Obj:
+    """A copy of obj without the field at path."""
+    out = copy.deepcopy(obj)
+    target = out
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    return out
+
+
+@dataclass(frozen=True)
+class Case:
+    """An object the apiserver must refuse: the field it names and words of its message."""
+
+    id: str
+    obj: Obj
+    field: str
+    says: str
+
+
+CREATE_CASES = [
+    # -- HelmdeckSession ------------------------------------------------------------------
+    Case("family-missing", drop(session(), "spec", "family"), "spec.family", "Required value"),
+    Case("family-unknown", session(family="ruby"), "spec.family", 'Unsupported value: "ruby"'),
+    Case(
+        "image-latest", session(image="ghcr.io/x/y:latest"), "spec.image", "':latest' is not a pin"
+    ),
+    Case("image-untagged", session(image="ghcr.io/x/y"), "spec.image", "pinned by tag or digest"),
+    Case("image-uppercase", session(image="GHCR.io/X/y:1"), "spec.image", "lowercase reference"),
+    Case("image-short-digest", session(image="ghcr.io/x/y@sha256:abc"), "spec.image", "64 hex"),
+    Case(
+        "policyref-bad-name",
+        session(policyRef={"name": "My_Policy"}),
+        "spec.policyRef.name",
+        "should match",
+    ),
+    Case("policyref-no-name", session(policyRef={}), "spec.policyRef.name", "Required value"),
+    Case("gateway-bad-name", session(gateway="VM Gateway"), "spec.gateway", "should match"),
+    Case(
+        "cpu-negative",
+        session(resources={"cpu": "-1"}),
+        "spec.resources.cpu",
+        "cpu must be a quantity above 0",
+    ),
+    Case(
+        "cpu-zero",
+        session(resources={"cpu": 0}),
+        "spec.resources.cpu",
+        "cpu must be a quantity above 0",
+    ),
+    Case("cpu-too-many", session(resources={"cpu": "128"}), "spec.resources.cpu", "at most 64"),
+    Case(
+        "memory-not-quantity",
+        session(resources={"memory": "lots"}),
+        "spec.resources.memory",
+        "memory must be a quantity",
+    ),
+    Case(
+        "memory-too-much",
+        session(resources={"memory": "1Ti"}),
+        "spec.resources.memory",
+        "at most 256Gi",
+    ),
+    Case(
+        "gpu-negative",
+        session(resources={"gpu": -1}),
+        "spec.resources.gpu",
+        "greater than or equal to 0",
+    ),
+    Case(
+        "gpu-too-many",
+        session(resources={"gpu": 9}),
+        "spec.resources.gpu",
+        "less than or equal to 8",
+    ),
+    Case(
+        "ttl-not-duration",
+        session(lifetime={"ttl": "30 minutes"}),
+        "spec.lifetime.ttl",
+        "ttl must be a duration",
+    ),
+    Case(
+        "ttl-too-short",
+        session(lifetime={"ttl": "10s"}),
+        "spec.lifetime.ttl",
+        "between 1m and 8760h",
+    ),
+    Case(
+        "ttl-too-long",
+        session(lifetime={"ttl": "9000h"}),
+        "spec.lifetime.ttl",
+        "between 1m and 8760h",
+    ),
+    Case(
+        "on-expiry-unknown",
+        session(lifetime={"ttl": "1h", "onExpiry": "Archive"}),
+        "spec.lifetime.onExpiry",
+        'Unsupported value: "Archive"',
+    ),
+    Case(
+        "env-bad-name",
+        session(env=[{"name": "1BAD", "value": "x"}]),
+        "spec.env[0].name",
+        "should match",
+    ),
+    Case(
+        "env-duplicate",
+        session(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "spec.env[1]",
+        "Duplicate value",
+    ),
+    Case(
+        "env-secret-ref",
+        session(env=[{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]),
+        "spec.env[0].valueFrom",
+        "unknown field",
+    ),
+    Case("provider-bad-name", session(providers=["GitHub"]), "spec.providers[0]", "should match"),
+    Case(
+        "provider-duplicate",
+        session(providers=["github", "github"]),
+        "spec.providers[1]",
+        "Duplicate value",
+    ),
+    Case(
+        "suspend-not-bool", session(suspend="sometimes"), "spec.suspend", "must be of type boolean"
+    ),
+    Case("command-empty", session(command=[]), "spec.command", "at least 1 items"),
+    Case("unknown-spec-field", session(replicas=3), "spec.replicas", "unknown field"),
+    # -- SidecarPolicy --------------------------------------------------------------------
+    Case(
+        "host-wildcard-middle",
+        endpoint(host="api.*.example.com"),
+        "spec.network[0].endpoints[0].host",
+        "wildcard only as its whole first label",
+    ),
+    Case(
+        "host-wildcard-tld",
+        endpoint(host="*.com"),
+        "spec.network[0].endpoints[0].host",
+        "above at least two more labels",
+    ),
+    Case(
+        "host-with-scheme",
+        endpoint(host="https://api.example.com"),
+        "spec.network[0].endpoints[0].host",
+        "no scheme, port or path",
+    ),
+    Case(
+        "host-uppercase",
+        endpoint(host="API.example.com"),
+        "spec.network[0].endpoints[0].host",
+        "lowercase DNS name",
+    ),
+    Case(
+        "port-zero",
+        endpoint(port=0),
+        "spec.network[0].endpoints[0].port",
+        "greater than or equal to 1",
+    ),
+    Case(
+        "port-too-high",
+        endpoint(port=70000),
+        "spec.network[0].endpoints[0].port",
+        "less than or equal to 65535",
+    ),
+    Case(
+        "ports-out-of-range",
+        endpoint(port=None, ports=[443, 0]),
+        "spec.network[0].endpoints[0].ports[1]",
+        "greater than or equal to 1",
+    ),
+    Case(
+        "port-and-ports",
+        endpoint(ports=[443, 8443]),
+        "spec.network[0].endpoints[0]",
+        "set exactly one of port or ports",
+    ),
+    Case(
+        "neither-port-nor-ports",
+        endpoint(port=None),
+        "spec.network[0].endpoints[0]",
+        "set exactly one of port or ports",
+    ),
+    Case(
+        "access-and-rules",
+        endpoint(protocol="rest", access="full", rules=[{"allow": {"method": "GET"}}]),
+        "spec.network[0].endpoints[0]",
+        "set access or rules, not both",
+    ),
+    Case(
+        "access-without-l7",
+        endpoint(protocol="tcp", access="read-only"),
+        "spec.network[0].endpoints[0]",
+        "need an L7 protocol",
+    ),
+    Case(
+        "deny-without-protocol",
+        endpoint(denyRules=[{"method": "DELETE"}]),
+        "spec.network[0].endpoints[0]",
+        "need an L7 protocol",
+    ),
+    Case(
+        "protocol-unknown",
+        endpoint(protocol="http"),
+        "spec.network[0].endpoints[0].protocol",
+        'Unsupported value: "http"',
+    ),
+    Case(
+        "tls-unknown",
+        endpoint(tls="on"),
+        "spec.network[0].endpoints[0].tls",
+        'Unsupported value: "on"',
+    ),
+    Case(
+        "access-unknown",
+        endpoint(protocol="rest", access="write-only"),
+        "spec.network[0].endpoints[0].access",
+        'Unsupported value: "write-only"',
+    ),
+    Case(
+        "enforcement-unknown",
+        endpoint(enforcement="block"),
+        "spec.network[0].endpoints[0].enforcement",
+        'Unsupported value: "block"',
+    ),
+    Case(
+        "method-unknown",
+        endpoint(protocol="rest", rules=[{"allow": {"method": "FETCH"}}]),
+        "spec.network[0].endpoints[0].rules[0].allow.method",
+        'Unsupported value: "FETCH"',
+    ),
+    Case(
+        "query-glob-and-any",
+        endpoint(
+            protocol="rest",
+            rules=[{"allow": {"method": "GET", "query": {"q": {"glob": "*", "any": ["a"]}}}}],
+        ),
+        "spec.network[0].endpoints[0].rules[0].allow.query[q]",
+        "exactly one of glob or any",
+    ),
+    Case(
+        "path-relative",
+        endpoint(protocol="rest", path="api/*", access="read-only"),
+        "spec.network[0].endpoints[0].path",
+        "should match '^/'",
+    ),
+    Case(
+        "allowed-ip-invalid",
+        endpoint(allowedIps=["300.1.1.1"]),
+        "spec.network[0].endpoints[0].allowedIps[0]",
+        "IP address or a CIDR",
+    ),
+    Case(
+        "endpoints-empty",
+        policy(network=[{"name": "rule", "endpoints": []}]),
+        "spec.network[0].endpoints",
+        "at least 1 items",
+    ),
+    Case(
+        "rule-name-invalid",
+        policy(
+            network=[{"name": "Rule One", "endpoints": [{"host": "a.example.com", "port": 443}]}]
+        ),
+        "spec.network[0].name",
+        "should match",
+    ),
+    Case(
+        "rule-name-duplicate",
+        policy(
+            network=[
+                {"name": "r", "endpoints": [{"host": "a.example.com", "port": 443}]},
+                {"name": "r", "endpoints": [{"host": "b.example.com", "port": 443}]},
+            ]
+        ),
+        "spec.network[1]",
+        "Duplicate value",
+    ),
+    Case(
+        "binary-relative",
+        policy(
+            network=[
+                {
+                    "name": "r",
+                    "endpoints": [{"host": "a.example.com", "port": 443}],
+                    "binaries": ["node"],
+                }
+            ]
+        ),
+        "spec.network[0].binaries[0]",
+        "should match '^/'",
+    ),
+    Case(
+        "filesystem-relative",
+        policy(filesystem={"readOnly": ["usr"]}),
+        "spec.filesystem.readOnly[0]",
+        "should match '^/'",
+    ),
+    Case(
+        "filesystem-both",
+        policy(filesystem={"readOnly": ["/data"], "readWrite": ["/data"]}),
+        "spec.filesystem",
+        "both readOnly and readWrite",
+    ),
+    Case(
+        "landlock-unknown",
+        policy(landlock={"compatibility": "strict"}),
+        "spec.landlock.compatibility",
+        'Unsupported value: "strict"',
+    ),
+    Case(
+        "run-as-root",
+        policy(process={"runAsUser": "root"}),
+        "spec.process.runAsUser",
+        "must not run as root",
+    ),
+    Case(
+        "run-as-gid-0",
+        policy(process={"runAsGroup": "0"}),
+        "spec.process.runAsGroup",
+        "must not run as group root",
+    ),
+    Case(
+        "static-changes-unknown",
+        policy(staticChanges="Restart"),
+        "spec.staticChanges",
+        'Unsupported value: "Restart"',
+    ),
+    Case(
+        "rollout-zero",
+        policy(rollout={"maxUnavailable": 0}),
+        "spec.rollout.maxUnavailable",
+        "greater than or equal to 1",
+    ),
+]
+
+
+def _without_none(obj: Any) -> Any:
+    """`endpoint(port=None)` means: leave port out."""
+    if isinstance(obj, dict):
+        return {k: _without_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_without_none(v) for v in obj]
+    return obj
+
+
+def create(plane: ControlPlane, namespace: str, obj: Obj) -> tuple[int, str]:
+    result = plane.kubectl(
+        "create", "-n", namespace, "-f", "-", stdin=json.dumps(_without_none(obj))
+    )
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize("case", CREATE_CASES, ids=lambda c: c.id)
+def test_invalid_object_is_refused_naming_the_field(
+    cluster: ControlPlane, namespace: str, case: Case
+) -> None:
+    code, stderr = create(cluster, namespace, case.obj)
+    assert code != 0, f"{case.id}: the apiserver accepted an invalid object"
+    assert "is invalid" in stderr or "unknown field" in stderr, stderr
+    assert case.field in stderr, f"{case.id}: message does not name {case.field}:\n{stderr}"
+    assert case.says in stderr, f"{case.id}: message lacks {case.says!r}:\n{stderr}"
+    kind = case.obj["kind"].lower()
+    assert cluster.kubectl("get", kind, "subject", "-n", namespace).returncode != 0
+
+
+def test_at_least_25_distinct_mistakes_are_covered() -> None:
+    assert len({c.id for c in CREATE_CASES}) == len(CREATE_CASES) >= 25
+
+
+UpdateFn = Callable[[Obj], None]
+
+
+def _set_family(o: Obj) -> None:
+    o["spec"]["family"] = "python"
+
+
+def _set_gateway(o: Obj) -> None:
+    o["spec"]["gateway"] = "microvm"
+
+
+def _drop_gateway(o: Obj) -> None:
+    del o["spec"]["gateway"]
+
+
+UPDATE_CASES: list[tuple[str, Obj, UpdateFn, str, str]] = [
+    ("family-changed", session(), _set_family, "spec.family", "family is immutable"),
+    ("gateway-added", session(), _set_gateway, "spec.gateway", "gateway is immutable"),
+    (
+        "gateway-changed",
+        session(gateway="pods"),
+        _set_gateway,
+        "spec.gateway",
+        "gateway is immutable",
+    ),
+    (
+        "gateway-removed",
+        session(gateway="pods"),
+        _drop_gateway,
+        "spec.gateway",
+        "gateway is immutable",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("original", "change", "field", "says"),
+    [c[1:] for c in UPDATE_CASES],
+    ids=[c[0] for c in UPDATE_CASES],
+)
+def test_immutable_fields_are_refused_on_update(
+    cluster: ControlPlane, namespace: str, original: Obj, change: UpdateFn, field: str, says: str
+) -> None:
+    code, stderr = create(cluster, namespace, original)
+    assert code == 0, stderr
+    current = cluster.kubectl_json("get", "hds", "subject", "-n", namespace)
+    change(current)
+    result = cluster.kubectl("replace", "-n", namespace, "-f", "-", stdin=json.dumps(current))
+    assert result.returncode != 0
+    assert field in result.stderr, result.stderr
+    assert says in result.stderr, result.stderr
+    stored = cluster.kubectl_json("get", "hds", "subject", "-n", namespace)
+    assert stored["spec"] == _without_none(original["spec"]) | {"suspend": False}
+
+
+def test_mutable_fields_can_change(cluster: ControlPlane, namespace: str) -> None:
+    code, stderr = create(cluster, namespace, session(gateway="pods", suspend=False))
+    assert code == 0, stderr
+    patch = {"spec": {"suspend": True, "resources": {"cpu": "2"}, "lifetime": {"ttl": "1h"}}}
+    result = cluster.kubectl(
+        "patch", "hds", "subject", "-n", namespace, "--type=merge", "-p", json.dumps(patch)
+    )
+    assert result.returncode == 0, result.stderr
+    stored = cluster.kubectl_json("get", "hds", "subject", "-n", namespace)
+    assert stored["spec"]["suspend"] is True
+    assert stored["spec"]["lifetime"] == {"ttl": "1h", "onExpiry": "Delete"}
+
+
+def test_status_phase_outside_the_enum_is_refused(cluster: ControlPlane, namespace: str) -> None:
+    code, stderr = create(cluster, namespace, session())
+    assert code == 0, stderr
+    result = cluster.kubectl(
+        "patch",
+        "hds",
+        "subject",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Running"}}),
+    )
+    assert result.returncode != 0
+    assert "status.phase" in result.stderr
+    assert 'Unsupported value: "Running"' in result.stderr
