@@ -35,8 +35,8 @@ cluster-down: venv ## stop the local control plane
 
 .PHONY: lint
 lint: venv ## formatter, linter, strict types, import layers
-	$(BIN)/ruff format --check operator tests
-	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -16,6 +16,10 @@ import pytest
 
 from helmdeck_operator.testing.controlplane import ControlPlane, find_binaries
 
+# The OpenShell emulator fixtures (openshell_emulator, emulator_factory, emulator_process_factory,
+# emulator_tls, emulator_stub), shared by the emulator, gateway and integration tests.
+pytest_plugins = ["helmdeck_operator.testing.emulator_fixtures"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO_ROOT / "crds"
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helmdeck_operator.testing.pki import TlsMaterial, generate_tls_material, write_signing_key
+
 __all__ = [
     "Binaries",
     "ControlPlane",
@@ -168,7 +170,7 @@ class ControlPlane:
 
     @property
     def ca_file(self) -> Path:
-        return self.state_dir / "pki" / "ca.crt"
+        return self.state_dir / "pki" / "ca.pem"
 
     @property
     def server(self) -> str:
@@ -185,17 +187,18 @@ class ControlPlane:
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pki = self.state_dir / "pki"
-        _write_pki(pki)
+        tls = generate_tls_material(pki, days=30)
+        signing_key = write_signing_key(pki / "sa.key")
         self.admin_token = secrets.token_urlsafe(32)
         tokens = pki / "tokens.csv"
         tokens.write_text(f"{self.admin_token},{ADMIN_USER},{ADMIN_USER},system:masters\n")
         tokens.chmod(0o600)
         try:
             self._start_etcd()
-            self._start_apiserver(pki, tokens)
+            self._start_apiserver(tls, signing_key, tokens)
             self._write_kubeconfig()
             if self.with_controller_manager and self.binaries.kube_controller_manager:
-                self._start_controller_manager(pki)
+                self._start_controller_manager(tls, signing_key)
         except BaseException:
             self.stop()
             raise
@@ -209,19 +212,18 @@ class ControlPlane:
         (self.state_dir / "state.json").unlink(missing_ok=True)
 
     # -- components ----------------------------------------------------------------------
-    def _launch(self, name: str, argv: list[str]) -> _Process:
+    def _launch(self, name: str, argv: list[str]) -> None:
         proc = _Process(name, argv, self.state_dir / f"{name}.log")
         if not Path(argv[0]).exists():
             raise ControlPlaneError(f"{name}: binary {argv[0]} does not exist")
         proc.start(detach=self.detach)
         self.processes.append(proc)
-        return proc
 
     def _start_etcd(self) -> None:
         client, peer = free_port(), free_port()
         data = self.state_dir / "etcd-data"
         shutil.rmtree(data, ignore_errors=True)
-        proc = self._launch(
+        self._launch(
             "etcd",
             [
                 str(self.binaries.etcd),
@@ -237,11 +239,11 @@ class ControlPlane:
             ],
         )
         self.etcd_url = f"http://127.0.0.1:{client}"
-        _wait(proc, lambda: _http_ok(f"{self.etcd_url}/health"), "did not report healthy")
+        self.wait_for(lambda: _http_ok(f"{self.etcd_url}/health"), "etcd reported healthy")
 
-    def _start_apiserver(self, pki: Path, tokens: Path) -> None:
+    def _start_apiserver(self, tls: TlsMaterial, signing_key: Path, tokens: Path) -> None:
         self.apiserver_port = free_port()
-        proc = self._launch(
+        self._launch(
             "kube-apiserver",
             [
                 str(self.binaries.kube_apiserver),
@@ -249,13 +251,13 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
                 f"--secure-port={self.apiserver_port}",
-                f"--cert-dir={pki}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--cert-dir={tls.ca_cert.parent}",
+                f"--tls-cert-file={tls.server_cert}",
+                f"--tls-private-key-file={tls.server_key}",
+                f"--client-ca-file={tls.ca_cert}",
                 f"--token-auth-file={tokens}",
-                f"--service-account-key-file={pki / 'sa.key'}",
-                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-account-key-file={signing_key}",
+                f"--service-account-signing-key-file={signing_key}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 "--api-audiences=https://kubernetes.default.svc.cluster.local",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
@@ -267,9 +269,9 @@ class ControlPlane:
                 "--v=1",
             ],
         )
-        _wait(proc, lambda: self._get("/readyz") is not None, "did not become ready")
+        self.wait_for(lambda: self._get("/readyz") is not None, "kube-apiserver became ready")
 
-    def _start_controller_manager(self, pki: Path) -> None:
+    def _start_controller_manager(self, tls: TlsMaterial, signing_key: Path) -> None:
         assert self.binaries.kube_controller_manager is not None
         self._launch(
             "kube-controller-manager",
@@ -279,8 +281,8 @@ class ControlPlane:
                 "--controllers=garbage-collector-controller,namespace-controller,"
                 "serviceaccount-controller,serviceaccount-token-controller",
                 "--leader-elect=false",
-                f"--root-ca-file={pki / 'ca.crt'}",
-                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={tls.ca_cert}",
+                f"--service-account-private-key-file={signing_key}",
                 "--use-service-account-credentials=false",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
@@ -291,7 +293,7 @@ class ControlPlane:
         # `default` ServiceAccount appearing proves its controllers run.
         self.wait_for(
             lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default") is not None,
-            "kube-controller-manager did not create the default ServiceAccount",
+            "kube-controller-manager created the default ServiceAccount",
         )
 
     # -- helpers for tests ---------------------------------------------------------------
@@ -310,13 +312,15 @@ class ControlPlane:
     def wait_for(
         self, check: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_S
     ) -> None:
+        """Poll `check` until true; fail naming the component if any process exits first."""
         deadline = time.monotonic() + timeout
         while not check():
             for proc in self.processes:
-                if proc.exited() is not None:
-                    raise proc.failure(f"exited with code {proc.exited()} while waiting: {what}")
+                code = proc.exited()
+                if code is not None:
+                    raise proc.failure(f"exited with code {code} before {what}")
             if time.monotonic() > deadline:
-                raise ControlPlaneError(f"timed out after {timeout:.0f}s: {what}")
+                raise self.processes[-1].failure(f"timed out after {timeout:.0f}s before {what}")
             time.sleep(0.1)
 
     def kubectl(
@@ -363,17 +367,6 @@ class ControlPlane:
             ],
         }
         (self.state_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
-
-
-def _wait(proc: _Process, check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not check():
-        code = proc.exited()
-        if code is not None:
-            raise proc.failure(f"exited with code {code} before it {what.replace('did not ', '')}")
-        if time.monotonic() > deadline:
-            raise proc.failure(f"{what} within {START_TIMEOUT_S:.0f}s")
-        time.sleep(0.1)
 
 
 def _http_ok(url: str) -> bool:
@@ -429,70 +422,6 @@ def _write_kubeconfig(path: Path, server: str, ca: Path, user: str, token: str) 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2) + "\n")
     path.chmod(0o600)
-
-
-def _write_pki(pki: Path) -> None:
-    """A throwaway CA, an apiserver serving certificate for loopback, and the SA signing key."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    pki.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-
-    def key() -> rsa.RSAPrivateKey:
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def pem_key(k: rsa.RSAPrivateKey) -> bytes:
-        return k.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-
-    ca_key = key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "helmdeck-local-ca")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    server_key = key()
-    server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.DNSName("kubernetes.default.svc"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    (pki / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    (pki / "apiserver.crt").write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    for name, private in (("ca.key", ca_key), ("apiserver.key", server_key), ("sa.key", key())):
-        (pki / name).write_bytes(pem_key(private))
-        (pki / name).chmod(0o600)
 
 
 # -- CLI: `helmdeck-operator cluster up|down|kubeconfig` -------------------------------------

@@ -1,0 +1,555 @@
+"""The emulated OpenShell gateway as a plain-Python state machine.
+
+Everything the gateway decides lives here: sandbox records keyed by (workspace, name), the
+name rule, phases and their timed transitions, deletion outcomes, policy revisions and the
+live-change rules, settings, log buffers, and change notifications for watchers. No gRPC:
+calls either return records or raise `GatewayError`; `servicer.py` adapts this to the wire.
+
+Time is injected (`Clock`) and nothing happens on its own: timed transitions are due at a
+monotonic instant and applied by `tick()`, which the server's driver task calls when the
+next transition is due (and the servicer calls before each RPC). Unit tests can therefore
+drive it with a `ManualClock` and no event loop. It is single-threaded by design: the server
+runs every caller on one asyncio loop.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from openshell._proto import openshell_pb2, sandbox_pb2
+
+from helmdeck_operator.emulator import policy_rules
+from helmdeck_operator.emulator.clock import Clock, SystemClock
+from helmdeck_operator.emulator.errors import Code, GatewayError, invalid_field
+from helmdeck_operator.emulator.faults import Faults
+from helmdeck_operator.emulator.model import Revision, SandboxRecord, phase_name, timestamp
+from helmdeck_operator.emulator.query import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    decode_token,
+    encode_token,
+    log_matches,
+    parse_selector,
+)
+from helmdeck_operator.emulator.settings import GatewaySettings
+
+__all__ = ["Gateway", "GatewaySettings", "WatchEvent", "log_matches"]
+
+P = openshell_pb2  # phases and statuses are module-level enum values in the stubs
+
+#: DNS-1123 label; the 19-character cap is the gateway's own (observed) limit.
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_NAME_LEN = 19
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """A change a watcher hears about: a new sandbox snapshot, a log line, or deletion."""
+
+    kind: str  # "sandbox" | "log" | "deleted"
+    cursor: int
+    sandbox: openshell_pb2.Sandbox | None = None
+    log: openshell_pb2.SandboxLogLine | None = None
+
+
+Listener = Callable[[WatchEvent], None]
+
+
+@dataclass
+class _Subscribers:
+    by_id: dict[str, list[Listener]] = field(default_factory=dict)
+
+
+class Gateway:
+    """One emulated gateway: all sandboxes of all workspaces, and their policies."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings | None = None,
+        clock: Clock | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self.settings = settings or GatewaySettings()
+        self.clock = clock or SystemClock()
+        self.faults = faults or Faults(self.clock)
+        self._sandboxes: dict[tuple[str, str], SandboxRecord] = {}
+        self._seq = 0
+        self._cursor = 0
+        self._subs = _Subscribers()
+        #: Every lifecycle event, kept after sandboxes are gone: proof of (no) restarts.
+        self.events: list[dict[str, Any]] = []
+        #: Called whenever a new transition is scheduled, so a driver can wake up early.
+        self.on_schedule: Callable[[], None] | None = None
+
+    # -- time -------------------------------------------------------------------------
+
+    def _schedule(self, delay: float) -> float:
+        if self.on_schedule is not None:
+            self.on_schedule()
+        return self.clock.monotonic() + delay
+
+    def next_due(self) -> float | None:
+        """The earliest monotonic instant at which `tick` has something to do."""
+        dues = [r.phase_due for r in self._sandboxes.values() if r.phase_due is not None]
+        dues += [
+            rev.load_due
+            for r in self._sandboxes.values()
+            for rev in r.revisions
+            if rev.load_due is not None
+        ]
+        return min(dues, default=None)
+
+    def tick(self) -> None:
+        """Apply every transition that is due now."""
+        now = self.clock.monotonic()
+        for record in list(self._sandboxes.values()):
+            if record.phase_due is not None and record.phase_due <= now:
+                record.phase_due = None
+                self._finish_transition(record)
+            for rev in record.revisions:
+                if rev.load_due is not None and rev.load_due <= now:
+                    rev.load_due = None
+                    if (
+                        rev.status == P.POLICY_STATUS_PENDING
+                        and record.phase == P.SANDBOX_PHASE_READY
+                    ):
+                        self._load(record, rev)
+
+    def _finish_transition(self, record: SandboxRecord) -> None:
+        phase = record.phase
+        if phase == P.SANDBOX_PHASE_DELETING:
+            self._remove(record, "deleted")
+        elif phase in (P.SANDBOX_PHASE_PROVISIONING, P.SANDBOX_PHASE_STARTING):
+            failure = self.faults.take_boot_failure()
+            if failure is not None:
+                record.error_message, record.exit_code = failure, 1
+                self._set_phase(record, P.SANDBOX_PHASE_ERROR, "error")
+                return
+            record.boots += 1
+            self._set_phase(record, P.SANDBOX_PHASE_READY, "ready")
+            latest = record.latest()
+            if latest is not None and latest.status == P.POLICY_STATUS_PENDING:
+                self._load(record, latest)  # the supervisor loads the newest policy at boot
+        elif phase == P.SANDBOX_PHASE_STOPPING:
+            self._set_phase(record, P.SANDBOX_PHASE_STOPPED, "stopped")
+
+    # -- notifications and bookkeeping ------------------------------------------------
+
+    def subscribe(self, sandbox_id: str, listener: Listener) -> Callable[[], None]:
+        """Call `listener` on every change of this sandbox; returns the unsubscribe function."""
+        self._subs.by_id.setdefault(sandbox_id, []).append(listener)
+
+        def unsubscribe() -> None:
+            listeners = self._subs.by_id.get(sandbox_id, [])
+            if listener in listeners:
+                listeners.remove(listener)
+            if not listeners:
+                self._subs.by_id.pop(sandbox_id, None)
+
+        return unsubscribe
+
+    def _notify(self, record: SandboxRecord, kind: str, log: Any = None) -> None:
+        self._cursor += 1
+        event = WatchEvent(
+            kind=kind,
+            cursor=self._cursor,
+            sandbox=record.to_proto() if kind != "log" else None,
+            log=log,
+        )
+        for listener in list(self._subs.by_id.get(record.id, [])):
+            listener(event)
+
+    def _event(self, record: SandboxRecord, event: str, **extra: Any) -> None:
+        entry = {
+            "time": self.clock.wall(),
+            "workspace": record.workspace,
+            "name": record.name,
+            "id": record.id,
+            "event": event,
+            **extra,
+        }
+        record.history.append(entry)
+        self.events.append(entry)
+
+    def _changed(self, record: SandboxRecord) -> None:
+        record.resource_version += 1
+        record.updated = self.clock.wall()
+        self._notify(record, "sandbox")
+
+    def _set_phase(
+        self, record: SandboxRecord, phase: openshell_pb2.SandboxPhase, event: str
+    ) -> None:
+        record.phase = phase
+        self._event(record, event)
+        self._gateway_log(record, f"sandbox phase {phase_name(phase)}")
+        self._changed(record)
+
+    def _remove(self, record: SandboxRecord, event: str) -> None:
+        del self._sandboxes[(record.workspace, record.name)]
+        self._event(record, event)
+        self._notify(record, "deleted")
+
+    # -- lookups ----------------------------------------------------------------------
+
+    def workspace(self, name: str) -> str:
+        """The workspace a single-workspace request addresses (the first when unnamed)."""
+        if not name:
+            return self.settings.workspaces[0]
+        if name not in self.settings.workspaces:
+            raise GatewayError(Code.NOT_FOUND, f"workspace '{name}' not found")
+        return name
+
+    def get(self, workspace: str, name: str) -> SandboxRecord:
+        if not name:
+            raise invalid_field("name", "sandbox name is required")
+        record = self._sandboxes.get((self.workspace(workspace), name))
+        if record is None:
+            raise GatewayError(Code.NOT_FOUND, f"sandbox '{name}' not found")
+        return record
+
+    def find(self, workspace: str, name: str) -> SandboxRecord | None:
+        return self._sandboxes.get((workspace, name))
+
+    # -- sandboxes --------------------------------------------------------------------
+
+    def _check_name(self, name: str) -> None:
+        if len(name) > MAX_NAME_LEN:
+            raise invalid_field(
+                "name", f"must be at most {MAX_NAME_LEN} characters (got {len(name)})"
+            )
+        if not _NAME_RE.match(name):
+            raise invalid_field(
+                "name",
+                "must be a DNS-1123 label: lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit",
+            )
+
+    def create(
+        self,
+        workspace: str,
+        name: str,
+        spec: openshell_pb2.SandboxSpec,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        exposures: Iterable[tuple[str, int]] = (),
+    ) -> SandboxRecord:
+        """Store a new sandbox in PROVISIONING; its policy (if any) becomes version 1."""
+        ws = self.workspace(workspace)
+        name = name or f"sandbox-{uuid.uuid4().hex[:8]}"
+        self._check_name(name)
+        for provider in spec.providers:
+            if provider not in self.settings.providers:
+                raise GatewayError(
+                    Code.FAILED_PRECONDITION, f"provider '{provider}' not found in workspace '{ws}'"
+                )
+        if (ws, name) in self._sandboxes:
+            raise GatewayError(Code.ALREADY_EXISTS, f"sandbox '{name}' already exists")
+        host = f"{name}.{ws}.{self.settings.url_domain}"
+        urls = {svc: f"http://{host}:{port}" for svc, port in exposures} or {
+            "sandbox": f"http://{host}:8080"
+        }
+        self._seq += 1
+        now = self.clock.wall()
+        record = SandboxRecord(
+            workspace=ws,
+            name=name,
+            id=str(uuid.uuid4()),
+            seq=self._seq,
+            labels=dict(labels or {}),
+            annotations=dict(annotations or {}),
+            spec=openshell_pb2.SandboxSpec(),
+            service_urls=urls,
+            created=now,
+            updated=now,
+        )
+        record.spec.CopyFrom(spec)
+        record.logs = type(record.logs)(maxlen=self.settings.log_buffer)
+        if spec.HasField("policy"):
+            self._store_revision(record, spec.policy, {})
+        record.phase_due = self._schedule(self.settings.ready_delay)
+        self._sandboxes[(ws, name)] = record
+        self._event(record, "created")
+        self._gateway_log(record, "sandbox created")
+        return record
+
+    def list_sandboxes(
+        self,
+        workspaces: Iterable[str],
+        label_selector: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[SandboxRecord], str]:
+        """One page in creation order, filtered by an equality selector; returns next token."""
+        wanted = set(workspaces)
+        selector = parse_selector(label_selector)
+        after = decode_token(page_token, label_selector)
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        if page_size < 0:
+            raise invalid_field("page_size", "must not be negative")
+        matches = sorted(
+            (
+                r
+                for r in self._sandboxes.values()
+                if r.workspace in wanted
+                and r.seq > after
+                and all(r.labels.get(k) == v for k, v in selector.items())
+            ),
+            key=lambda r: r.seq,
+        )
+        page = matches[:size]
+        token = encode_token(page[-1].seq, label_selector) if len(matches) > size else ""
+        return page, token
+
+    def delete(
+        self, workspace: str, name: str, allow_missing: bool
+    ) -> tuple[openshell_pb2.DeletionOutcome, str]:
+        """Start deleting; returns (DeletionOutcome, sandbox id)."""
+        ws = self.workspace(workspace)
+        record = self._sandboxes.get((ws, name))
+        if record is None:
+            if allow_missing:
+                return P.DELETION_OUTCOME_ALREADY_ABSENT, ""
+            raise GatewayError(Code.NOT_FOUND, f"sandbox '{name}' not found")
+        if record.phase == P.SANDBOX_PHASE_DELETING:
+            return P.DELETION_OUTCOME_ACCEPTED, record.id
+        if self.settings.delete_delay <= 0:
+            self._remove(record, "deleted")
+            return P.DELETION_OUTCOME_COMPLETED, record.id
+        record.deletion_time = self.clock.wall()
+        record.phase_due = self._schedule(self.settings.delete_delay)
+        self._set_phase(record, P.SANDBOX_PHASE_DELETING, "deleting")
+        return P.DELETION_OUTCOME_ACCEPTED, record.id
+
+    def stop(self, workspace: str, name: str) -> SandboxRecord:
+        record = self.get(workspace, name)
+        if record.phase in (P.SANDBOX_PHASE_STOPPING, P.SANDBOX_PHASE_STOPPED):
+            return record  # repeating a stop is a no-op
+        if record.phase != P.SANDBOX_PHASE_READY:
+            raise GatewayError(
+                Code.FAILED_PRECONDITION,
+                f"sandbox '{name}' cannot be stopped in phase {phase_name(record.phase)}",
+            )
+        record.phase_due = self._schedule(self.settings.stop_delay)
+        self._set_phase(record, P.SANDBOX_PHASE_STOPPING, "stopping")
+        return record
+
+    def start(self, workspace: str, name: str) -> SandboxRecord:
+        record = self.get(workspace, name)
+        if record.phase in (P.SANDBOX_PHASE_STARTING, P.SANDBOX_PHASE_READY):
+            return record  # repeating a start is a no-op
+        if record.phase != P.SANDBOX_PHASE_STOPPED:
+            raise GatewayError(
+                Code.FAILED_PRECONDITION,
+                f"sandbox '{name}' cannot be started in phase {phase_name(record.phase)}",
+            )
+        record.phase_due = self._schedule(self.settings.start_delay)
+        self._set_phase(record, P.SANDBOX_PHASE_STARTING, "starting")
+        return record
+
+    # -- faults acting on sandboxes ---------------------------------------------------
+
+    def vanish(self, workspace: str, name: str) -> SandboxRecord:
+        """Remove a sandbox behind the client's back (no DELETING phase, no request)."""
+        record = self.get(workspace, name)
+        self._remove(record, "vanished")
+        return record
+
+    def force_error(
+        self, workspace: str, name: str, message: str = "main process exited", exit_code: int = 1
+    ) -> SandboxRecord:
+        """Put a sandbox in ERROR as if its main process had exited."""
+        record = self.get(workspace, name)
+        if record.phase == P.SANDBOX_PHASE_DELETING:
+            raise GatewayError(Code.FAILED_PRECONDITION, f"sandbox '{name}' is being deleted")
+        record.phase_due = None
+        record.error_message, record.exit_code = message, exit_code
+        self._set_phase(record, P.SANDBOX_PHASE_ERROR, "error")
+        return record
+
+    # -- policy and settings ----------------------------------------------------------
+
+    def _store_revision(
+        self, record: SandboxRecord, policy: sandbox_pb2.SandboxPolicy, annotations: dict[str, str]
+    ) -> Revision:
+        for older in record.revisions:
+            if older.status == P.POLICY_STATUS_PENDING:
+                older.status, older.load_due = P.POLICY_STATUS_SUPERSEDED, None
+        stored = sandbox_pb2.SandboxPolicy()
+        stored.CopyFrom(policy)
+        rev = Revision(
+            version=len(record.revisions) + 1,
+            policy=stored,
+            policy_hash=policy_rules.policy_hash(stored),
+            annotations=annotations,
+            created=self.clock.wall(),
+        )
+        record.revisions.append(rev)
+        if record.phase == P.SANDBOX_PHASE_READY:
+            rev.load_due = self._schedule(self.settings.load_delay)
+        return rev
+
+    def _load(self, record: SandboxRecord, rev: Revision) -> None:
+        error = self.faults.take_load_failure(record.workspace, record.name)
+        if error is not None:
+            rev.status, rev.load_error = P.POLICY_STATUS_FAILED, error
+            self._event(record, "policy-failed", version=rev.version)
+        else:
+            rev.status, rev.loaded = P.POLICY_STATUS_LOADED, self.clock.wall()
+            record.current_policy_version = rev.version
+            self._event(record, "policy-loaded", version=rev.version)
+            self.append_log(
+                record.workspace,
+                record.name,
+                f"CONFIG:LOADED [INFO] policy version {rev.version} loaded "
+                f"[policy_hash:{rev.policy_hash}]",
+                level="OCSF",
+                target="ocsf",
+                source="sandbox",
+                fields={"class_uid": "5019", "policy_version": str(rev.version)},
+            )
+        self._changed(record)
+
+    def update_policy(
+        self,
+        workspace: str,
+        name: str,
+        policy: sandbox_pb2.SandboxPolicy,
+        annotations: Mapping[str, str],
+        expected_resource_version: int = 0,
+    ) -> Revision:
+        """Store `policy` as the next revision, or return the latest if identical."""
+        record = self._updatable(workspace, name, expected_resource_version)
+        baseline = record.revision(1)
+        policy_rules.check_live_change(baseline.policy if baseline else None, policy)
+        latest = record.latest()
+        digest = policy_rules.policy_hash(policy)
+        if (
+            latest is not None
+            and latest.policy_hash == digest
+            and latest.annotations == dict(annotations)
+            and latest.status != P.POLICY_STATUS_FAILED
+        ):
+            return latest
+        rev = self._store_revision(record, policy, dict(annotations))
+        self._event(record, "policy-stored", version=rev.version)
+        self._changed(record)
+        return rev
+
+    def merge_policy(
+        self,
+        workspace: str,
+        name: str,
+        operations: Iterable[openshell_pb2.PolicyMergeOperation],
+        annotations: Mapping[str, str],
+        expected_resource_version: int = 0,
+    ) -> Revision:
+        record = self._updatable(workspace, name, expected_resource_version)
+        latest = record.latest()
+        base = latest.policy if latest else sandbox_pb2.SandboxPolicy(version=1)
+        merged = policy_rules.apply_merge_operations(base, operations)
+        return self.update_policy(workspace, name, merged, annotations, expected_resource_version)
+
+    def update_setting(
+        self,
+        workspace: str,
+        name: str,
+        key: str,
+        value: sandbox_pb2.SettingValue,
+        delete: bool,
+    ) -> tuple[int, bool]:
+        """Set or delete one sandbox setting; returns (settings_revision, deleted)."""
+        record = self._updatable(workspace, name, 0)
+        deleted = False
+        if delete:
+            deleted = record.settings.pop(key, None) is not None
+        else:
+            stored = sandbox_pb2.SettingValue()
+            stored.CopyFrom(value)
+            record.settings[key] = stored
+        record.settings_revision += 1
+        self._changed(record)
+        return record.settings_revision, deleted
+
+    def _updatable(self, workspace: str, name: str, expected: int) -> SandboxRecord:
+        record = self.get(workspace, name)
+        if record.phase == P.SANDBOX_PHASE_DELETING:
+            raise GatewayError(Code.FAILED_PRECONDITION, f"sandbox '{name}' is being deleted")
+        if expected and expected != record.resource_version:
+            raise GatewayError(
+                Code.ABORTED,
+                f"sandbox '{name}' resource version is {record.resource_version}, "
+                f"expected {expected}",
+            )
+        return record
+
+    def policy_status(self, workspace: str, name: str, version: int) -> tuple[Revision, int]:
+        """(the revision asked for, or the latest when 0; the active version)."""
+        record = self.get(workspace, name)
+        rev = record.latest() if version == 0 else record.revision(version)
+        if rev is None:
+            what = "no policy revision" if version == 0 else f"policy version {version}"
+            raise GatewayError(Code.NOT_FOUND, f"{what} found for sandbox '{name}'")
+        return rev, record.current_policy_version
+
+    # -- logs -------------------------------------------------------------------------
+
+    def append_log(
+        self,
+        workspace: str,
+        name: str,
+        message: str,
+        level: str = "INFO",
+        target: str = "",
+        source: str = "sandbox",
+        fields: Mapping[str, str] | None = None,
+    ) -> openshell_pb2.SandboxLogLine:
+        record = self.get(workspace, name)
+        line = openshell_pb2.SandboxLogLine(
+            sandbox_id=record.id,
+            event_time=timestamp(self.clock.wall()),
+            level=level,
+            target=target,
+            message=message,
+            source=source,
+            fields=dict(fields or {}),
+        )
+        record.logs.append(line)
+        self._notify(record, "log", line)
+        return line
+
+    def _gateway_log(self, record: SandboxRecord, message: str) -> None:
+        if (record.workspace, record.name) in self._sandboxes:
+            self.append_log(record.workspace, record.name, message, source="gateway")
+
+    def logs(
+        self,
+        workspace: str,
+        name: str,
+        lines: int = 0,
+        since: float | None = None,
+        sources: Iterable[str] = (),
+        min_level: str = "",
+    ) -> tuple[list[openshell_pb2.SandboxLogLine], int]:
+        """Buffered lines matching the filters (the last `lines` when > 0), and the total."""
+        record = self.get(workspace, name)
+        selected = [line for line in record.logs if log_matches(line, since, sources, min_level)]
+        if lines > 0:
+            selected = selected[-lines:]
+        return selected, len(record.logs)
+
+    # -- snapshots --------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """All sandboxes, revisions and lifecycle events as plain data, for assertions."""
+        self.tick()
+        return {
+            "sandboxes": [
+                r.to_dict() for r in sorted(self._sandboxes.values(), key=lambda r: r.seq)
+            ],
+            "events": list(self.events),
+            "faults": self.faults.to_dict(),
+        }

@@ -1,0 +1,135 @@
+"""Can a policy change be hot-reloaded into a running sandbox?
+
+OpenShell applies only some changes to a live sandbox and refuses the rest with
+INVALID_ARGUMENT. The operator must know before sending anything, so that `staticChanges:
+Reject` can keep sessions on their revision with a clear reason and `Recreate` can replace
+them, instead of learning it from a failed push per session. The rules (OPENSHELL.md):
+
+- `network_policies` and `network_middlewares` are live;
+- filesystem paths may be added but not removed, and `include_workdir` is fixed;
+- `landlock` and `process` must stay identical;
+- a policy without any raw-TCP endpoint (protocol empty or `tcp`) cannot gain one live.
+
+`version` is the schema version, not content, and is not compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openshell._proto import sandbox_pb2
+
+from helmdeck_operator.policy import canonical
+
+__all__ = ["Blocker", "ChangeClass", "classify_change"]
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """One reason a change cannot be applied to a running sandbox."""
+
+    #: The OpenShell policy field, e.g. `filesystem.read_only` or `process.run_as_user`.
+    field: str
+    #: Why, naming the offending value, for conditions and Events.
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ChangeClass:
+    """The verdict on one old -> new change."""
+
+    #: Everything that prevents a hot reload; empty when the change is live.
+    blockers: tuple[Blocker, ...] = ()
+
+    @property
+    def live(self) -> bool:
+        """True when the new policy can be pushed to running sandboxes as it is (a no-op
+        change is live). Derived from `blockers` so the two cannot disagree."""
+        return not self.blockers
+
+
+def classify_change(old: sandbox_pb2.SandboxPolicy, new: sandbox_pb2.SandboxPolicy) -> ChangeClass:
+    """Classify the change from `old` (what a sandbox runs) to `new` (what is desired)."""
+    return ChangeClass(
+        blockers=(
+            *_filesystem(old.filesystem, new.filesystem),
+            *_identical(
+                "landlock.compatibility",
+                old.landlock.compatibility,
+                new.landlock.compatibility,
+                "Landlock",
+            ),
+            *_identical(
+                "process.run_as_user",
+                old.process.run_as_user,
+                new.process.run_as_user,
+                "the process user",
+            ),
+            *_identical(
+                "process.run_as_group",
+                old.process.run_as_group,
+                new.process.run_as_group,
+                "the process group",
+            ),
+            *_first_raw_tcp(old, new),
+        )
+    )
+
+
+def _filesystem(
+    old: sandbox_pb2.FilesystemPolicy, new: sandbox_pb2.FilesystemPolicy
+) -> list[Blocker]:
+    blockers = []
+    if old.include_workdir != new.include_workdir:
+        blockers.append(
+            Blocker(
+                "filesystem.include_workdir",
+                f"changed from {old.include_workdir} to {new.include_workdir}; "
+                "it is fixed when the sandbox starts",
+            )
+        )
+    for field in ("read_only", "read_write"):
+        for path in sorted(set(getattr(old, field)) - set(getattr(new, field))):
+            blockers.append(
+                Blocker(
+                    f"filesystem.{field}",
+                    f"path {path!r} removed; paths can only be added to a running sandbox",
+                )
+            )
+    return blockers
+
+
+def _identical(field: str, old: str, new: str, what: str) -> list[Blocker]:
+    if old == new:
+        return []
+    return [
+        Blocker(
+            field, f"changed from {old!r} to {new!r}; {what} cannot change on a running sandbox"
+        )
+    ]
+
+
+def _first_raw_tcp(old: sandbox_pb2.SandboxPolicy, new: sandbox_pb2.SandboxPolicy) -> list[Blocker]:
+    if _raw_tcp_endpoints(old):
+        return []
+    return [
+        Blocker(
+            field,
+            "first raw TCP endpoint (no protocol, or tcp); a running sandbox without one "
+            "cannot gain one",
+        )
+        for field in _raw_tcp_endpoints(new)
+    ]
+
+
+def _raw_tcp_endpoints(policy: sandbox_pb2.SandboxPolicy) -> list[str]:
+    """Field paths of the endpoints that pass traffic without request inspection."""
+    return [
+        f"network_policies[{name}].endpoints[{index}]"
+        for name in sorted(policy.network_policies)
+        for index, endpoint in enumerate(policy.network_policies[name].endpoints)
+        if endpoint.protocol in canonical.RAW_TCP_PROTOCOLS
+    ]

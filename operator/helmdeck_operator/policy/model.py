@@ -1,0 +1,343 @@
+"""Typed, immutable models of the SidecarPolicy `spec`, mirroring the CRD exactly.
+
+The CRD (crds/sidecarpolicies.helmdeck.dev.yaml) is the single source of truth for the spec
+shape; these models restate it so that code below the kopf handlers works on typed values and
+so that `helmdeck-operator policy render` gives the apiserver's answers without a cluster:
+
+- field names are the CRD's camelCase spellings (aliases), unknown fields are refused (as
+  `kubectl apply` with server-side field validation does);
+- scalars are strict (a quoted port is an error, as it is for the apiserver);
+- the CRD's defaults are applied, and an absent `filesystem`, `landlock`, `process` or
+  `rollout` object means the same as an empty one, so a spec read before or after apiserver
+  defaulting yields equal models;
+- every OpenAPI constraint (lengths, patterns, bounds, enums, list sets and map keys) and every
+  CEL rule is re-checked, and reported at the path the apiserver would report.
+
+tests/unit/policy/test_policy_crd_agreement.py walks the CRD and these models side by side.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Hashable, Mapping
+from typing import Annotated, Literal, TypeVar
+
+import pydantic
+from annotated_types import Interval, Len, MaxLen
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from helmdeck_operator.policy import errors
+
+__all__ = [
+    "Access",
+    "Compatibility",
+    "Endpoint",
+    "Enforcement",
+    "Filesystem",
+    "L7Match",
+    "L7Rule",
+    "Landlock",
+    "Method",
+    "NetworkRule",
+    "Process",
+    "Protocol",
+    "QueryMatcher",
+    "Rollout",
+    "SidecarPolicySpec",
+    "StaticChanges",
+    "TlsMode",
+    "parse_spec",
+]
+
+_Item = TypeVar("_Item", bound=Hashable)
+
+#: The error type our own checks report under; pydantic prints only the message.
+_RULE_ERROR = "policy_rule"
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError(_RULE_ERROR, message)
+
+
+# --- checks restating the CRD's x-kubernetes-list-type and CEL rules --------------------------
+
+
+def _unique(items: tuple[_Item, ...]) -> tuple[_Item, ...]:
+    """`x-kubernetes-list-type: set`: the apiserver refuses duplicate entries."""
+    seen: set[_Item] = set()
+    for item in items:
+        if item in seen:
+            raise _fail(f"duplicate value {item!r}: this list is a set")
+        seen.add(item)
+    return items
+
+
+# CEL `matches` is RE2, which anchors `$` at the very end; `re.fullmatch` does the same
+# where Python's `$` would also accept a trailing newline.
+_WILDCARD_HOST = re.compile(r"\*\*?\.[^*.]+\.[^*]+")
+_WILDCARD_WELL_PLACED = re.compile(r"(\*\*?\.)?[^*]*")
+_DNS_HOST = re.compile(r"(\*\*?\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _check_host(host: str) -> str:
+    """The two CEL rules on `host`; the second only judges hosts whose wildcard (if any) is
+    well placed, so that one mistake gives one message, as in the CRD."""
+    problems = []
+    if "*" in host and not _WILDCARD_HOST.fullmatch(host):
+        problems.append(
+            f"host {host} may use a wildcard only as its whole first label, above at least "
+            "two more labels (*.example.com or **.example.com)"
+        )
+    if _WILDCARD_WELL_PLACED.fullmatch(host) and not _DNS_HOST.fullmatch(host):
+        problems.append(
+            f"host {host} must be a lowercase DNS name or IPv4 address (letters, digits, '-' "
+            "and '.'; no scheme, port or path)"
+        )
+    if problems:
+        raise _fail("; ".join(problems))
+    return host
+
+
+_PREFIX_BITS = re.compile(r"0|[1-9][0-9]{0,2}")
+
+
+def _check_ip_or_cidr(value: str) -> str:
+    """CEL `isIP(self) || isCIDR(self)` as Kubernetes implements them (Go's net/netip):
+    no IPv6 zones, no IPv4-mapped IPv6, a prefix length in decimal rather than a netmask;
+    a CIDR may have host bits set."""
+    address, slash, bits = value.partition("/")
+    try:
+        if "%" in address or (slash and not _PREFIX_BITS.fullmatch(bits)):
+            raise ValueError(value)
+        parsed = ipaddress.ip_address(address)
+        if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+            raise ValueError(value)
+        if slash:
+            ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise _fail(
+            "allowedIps entries must be an IP address or a CIDR such as 203.0.113.0/24"
+        ) from None
+    return value
+
+
+def _not_root(message: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if value in ("root", "0"):
+            raise _fail(message)
+        return value
+
+    return AfterValidator(check)
+
+
+# --- scalar types, one per distinct CRD string or integer schema ------------------------------
+
+_AbsolutePath = Annotated[str, StringConstraints(strict=True, max_length=1024, pattern=r"^/")]
+_RuleName = Annotated[
+    str,
+    StringConstraints(
+        strict=True, min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$"
+    ),
+]
+_Host = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=253),
+    AfterValidator(_check_host),
+]
+_Port = Annotated[int, Strict(), Interval(ge=1, le=65535)]
+_IpOrCidr = Annotated[
+    str, StringConstraints(strict=True, max_length=64), AfterValidator(_check_ip_or_cidr)
+]
+# Query parameter names are free-form; the constraint only makes pydantic refuse strings that
+# cannot be UTF-8 encoded (lone surrogates), which protobuf would otherwise raise on later.
+_QueryName = Annotated[str, StringConstraints(strict=True)]
+_QueryValue = Annotated[str, StringConstraints(strict=True, max_length=256)]
+_Identity = Annotated[
+    str, StringConstraints(strict=True, max_length=32, pattern=r"^([a-z_][a-z0-9_-]*|[0-9]+)$")
+]
+
+Protocol = Literal["tcp", "rest", "websocket", "graphql", "sql", "json-rpc", "mcp"]
+TlsMode = Literal["terminate", "passthrough", "skip"]
+Enforcement = Literal["enforce", "audit"]
+Access = Literal["read-only", "read-write", "full"]
+Method = Literal[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "*"
+]
+Compatibility = Literal["best_effort", "hard_requirement"]
+StaticChanges = Literal["Reject", "Recreate"]
+
+
+class _SpecModel(BaseModel):
+    """Common configuration: camelCase names only, nothing unknown, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        extra="forbid",
+        frozen=True,
+        # Strict mode would refuse lists for tuple fields; the scalar types are strict each.
+        strict=False,
+    )
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: object) -> object:
+        """The apiserver prunes null fields (none is nullable) before defaulting and
+        validation, so `port: null` means absent and `includeWorkdir: null` means true."""
+        if isinstance(data, Mapping):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
+
+# --- network ----------------------------------------------------------------------------------
+
+
+class QueryMatcher(_SpecModel):
+    """Matches one query parameter: by `glob`, or by exact values in `any`."""
+
+    glob: _QueryValue | None = None
+    any_of: Annotated[tuple[_QueryValue, ...], MaxLen(32)] | None = Field(None, alias="any")
+
+    @pydantic.model_validator(mode="after")
+    def _exactly_one(self) -> QueryMatcher:
+        # CEL has() is true for an empty list or string too, hence `is None`.
+        if (self.glob is None) == (self.any_of is None):
+            raise _fail("a query matcher sets exactly one of glob or any")
+        return self
+
+
+class L7Match(_SpecModel):
+    """The requests an allow rule allows, or a deny rule denies."""
+
+    method: Method | None = None
+    path: _AbsolutePath | None = None
+    query: Annotated[Mapping[_QueryName, QueryMatcher], MaxLen(16)] | None = None
+
+
+class L7Rule(_SpecModel):
+    """One explicit allow rule."""
+
+    allow: L7Match
+
+
+class Endpoint(_SpecModel):
+    """One destination of a network rule."""
+
+    host: _Host
+    port: _Port | None = None
+    ports: Annotated[tuple[_Port, ...], Len(1, 16), AfterValidator(_unique)] | None = None
+    path: _AbsolutePath | None = None
+    protocol: Protocol | None = None
+    tls: TlsMode | None = None
+    enforcement: Enforcement | None = None
+    access: Access | None = None
+    rules: Annotated[tuple[L7Rule, ...], Len(1, 64)] | None = None
+    deny_rules: Annotated[tuple[L7Match, ...], MaxLen(64)] | None = None
+    allowed_ips: Annotated[tuple[_IpOrCidr, ...], MaxLen(32), AfterValidator(_unique)] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _cel_rules(self) -> Endpoint:
+        # The apiserver evaluates every CEL rule and reports each failure; so do we, in one
+        # error at the endpoint's path (CEL has() is true for empty lists, hence `is None`).
+        problems = []
+        if (self.port is None) == (self.ports is None):
+            problems.append("set exactly one of port or ports")
+        if self.access is not None and self.rules is not None:
+            problems.append("access is a preset: set access or rules, not both")
+        inspects = self.access is not None or self.rules is not None or self.deny_rules is not None
+        if inspects and self.protocol in (None, "tcp"):
+            problems.append(
+                "access, rules and denyRules inspect requests, so they need an L7 protocol "
+                "(rest, websocket, graphql, sql, json-rpc or mcp), not tcp"
+            )
+        if problems:
+            raise _fail("; ".join(problems))
+        return self
+
+
+def _unique_names(rules: tuple[NetworkRule, ...]) -> tuple[NetworkRule, ...]:
+    """`x-kubernetes-list-type: map` keyed by name; names are also the OpenShell map keys."""
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.name in seen:
+            raise _fail(f"duplicate rule name {rule.name!r}: rule names are unique")
+        seen.add(rule.name)
+    return rules
+
+
+class NetworkRule(_SpecModel):
+    """A named rule: its binaries may reach its endpoints."""
+
+    name: _RuleName
+    endpoints: Annotated[tuple[Endpoint, ...], Len(1, 32)]
+    binaries: Annotated[tuple[_AbsolutePath, ...], MaxLen(32), AfterValidator(_unique)] | None = (
+        None
+    )
+
+
+# --- filesystem, landlock, process, rollout ---------------------------------------------------
+
+_PathSet = Annotated[tuple[_AbsolutePath, ...], MaxLen(64), AfterValidator(_unique)]
+
+
+class Filesystem(_SpecModel):
+    """Paths the sandbox may read, or read and write."""
+
+    include_workdir: Annotated[bool, Strict()] = True
+    read_only: _PathSet | None = None
+    read_write: _PathSet | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _disjoint(self) -> Filesystem:
+        if set(self.read_only or ()) & set(self.read_write or ()):
+            raise _fail("a path cannot be both readOnly and readWrite")
+        return self
+
+
+class Landlock(_SpecModel):
+    """Landlock LSM mode."""
+
+    compatibility: Compatibility = "best_effort"
+
+
+class Process(_SpecModel):
+    """Identity of the sandboxed process; never root."""
+
+    run_as_user: Annotated[_Identity, _not_root("the sandbox must not run as root")] | None = None
+    run_as_group: (
+        Annotated[_Identity, _not_root("the sandbox must not run as group root")] | None
+    ) = None
+
+
+class Rollout(_SpecModel):
+    """Bounds for `staticChanges: Recreate`."""
+
+    max_unavailable: Annotated[int, Strict(), Interval(ge=1, le=100)] = 1
+
+
+class SidecarPolicySpec(_SpecModel):
+    """The `spec` of a SidecarPolicy."""
+
+    network: (
+        Annotated[tuple[NetworkRule, ...], MaxLen(64), AfterValidator(_unique_names)] | None
+    ) = None
+    filesystem: Filesystem = Field(default_factory=Filesystem)
+    landlock: Landlock = Field(default_factory=Landlock)
+    process: Process = Field(default_factory=Process)
+    static_changes: StaticChanges = "Reject"
+    rollout: Rollout = Field(default_factory=Rollout)
+
+
+def parse_spec(raw: object) -> SidecarPolicySpec:
+    """Validate a spec as the apiserver would; a model passes through unchanged.
+
+    Raises `errors.PolicyValidationError` and nothing else, whatever `raw` is.
+    """
+    if isinstance(raw, SidecarPolicySpec):
+        return raw
+    try:
+        return SidecarPolicySpec.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise errors.from_pydantic(exc) from exc

@@ -1,0 +1,127 @@
+"""Shared helpers for the emulator's own tests: fixtures, request builders, polling.
+
+Every test here goes through real gRPC over loopback with the official `OpenShellStub`;
+the fixtures come from the package's plugin module so integration tests can use the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc, sandbox_pb2
+
+T = TypeVar("T")
+pb = openshell_pb2
+Stub = openshell_pb2_grpc.OpenShellStub
+WS = datamodel_pb2.WorkspaceSelector(workspace="default")
+
+
+def base_policy(**network: sandbox_pb2.NetworkPolicyRule) -> sandbox_pb2.SandboxPolicy:
+    """A typical policy: workdir + /usr read-only, best-effort landlock, uid sandbox."""
+    policy = sandbox_pb2.SandboxPolicy(
+        version=1,
+        filesystem=sandbox_pb2.FilesystemPolicy(
+            include_workdir=True, read_only=["/usr"], read_write=["/tmp"]
+        ),
+        landlock=sandbox_pb2.LandlockPolicy(compatibility="best_effort"),
+        process=sandbox_pb2.ProcessPolicy(run_as_user="sandbox", run_as_group="sandbox"),
+    )
+    for name, rule in network.items():
+        policy.network_policies[name].CopyFrom(rule)
+    return policy
+
+
+def rest_rule(host: str, port: int = 443, protocol: str = "rest") -> sandbox_pb2.NetworkPolicyRule:
+    return sandbox_pb2.NetworkPolicyRule(
+        name=host,
+        endpoints=[sandbox_pb2.NetworkEndpoint(host=host, port=port, protocol=protocol)],
+        binaries=[sandbox_pb2.NetworkBinary(path="/usr/bin/node")],
+    )
+
+
+async def create(
+    stub: Stub,
+    name: str,
+    policy: sandbox_pb2.SandboxPolicy | None = None,
+    labels: dict[str, str] | None = None,
+    **spec: Any,
+) -> openshell_pb2.SandboxResponse:
+    sandbox_spec = pb.SandboxSpec(**spec)
+    if policy is not None:
+        sandbox_spec.policy.CopyFrom(policy)
+    request = pb.CreateSandboxRequest(
+        workspace_scope=WS, name=name, spec=sandbox_spec, labels=labels or {}
+    )
+    response: openshell_pb2.SandboxResponse = await stub.CreateSandbox(request)
+    return response
+
+
+async def get(stub: Stub, name: str) -> openshell_pb2.Sandbox:
+    response = await stub.GetSandbox(pb.GetSandboxRequest(workspace_scope=WS, name=name))
+    sandbox: openshell_pb2.Sandbox = response.sandbox
+    return sandbox
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], within: float = 3.0
+) -> T:
+    """Poll `probe` until `accept` holds for its result (the emulator's delays are ~50 ms)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await probe()
+        if accept(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s; last value: {value}")
+        await asyncio.sleep(0.01)
+
+
+async def wait_phase(stub: Stub, name: str, phase: int) -> openshell_pb2.Sandbox:
+    return await eventually(lambda: get(stub, name), lambda s: s.status.phase == phase)
+
+
+async def wait_ready(stub: Stub, name: str) -> openshell_pb2.Sandbox:
+    return await wait_phase(stub, name, pb.SANDBOX_PHASE_READY)
+
+
+async def update_policy(
+    stub: Stub, name: str, policy: sandbox_pb2.SandboxPolicy, **annotations: str
+) -> openshell_pb2.UpdateConfigResponse:
+    request = pb.UpdateConfigRequest(
+        workspace_scope=WS, sandbox=name, policy=policy, annotations=annotations
+    )
+    response: openshell_pb2.UpdateConfigResponse = await stub.UpdateConfig(request)
+    return response
+
+
+async def policy_status(
+    stub: Stub, name: str, version: int = 0
+) -> openshell_pb2.GetSandboxPolicyStatusResponse:
+    request = pb.GetSandboxPolicyStatusRequest(workspace_scope=WS, sandbox=name, version=version)
+    response: openshell_pb2.GetSandboxPolicyStatusResponse = await stub.GetSandboxPolicyStatus(
+        request
+    )
+    return response
+
+
+async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+    """Await a call that must fail, returning its error."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error
+    raise AssertionError("the call succeeded but was expected to fail")
+
+
+def bad_request(error: grpc.aio.AioRpcError) -> error_details_pb2.BadRequest:
+    """The BadRequest detail from the `grpc-status-details-bin` trailer."""
+    raw = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(raw)
+    assert status.code == error.code().value[0]
+    detail = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(detail)
+    return detail

@@ -1,0 +1,39 @@
+"""Fixtures for the policy unit tests: the CRD's spec schema, and the shipped family policies.
+
+Everything here reads files from the repository; nothing needs a cluster or a gateway.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+FAMILIES = ("browser", "node", "python", "vision")
+
+
+@pytest.fixture(scope="session")
+def crd_spec_schema() -> dict[str, Any]:
+    """The openAPIV3Schema of SidecarPolicy's `spec`, as the apiserver is given it."""
+    crd = yaml.safe_load((REPO_ROOT / "crds" / "sidecarpolicies.helmdeck.dev.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    spec: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return spec
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def family_manifest(family: str) -> dict[str, Any]:
+    """The shipped default SidecarPolicy manifest of one family."""
+    manifest: dict[str, Any] = yaml.safe_load(
+        (REPO_ROOT / "policies" / f"{family}.yaml").read_text()
+    )
+    return manifest

@@ -1,0 +1,423 @@
+"""The spec model refuses what the CRD refuses, at the path the apiserver reports, and
+applies the CRD's defaults so that defaulted and undefaulted specs are the same policy."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from helmdeck_operator.policy import errors, model, translate
+
+_CEL_ENDPOINT_L7 = (
+    "access, rules and denyRules inspect requests, so they need an L7 protocol "
+    "(rest, websocket, graphql, sql, json-rpc or mcp), not tcp"
+)
+
+
+def _wildcard(host: str) -> str:
+    return (
+        f"host {host} may use a wildcard only as its whole first label, above at least two "
+        "more labels (*.example.com or **.example.com)"
+    )
+
+
+def _dns(host: str) -> str:
+    return (
+        f"host {host} must be a lowercase DNS name or IPv4 address (letters, digits, '-' and "
+        "'.'; no scheme, port or path)"
+    )
+
+
+_IP = "allowedIps entries must be an IP address or a CIDR such as 203.0.113.0/24"
+_EP = "spec.network[0].endpoints[0]"
+
+
+def with_endpoint(**fields: Any) -> dict[str, Any]:
+    """A spec with one rule and one endpoint: `host: api.example.com, port: 443` + fields."""
+    endpoint = {"host": "api.example.com", "port": 443, **fields}
+    return {"network": [{"name": "api", "endpoints": [endpoint]}]}
+
+
+def with_binaries(binaries: list[str]) -> dict[str, Any]:
+    spec = with_endpoint()
+    spec["network"][0]["binaries"] = binaries
+    return spec
+
+
+def with_query(matcher: dict[str, Any]) -> dict[str, Any]:
+    return with_endpoint(protocol="rest", rules=[{"allow": {"query": {"page": matcher}}}])
+
+
+def issues(spec: object) -> dict[str, str]:
+    with pytest.raises(errors.PolicyValidationError) as caught:
+        model.parse_spec(spec)
+    return {issue.path: issue.message for issue in caught.value.issues}
+
+
+# (spec, path, exact message); every CEL message of the CRD appears here at least once
+# (test_every_cel_message_of_the_crd_is_exercised).
+CEL_CASES = [
+    pytest.param(
+        with_endpoint(ports=[443]), _EP, "set exactly one of port or ports", id="port-and-ports"
+    ),
+    pytest.param(
+        {"network": [{"name": "api", "endpoints": [{"host": "api.example.com"}]}]},
+        _EP,
+        "set exactly one of port or ports",
+        id="neither-port-nor-ports",
+    ),
+    pytest.param(
+        with_endpoint(protocol="rest", access="full", rules=[{"allow": {"method": "GET"}}]),
+        _EP,
+        "access is a preset: set access or rules, not both",
+        id="access-and-rules",
+    ),
+    pytest.param(with_endpoint(access="read-only"), _EP, _CEL_ENDPOINT_L7, id="access-no-protocol"),
+    pytest.param(
+        with_endpoint(protocol="tcp", rules=[{"allow": {"method": "GET"}}]),
+        _EP,
+        _CEL_ENDPOINT_L7,
+        id="rules-on-tcp",
+    ),
+    pytest.param(
+        with_endpoint(denyRules=[]), _EP, _CEL_ENDPOINT_L7, id="empty-deny-rules-count-as-set"
+    ),
+    pytest.param(
+        with_endpoint(host="*.com"),
+        f"{_EP}.host",
+        _wildcard("*.com"),
+        id="wildcard-above-one-label",
+    ),
+    pytest.param(
+        with_endpoint(host="api.*.example.com"),
+        f"{_EP}.host",
+        _wildcard("api.*.example.com"),
+        id="wildcard-not-first-label",
+    ),
+    pytest.param(
+        with_endpoint(host="*api.example.com"),
+        f"{_EP}.host",
+        _wildcard("*api.example.com"),
+        id="partial-label",
+    ),
+    pytest.param(
+        with_endpoint(host="API.example.com"),
+        f"{_EP}.host",
+        _dns("API.example.com"),
+        id="uppercase",
+    ),
+    pytest.param(
+        with_endpoint(host="api.example.com:443"),
+        f"{_EP}.host",
+        _dns("api.example.com:443"),
+        id="host-with-port",
+    ),
+    pytest.param(
+        with_endpoint(host="api.example.com\n"),
+        f"{_EP}.host",
+        _dns("api.example.com\n"),
+        id="trailing-newline",
+    ),
+    pytest.param(
+        {"filesystem": {"readOnly": ["/usr", "/data"], "readWrite": ["/data"]}},
+        "spec.filesystem",
+        "a path cannot be both readOnly and readWrite",
+        id="path-both-ro-and-rw",
+    ),
+    pytest.param(
+        {"process": {"runAsUser": "root"}},
+        "spec.process.runAsUser",
+        "the sandbox must not run as root",
+        id="user-root",
+    ),
+    pytest.param(
+        {"process": {"runAsUser": "0"}},
+        "spec.process.runAsUser",
+        "the sandbox must not run as root",
+        id="uid-0",
+    ),
+    pytest.param(
+        {"process": {"runAsGroup": "root"}},
+        "spec.process.runAsGroup",
+        "the sandbox must not run as group root",
+        id="group-root",
+    ),
+    pytest.param(
+        with_query({"glob": "1*", "any": ["1"]}),
+        f"{_EP}.rules[0].allow.query.page",
+        "a query matcher sets exactly one of glob or any",
+        id="query-glob-and-any",
+    ),
+    pytest.param(
+        with_query({}),
+        f"{_EP}.rules[0].allow.query.page",
+        "a query matcher sets exactly one of glob or any",
+        id="query-neither",
+    ),
+    pytest.param(
+        with_endpoint(allowedIps=["203.0.113.7", "example.com"]),
+        f"{_EP}.allowedIps[1]",
+        _IP,
+        id="ip-hostname",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "path", "message"), CEL_CASES)
+def test_cel_rules_are_rechecked_at_the_apiserver_path(
+    spec: dict[str, Any], path: str, message: str
+) -> None:
+    assert issues(spec)[path] == message
+
+
+def cel_messages(schema: object) -> list[re.Pattern[str]]:
+    """Every CEL rule's message in a schema, as a pattern: a `messageExpression` such as
+    `"host " + self + " may ..."` matches any value where it says `self`."""
+    found: list[re.Pattern[str]] = []
+    if isinstance(schema, dict):
+        for rule in schema.get("x-kubernetes-validations", []):
+            if "message" in rule:
+                found.append(re.compile(re.escape(" ".join(rule["message"].split()))))
+            else:
+                parts = [part.strip() for part in rule["messageExpression"].split("+")]
+                found.append(
+                    re.compile(
+                        "".join(
+                            "(?s:.+)"
+                            if part == "self"
+                            else re.escape(" ".join(part.strip('"').split()))
+                            for part in parts
+                        )
+                    )
+                )
+        for value in schema.values():
+            found += cel_messages(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found += cel_messages(value)
+    return found
+
+
+def test_every_cel_message_of_the_crd_is_exercised(crd_spec_schema: dict[str, Any]) -> None:
+    exercised = [str(case.values[2]) for case in CEL_CASES]
+    patterns = cel_messages(crd_spec_schema)
+
+    assert [p.pattern for p in patterns if not any(p.fullmatch(m) for m in exercised)] == []
+    assert [m for m in exercised if not any(p.fullmatch(m) for p in patterns)] == []
+
+
+def test_all_failing_cel_rules_of_an_endpoint_are_reported_together() -> None:
+    message = issues(with_endpoint(ports=[80], access="full", rules=[{"allow": {}}]))[_EP]
+
+    assert message.split("; ") == [
+        "set exactly one of port or ports",
+        "access is a preset: set access or rules, not both",
+        _CEL_ENDPOINT_L7,
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "10.0.0.0/33",
+        "10.0.0.0/255.0.0.0",
+        "10.0.0.0/08",
+        "010.0.0.1",
+        "::ffff:10.0.0.1",
+        "fe80::1%eth0",
+        "10.0.0.0/",
+        "",
+    ],
+)
+def test_allowed_ips_refuses_what_kubernetes_isip_and_iscidr_refuse(value: str) -> None:
+    assert issues(with_endpoint(allowedIps=[value]))[f"{_EP}.allowedIps[0]"] == _IP
+
+
+def test_allowed_ips_accepts_addresses_and_cidrs_with_host_bits() -> None:
+    values = ["203.0.113.7", "10.0.0.1/8", "2001:db8::/32", "2001:db8::1", "0.0.0.0/0"]
+
+    spec = model.parse_spec(with_endpoint(allowedIps=values))
+
+    assert spec.network is not None
+    assert spec.network[0].endpoints[0].allowed_ips == tuple(values)
+
+
+@pytest.mark.parametrize("host", ["*.example.com", "**.a.example.com", "203.0.113.7", "a-b.c0"])
+def test_hosts_the_crd_accepts(host: str) -> None:
+    model.parse_spec(with_endpoint(host=host))
+
+
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [
+        (with_endpoint(ports=[443, 8443, 443], port=None), f"{_EP}.ports"),
+        (with_endpoint(allowedIps=["203.0.113.7", "203.0.113.7"]), f"{_EP}.allowedIps"),
+        (with_binaries(["/usr/bin/node", "/usr/bin/node"]), "spec.network[0].binaries"),
+        ({"filesystem": {"readOnly": ["/usr", "/usr"]}}, "spec.filesystem.readOnly"),
+        ({"filesystem": {"readWrite": ["/tmp", "/tmp"]}}, "spec.filesystem.readWrite"),
+    ],
+    ids=["ports", "allowedIps", "binaries", "readOnly", "readWrite"],
+)
+def test_set_lists_refuse_duplicates(spec: dict[str, Any], path: str) -> None:
+    assert "duplicate value" in issues(spec)[path]
+
+
+def test_rule_names_are_unique() -> None:
+    rule = {"name": "api", "endpoints": [{"host": "api.example.com", "port": 443}]}
+
+    assert issues({"network": [rule, rule]})["spec.network"] == (
+        "duplicate rule name 'api': rule names are unique"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "fragment"),
+    [
+        (
+            {"network": [{"name": "Bad", "endpoints": [{"host": "a.b", "port": 1}]}]},
+            "spec.network[0].name",
+            "pattern",
+        ),
+        ({"network": [{"name": "api"}]}, "spec.network[0].endpoints", "Field required"),
+        (
+            {"network": [{"name": "api", "endpoints": []}]},
+            "spec.network[0].endpoints",
+            "at least 1",
+        ),
+        (with_endpoint(port="443"), f"{_EP}.port", "valid integer"),
+        (with_endpoint(port=True), f"{_EP}.port", "valid integer"),
+        (with_endpoint(port=65536), f"{_EP}.port", "less than or equal to 65535"),
+        (with_endpoint(protocol="http"), f"{_EP}.protocol", "'tcp'"),
+        (with_endpoint(path="api/*"), f"{_EP}.path", "pattern"),
+        (with_endpoint(hostname="x"), f"{_EP}.hostname", "Extra inputs are not permitted"),
+        (
+            with_endpoint(protocol="rest", rules=[{"allow": {"method": "get"}}]),
+            f"{_EP}.rules[0].allow.method",
+            "'GET'",
+        ),
+        (
+            with_endpoint(protocol="rest", rules=[{"deny": {}}]),
+            f"{_EP}.rules[0].allow",
+            "Field required",
+        ),
+        (with_binaries(["node"]), "spec.network[0].binaries[0]", "pattern"),
+        ({"filesystem": {"includeWorkdir": "true"}}, "spec.filesystem.includeWorkdir", "boolean"),
+        (
+            {"filesystem": {"include_workdir": True}},
+            "spec.filesystem.include_workdir",
+            "Extra inputs are not permitted",
+        ),
+        ({"landlock": {"compatibility": "strict"}}, "spec.landlock.compatibility", "'best_effort'"),
+        ({"process": {"runAsUser": "Alice"}}, "spec.process.runAsUser", "pattern"),
+        ({"staticChanges": "reject"}, "spec.staticChanges", "'Reject'"),
+        (
+            {"rollout": {"maxUnavailable": 0}},
+            "spec.rollout.maxUnavailable",
+            "greater than or equal to 1",
+        ),
+        (
+            {"rollout": {"maxUnavailable": 101}},
+            "spec.rollout.maxUnavailable",
+            "less than or equal to 100",
+        ),
+        ({"status": {}}, "spec.status", "Extra inputs are not permitted"),
+        ("network: []", "spec", "valid dictionary"),
+        (None, "spec", "valid dictionary"),
+    ],
+)
+def test_openapi_constraints_are_rechecked(spec: object, path: str, fragment: str) -> None:
+    assert fragment in issues(spec)[path]
+
+
+def test_a_bad_item_is_reported_once_not_also_as_a_too_short_list() -> None:
+    spec = {"network": [{"name": "api", "endpoints": [{"host": "*.com", "port": 443}]}]}
+
+    assert list(issues(spec)) == [f"{_EP}.host"]
+
+
+def test_strings_that_cannot_be_utf8_encoded_are_invalid_not_a_crash() -> None:
+    reported = issues({"filesystem": {"readOnly": ["/data\ud800"]}})
+
+    assert "spec.filesystem.readOnly[0]" in reported
+
+
+def test_nulls_mean_absent_as_the_apiserver_prunes_them() -> None:
+    spec = {
+        "network": [
+            {
+                "name": "api",
+                "endpoints": [{"host": "a.example.com", "port": 443, "ports": None}],
+                "binaries": None,
+            }
+        ],
+        "filesystem": {"includeWorkdir": None, "readOnly": None},
+        "landlock": None,
+        "staticChanges": None,
+    }
+
+    parsed = model.parse_spec(spec)
+
+    assert parsed.filesystem.include_workdir is True
+    assert parsed.landlock.compatibility == "best_effort"
+    assert parsed.static_changes == "Reject"
+    assert parsed.network is not None
+    assert parsed.network[0].endpoints[0].ports is None
+
+
+def test_defaults_are_the_crds() -> None:
+    parsed = model.parse_spec({})
+
+    assert parsed.filesystem.include_workdir is True
+    assert parsed.landlock.compatibility == "best_effort"
+    assert parsed.static_changes == "Reject"
+    assert parsed.rollout.max_unavailable == 1
+    assert parsed.network is None
+
+
+@pytest.mark.parametrize(
+    "undefaulted",
+    [{}, {"filesystem": {}, "landlock": {}, "rollout": {}}],
+    ids=["absent-objects", "empty-objects"],
+)
+def test_a_spec_before_and_after_apiserver_defaulting_is_the_same(
+    undefaulted: dict[str, Any],
+) -> None:
+    defaulted = {
+        "filesystem": {"includeWorkdir": True},
+        "landlock": {"compatibility": "best_effort"},
+        "rollout": {"maxUnavailable": 1},
+        "staticChanges": "Reject",
+    }
+
+    assert model.parse_spec(undefaulted) == model.parse_spec(defaulted)
+    assert translate.to_sandbox_policy(undefaulted) == translate.to_sandbox_policy(defaulted)
+
+
+def test_models_are_immutable() -> None:
+    parsed = model.parse_spec({})
+
+    with pytest.raises(ValueError, match="frozen"):
+        parsed.static_changes = "Recreate"
+
+
+def test_a_parsed_model_passes_through_unchanged() -> None:
+    parsed = model.parse_spec(with_endpoint())
+
+    assert model.parse_spec(parsed) is parsed
+
+
+def test_validation_error_lists_every_issue_in_its_message() -> None:
+    with pytest.raises(errors.PolicyValidationError) as caught:
+        model.parse_spec({"process": {"runAsUser": "root", "runAsGroup": "0"}})
+
+    assert str(caught.value) == (
+        "spec.process.runAsUser: the sandbox must not run as root; "
+        "spec.process.runAsGroup: the sandbox must not run as group root"
+    )
+
+
+def test_a_validation_error_needs_an_issue() -> None:
+    with pytest.raises(ValueError, match="at least one issue"):
+        errors.PolicyValidationError([])

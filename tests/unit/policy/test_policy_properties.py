@@ -1,0 +1,428 @@
+"""Properties over generated specs: translation is total (a policy or a PolicyValidationError,
+never anything else), revisions ignore order where the CRD says order means nothing, and
+the change classifier follows OpenShell's live-update rules."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import random
+from typing import Any
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from helmdeck_operator.policy import classify, errors, revision, translate
+
+# Generation is the slow part; the properties themselves take microseconds.
+settings.register_profile(
+    "policy", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+PROFILE = settings.get_profile("policy")
+
+# --- valid specs ------------------------------------------------------------------------------
+
+# Built from small alphabets rather than st.from_regex, which is several times slower.
+_alnum = st.text(alphabet="abz019", min_size=1, max_size=4)
+names = st.builds(lambda a, sep, b: a + sep + b, _alnum, st.sampled_from(["", "-", "_"]), _alnum)
+labels = st.builds(lambda a, sep, b: a + sep + b, _alnum, st.sampled_from(["", "-"]), _alnum)
+hosts = st.builds(
+    lambda wildcard, parts: wildcard + ".".join(parts),
+    st.sampled_from(["", "*.", "**."]),
+    st.lists(labels, min_size=3, max_size=4),
+)
+paths = st.lists(st.text(alphabet="az0._-*", min_size=1, max_size=4), min_size=1, max_size=3).map(
+    lambda parts: "/" + "/".join(parts)
+)
+port_numbers = st.integers(min_value=1, max_value=65535)
+
+
+def _not_ipv4_mapped(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Kubernetes' isIP refuses IPv4-mapped IPv6 addresses."""
+    return not isinstance(address, ipaddress.IPv6Address) or address.ipv4_mapped is None
+
+
+ips = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.builds(lambda ip, bits: f"{ip}/{bits}", st.ip_addresses(v=4), st.integers(0, 32)),
+    st.ip_addresses(v=6).filter(_not_ipv4_mapped).map(str),
+)
+identities = st.one_of(
+    st.builds(
+        lambda first, rest: first + rest, st.sampled_from("_ar"), st.text("a-_0o", max_size=4)
+    ),
+    st.integers(1, 65534).map(str),
+).filter(lambda name: name not in ("root", "0"))
+methods = st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*"])
+
+
+def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A value or the marker that the key is absent."""
+    return st.one_of(st.just(...), strategy)
+
+
+def build(**fields: Any) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not ...}
+
+
+matchers = st.one_of(
+    st.builds(lambda glob: {"glob": glob}, st.text(max_size=5)),
+    st.builds(lambda values: {"any": values}, st.lists(st.text(max_size=5), max_size=3)),
+)
+l7_matches = st.builds(
+    build,
+    method=optional(methods),
+    path=optional(paths),
+    query=optional(st.dictionaries(st.text(min_size=1, max_size=5), matchers, max_size=3)),
+)
+
+
+@st.composite
+def endpoints(draw: st.DrawFn) -> dict[str, Any]:
+    endpoint: dict[str, Any] = {"host": draw(hosts)}
+    if draw(st.booleans()):
+        endpoint["port"] = draw(port_numbers)
+    else:
+        endpoint["ports"] = draw(st.lists(port_numbers, min_size=1, max_size=4, unique=True))
+    protocol = draw(
+        optional(st.sampled_from(["tcp", "rest", "websocket", "graphql", "sql", "json-rpc", "mcp"]))
+    )
+    if protocol is not ...:
+        endpoint["protocol"] = protocol
+    if protocol not in (..., "tcp"):
+        inspection = draw(st.sampled_from(["none", "access", "rules"]))
+        if inspection == "access":
+            endpoint["access"] = draw(st.sampled_from(["read-only", "read-write", "full"]))
+        elif inspection == "rules":
+            endpoint["rules"] = [
+                {"allow": match} for match in draw(st.lists(l7_matches, min_size=1, max_size=2))
+            ]
+        deny = draw(optional(st.lists(l7_matches, max_size=2)))
+        if deny is not ...:
+            endpoint["denyRules"] = deny
+    return build(
+        **endpoint,
+        path=draw(optional(paths)),
+        tls=draw(optional(st.sampled_from(["terminate", "passthrough", "skip"]))),
+        enforcement=draw(optional(st.sampled_from(["enforce", "audit"]))),
+        allowedIps=draw(optional(st.lists(ips, max_size=4, unique=True))),
+    )
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> dict[str, Any]:
+    rule_names = draw(st.lists(names, max_size=3, unique=True))
+    rules = [
+        build(
+            name=name,
+            endpoints=draw(st.lists(endpoints(), min_size=1, max_size=3)),
+            binaries=draw(optional(st.lists(paths, max_size=3, unique=True))),
+        )
+        for name in rule_names
+    ]
+    fs_paths = draw(st.lists(paths, max_size=6, unique=True))
+    split = draw(st.integers(0, len(fs_paths)))
+    keep_empty_network = draw(st.booleans())
+    return build(
+        network=rules if rules or keep_empty_network else ...,
+        filesystem=build(
+            includeWorkdir=draw(optional(st.booleans())),
+            readOnly=fs_paths[:split] if split else ...,
+            readWrite=fs_paths[split:] if split < len(fs_paths) else ...,
+        ),
+        landlock=draw(
+            optional(
+                st.builds(
+                    build,
+                    compatibility=optional(st.sampled_from(["best_effort", "hard_requirement"])),
+                )
+            )
+        ),
+        process=draw(
+            optional(
+                st.builds(build, runAsUser=optional(identities), runAsGroup=optional(identities))
+            )
+        ),
+        staticChanges=draw(optional(st.sampled_from(["Reject", "Recreate"]))),
+        rollout=draw(optional(st.builds(build, maxUnavailable=optional(st.integers(1, 100))))),
+    )
+
+
+# --- invalid input: garbage, and valid specs with one thing broken ---------------------------
+
+FIELD_NAMES = [
+    "network", "name", "endpoints", "host", "port", "ports", "path", "protocol", "tls",
+    "enforcement", "access", "rules", "allow", "method", "query", "glob", "any", "denyRules",
+    "allowedIps", "binaries", "filesystem", "includeWorkdir", "readOnly", "readWrite",
+    "landlock", "compatibility", "process", "runAsUser", "runAsGroup", "staticChanges",
+    "rollout", "maxUnavailable",
+]  # fmt: skip
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(["/a\ud800", "\udfff", "*.com", "tcp", "rest", "0", "root", "10.0.0.0/8"]),
+    st.binary(max_size=4),
+)
+garbage = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.one_of(st.sampled_from(FIELD_NAMES), st.text(max_size=4)), inner, max_size=4
+        ),
+    ),
+    max_leaves=24,
+)
+
+
+def locations(value: Any, here: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a nested document that a mutation can target."""
+    found = [here]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += locations(item, (*here, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += locations(item, (*here, index))
+    return found
+
+
+@st.composite
+def broken_specs(draw: st.DrawFn) -> Any:
+    """A valid spec with one value replaced, one key dropped, or one unknown key added."""
+    spec = draw(specs())
+    where = draw(st.sampled_from(locations(spec)))
+    if not where:
+        return draw(garbage)
+    parent = spec
+    for step in where[:-1]:
+        parent = parent[step]
+    action = draw(st.sampled_from(["replace", "drop", "add"]))
+    if action == "replace":
+        parent[where[-1]] = draw(garbage)
+    elif action == "drop" and isinstance(parent, dict):
+        del parent[where[-1]]
+    elif isinstance(parent, dict):
+        parent[draw(st.sampled_from([*FIELD_NAMES, "unknown"]))] = draw(garbage)
+    else:
+        parent.append(draw(garbage))
+    return spec
+
+
+@PROFILE
+@given(st.one_of(garbage, broken_specs()))
+def test_translation_returns_a_policy_or_raises_only_policy_validation_error(spec: Any) -> None:
+    issues: tuple[errors.Issue, ...] = ()
+    try:
+        policy = translate.to_sandbox_policy(spec)
+    except errors.PolicyValidationError as exc:
+        issues = exc.issues
+        assert issues, "a PolicyValidationError always names an issue"
+    else:
+        assert revision.revision(policy).startswith("sha256:")
+    for issue in issues:
+        assert issue.path.startswith("spec")
+        assert issue.message
+
+
+@PROFILE
+@given(specs())
+def test_every_generated_valid_spec_translates(spec: dict[str, Any]) -> None:
+    translate.to_sandbox_policy(spec)
+
+
+# --- order independence -----------------------------------------------------------------------
+
+
+def shuffled(spec: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """The same spec with its rules and every list the CRD declares a set reordered."""
+    out = copy.deepcopy(spec)
+    rng.shuffle(out.get("network", []))
+    for rule in out.get("network", []):
+        rng.shuffle(rule.get("binaries", []))
+        for endpoint in rule["endpoints"]:
+            rng.shuffle(endpoint.get("ports", []))
+            rng.shuffle(endpoint.get("allowedIps", []))
+    for key in ("readOnly", "readWrite"):
+        rng.shuffle(out.get("filesystem", {}).get(key, []))
+    return out
+
+
+@PROFILE
+@given(specs(), st.randoms(use_true_random=False))
+def test_revision_ignores_rule_order_and_set_order(
+    spec: dict[str, Any], rng: random.Random
+) -> None:
+    original = translate.to_sandbox_policy(spec)
+    reordered = translate.to_sandbox_policy(shuffled(spec, rng))
+
+    assert reordered == original
+    assert revision.revision(reordered) == revision.revision(original)
+
+
+# --- the change classifier ---------------------------------------------------------------------
+
+ADDED_RULE = {
+    # Longer than any generated name, so it never collides.
+    "name": "added-by-the-property-test",
+    "endpoints": [{"host": "api.example.com", "port": 443, "protocol": "rest"}],
+}
+
+
+@PROFILE
+@given(specs())
+def test_an_unchanged_policy_is_live(spec: dict[str, Any]) -> None:
+    policy = translate.to_sandbox_policy(spec)
+
+    verdict = classify.classify_change(policy, translate.to_sandbox_policy(copy.deepcopy(spec)))
+
+    assert verdict.live
+    assert verdict.blockers == ()
+
+
+@PROFILE
+@given(specs())
+def test_adding_an_inspected_network_rule_is_live(spec: dict[str, Any]) -> None:
+    grown = {**spec, "network": [*spec.get("network", []), ADDED_RULE]}
+
+    assert classify.classify_change(
+        translate.to_sandbox_policy(spec), translate.to_sandbox_policy(grown)
+    ).live
+
+
+@PROFILE
+@given(specs(), st.data())
+def test_removing_a_filesystem_path_is_blocked_with_that_path(
+    spec: dict[str, Any], data: st.DataObject
+) -> None:
+    filesystem = spec.get("filesystem", {})
+    choices = [(key, p) for key in ("readOnly", "readWrite") for p in filesystem.get(key, [])]
+    if not choices:
+        filesystem = {**filesystem, "readOnly": ["/opt/extra"]}
+        spec = {**spec, "filesystem": filesystem}
+        choices = [("readOnly", "/opt/extra")]
+    key, removed = data.draw(st.sampled_from(choices))
+    shrunk = {
+        **spec,
+        "filesystem": {**filesystem, key: [p for p in filesystem[key] if p != removed]},
+    }
+
+    verdict = classify.classify_change(
+        translate.to_sandbox_policy(spec), translate.to_sandbox_policy(shrunk)
+    )
+
+    assert not verdict.live
+    field = {"readOnly": "filesystem.read_only", "readWrite": "filesystem.read_write"}[key]
+    assert [b.field for b in verdict.blockers] == [field]
+    assert repr(removed) in verdict.blockers[0].reason
+
+
+@PROFILE
+@given(specs())
+def test_changing_landlock_is_blocked(spec: dict[str, Any]) -> None:
+    current = spec.get("landlock", {}).get("compatibility", "best_effort")
+    other = {"best_effort": "hard_requirement", "hard_requirement": "best_effort"}[current]
+
+    verdict = classify.classify_change(
+        translate.to_sandbox_policy(spec),
+        translate.to_sandbox_policy({**spec, "landlock": {"compatibility": other}}),
+    )
+
+    assert [b.field for b in verdict.blockers] == ["landlock.compatibility"]
+
+
+@PROFILE
+@given(specs(), identities)
+def test_changing_the_process_user_is_blocked(spec: dict[str, Any], user: str) -> None:
+    process = spec.get("process", {})
+    changed = {**spec, "process": {**process, "runAsUser": user}}
+
+    verdict = classify.classify_change(
+        translate.to_sandbox_policy(spec), translate.to_sandbox_policy(changed)
+    )
+
+    assert verdict.live == (process.get("runAsUser") == user)
+    if not verdict.live:
+        assert [b.field for b in verdict.blockers] == ["process.run_as_user"]
+
+
+# --- the classifier and the emulator's gateway rules agree -----------------------------------
+
+
+@st.composite
+def evolved(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A spec and a successor that differs from it in a few randomly chosen ways.
+
+    Independent random specs would almost never be hot-reloadable (their landlock or process
+    sections differ), so the successor is the original with edits of the kinds users make.
+    """
+    old = draw(specs())
+    new = copy.deepcopy(old)
+    fs = new.setdefault("filesystem", {})
+    for edit in draw(st.lists(st.sampled_from(EDITS), max_size=4)):
+        if edit == "add-rule":
+            rule = draw(st.sampled_from(EXTRA_RULES))
+            if rule["name"] not in {r["name"] for r in new.get("network", [])}:
+                new["network"] = [*new.get("network", []), rule]
+        elif edit == "drop-rule" and new.get("network"):
+            new["network"] = new["network"][1:]
+        elif edit in ("add-ro", "add-rw"):
+            key = "readOnly" if edit == "add-ro" else "readWrite"
+            extra = draw(paths)
+            if extra not in fs.get("readOnly", []) + fs.get("readWrite", []):
+                fs[key] = [*fs.get(key, []), extra]
+        elif edit in ("drop-ro", "drop-rw"):
+            key = "readOnly" if edit == "drop-ro" else "readWrite"
+            if fs.get(key):
+                fs[key] = fs[key][1:]
+                if not fs[key]:
+                    del fs[key]
+        elif edit == "flip-workdir":
+            fs["includeWorkdir"] = not fs.get("includeWorkdir", True)
+        elif edit == "landlock":
+            new["landlock"] = {
+                "compatibility": draw(st.sampled_from(["best_effort", "hard_requirement"]))
+            }
+        elif edit == "process":
+            new["process"] = build(
+                runAsUser=draw(optional(identities)), runAsGroup=draw(optional(identities))
+            )
+    return old, new
+
+
+EDITS = [
+    "add-rule", "drop-rule", "add-ro", "add-rw", "drop-ro", "drop-rw", "flip-workdir",
+    "landlock", "process",
+]  # fmt: skip
+EXTRA_RULES = [
+    ADDED_RULE,
+    {"name": "raw-db", "endpoints": [{"host": "db.example.com", "port": 5432}]},
+    {"name": "raw-ssh", "endpoints": [{"host": "git.example.com", "port": 22, "protocol": "tcp"}]},
+]
+
+
+@PROFILE
+@given(evolved())
+def test_the_classifier_agrees_with_the_gateway_rules(
+    pair: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    from helmdeck_operator.emulator import errors as gateway_errors
+    from helmdeck_operator.emulator import policy_rules
+
+    baseline = translate.to_sandbox_policy(pair[0])
+    desired = translate.to_sandbox_policy(pair[1])
+    try:
+        policy_rules.check_live_change(baseline, desired)
+        gateway_accepts = True
+    except gateway_errors.GatewayError:
+        gateway_accepts = False
+
+    verdict = classify.classify_change(baseline, desired)
+
+    event(
+        f"gateway accepts: {gateway_accepts}"
+    )  # both outcomes occur; see --hypothesis-show-statistics
+    assert verdict.live == gateway_accepts, verdict.blockers
