@@ -38,11 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Each subcommand module exposes `register(subparsers)`; imported lazily so that
     `helmdeck-operator version` does not pay for gRPC or Kubernetes imports."""
+    from helmdeck_operator import run
     from helmdeck_operator.emulator import cli as emulator_cli
     from helmdeck_operator.policy import cli as policy_cli
     from helmdeck_operator.testing import controlplane
 
-    return [controlplane.register, emulator_cli.register, policy_cli.register]
+    return [run.register, controlplane.register, emulator_cli.register, policy_cli.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -163,6 +163,7 @@ def policy_revision(message: openshell_pb2.SandboxPolicyRevision) -> models.Poli
             models.PolicyLoadState.UNSPECIFIED,
         ),
         load_error=message.load_error,
+        policy=message.policy if message.HasField("policy") else None,
     )
 
 

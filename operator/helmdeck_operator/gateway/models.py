@@ -1,7 +1,9 @@
-"""The small value types gateway calls take and return, free of any gRPC or protobuf type.
+"""The small value types gateway calls take and return, free of gRPC and transport types.
 
-Reconcilers and status code depend on these, never on generated messages, so the wire
-format can change (0.1.x to 0.2) behind ``convert`` without touching them. Enumerations
+Reconcilers and status code depend on these, never on generated request or response
+messages, so the wire format can change (0.1.x to 0.2) behind ``convert`` without touching
+them. The one protobuf payload that passes through is the `SandboxPolicy` itself: it is the
+domain value the policy translator produces and the live-change classifier compares. Enumerations
 are string enums named as the gateway names its states, minus the protobuf prefix.
 """
 
@@ -186,6 +188,8 @@ class PolicyRevision:
     hash: str
     status: PolicyLoadState = PolicyLoadState.UNSPECIFIED
     load_error: str = ""
+    policy: Any = None
+    """The revision's `SandboxPolicy` message, when the call returned it."""
 
 
 @dataclass(frozen=True)

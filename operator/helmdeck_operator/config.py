@@ -1,0 +1,217 @@
+"""The operator's configuration: one YAML file plus `HELMDECK_*` environment overrides.
+
+Validated once at start-up into frozen models, so a bad field stops the operator with one
+line per problem (`gateways.0.endpoint: ...`) instead of failing later inside a reconcile.
+The Helm chart renders the file from its values; the environment is for one-off overrides
+(`HELMDECK_DEFAULT_GATEWAY=vm`, `HELMDECK_INTERVALS__RESYNC_SECONDS=10`,
+`HELMDECK_NAMESPACES=team-a,team-b`). Secrets never appear here, only paths to mounted files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from helmdeck_operator.gateway.config import GatewayConfig
+
+__all__ = [
+    "ENV_PREFIX",
+    "FAMILIES",
+    "Concurrency",
+    "ConfigError",
+    "Family",
+    "FamilyDefaults",
+    "Intervals",
+    "OperatorConfig",
+    "load_config",
+]
+
+Family = Literal["browser", "python", "node", "vision"]
+FAMILIES: tuple[Family, ...] = ("browser", "python", "node", "vision")
+ENV_PREFIX = "HELMDECK_"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; `problems` holds one `path: message` line per field."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"invalid configuration ({source}):\n  " + "\n  ".join(problems))
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Resources(_Frozen):
+    """Default sandbox size for a family (Kubernetes quantities)."""
+
+    cpu: str = "1"
+    memory: str = "1Gi"
+    gpu: int = Field(default=0, ge=0, le=8)
+
+
+class FamilyDefaults(_Frozen):
+    """What a session of one family gets when its spec leaves a field out."""
+
+    image: str = Field(min_length=1)
+    """Pinned image reference."""
+    command: tuple[str, ...] = Field(min_length=1)
+    """The sidecar entrypoint: OpenShell's supervisor replaces the image's own."""
+    resources: Resources = Resources()
+    policy_file: Path
+    """A SidecarPolicy manifest (policies/<family>.yaml): the policy when no policyRef is set."""
+
+
+class Intervals(_Frozen):
+    """How often things are looked at again, in seconds."""
+
+    resync_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """A settled session is re-observed this often (drift, expiry, policy state)."""
+    pending_seconds: float = Field(default=1.0, gt=0, le=60)
+    """A session waiting on the gateway (provisioning, policy loading) is polled this often."""
+    orphan_sweep_seconds: float = Field(default=300.0, gt=0, le=86400)
+    """How often each gateway is swept for sandboxes whose session no longer exists."""
+    orphan_grace_seconds: float = Field(default=120.0, ge=0, le=86400)
+    """Sandboxes younger than this are never swept (their session may not be visible yet)."""
+
+
+class Concurrency(_Frozen):
+    """Bounds that keep a burst of work from overwhelming a gateway."""
+
+    gateway_mutations: int = Field(default=32, ge=1, le=1024)
+    """Create / delete / stop / start / config-update calls in flight per gateway."""
+
+
+class OperatorConfig(_Frozen):
+    """The whole operator configuration."""
+
+    instance: str = "helmdeck-operator"
+    """Written on every sandbox as helmdeck.dev/managed-by; the orphan sweep only ever
+    touches sandboxes carrying this instance's value, so two installs can share a gateway."""
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty watches the whole cluster."""
+    default_gateway: str
+    """Gateway for sessions that do not name one."""
+    gateways: tuple[GatewayConfig, ...] = Field(min_length=1)
+    families: dict[Family, FamilyDefaults]
+    intervals: Intervals = Intervals()
+    concurrency: Concurrency = Concurrency()
+    on_sandbox_lost: Literal["Recreate", "Fail"] = "Recreate"
+    """A sandbox deleted behind the operator's back is recreated, or the session Failed."""
+
+    @field_validator("instance")
+    @classmethod
+    def _label_value(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value):
+            raise ValueError("must be a DNS label (lowercase letters, digits, '-'; 63 at most)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OperatorConfig:
+        names = [g.name for g in self.gateways]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"gateway names must be unique; repeated: {', '.join(duplicates)}")
+        if self.default_gateway not in names:
+            raise ValueError(
+                f"default_gateway {self.default_gateway!r} is not one of the gateways: "
+                + ", ".join(names)
+            )
+        missing = [f for f in FAMILIES if f not in self.families]
+        if missing:
+            raise ValueError(f"families: defaults missing for {', '.join(missing)}")
+        return self
+
+    def gateway(self, name: str | None) -> GatewayConfig | None:
+        wanted = name or self.default_gateway
+        return next((g for g in self.gateways if g.name == wanted), None)
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> OperatorConfig:
+    """Read `path` (if any), apply `HELMDECK_*` overrides, validate; raise ConfigError."""
+    environ = os.environ if environ is None else environ
+    source = str(path) if path else "environment"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as err:
+            raise ConfigError(source, [f"cannot read the file: {err.strerror}"]) from None
+        except yaml.YAMLError as err:
+            raise ConfigError(source, [f"not valid YAML: {err}"]) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(source, ["the file must hold a mapping of settings"])
+        raw = loaded or {}
+    problems = _apply_environment(raw, environ)
+    if problems:
+        raise ConfigError(source, problems)
+    if path is not None:
+        _resolve_relative_paths(raw, path.parent)
+    try:
+        return OperatorConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(source, [_describe(e) for e in err.errors()]) from None
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{location}: {message}"
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Set `HELMDECK_A__B=v` as raw[a][b] = v (v parsed as a YAML scalar or flow value)."""
+    problems: list[str] = []
+    for key in sorted(environ):
+        if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__")]
+        if path[0] not in OperatorConfig.model_fields:
+            problems.append(f"{key}: no setting {path[0]!r}")
+            continue
+        value: Any = yaml.safe_load(environ[key]) if environ[key] else ""
+        if path == ["namespaces"] and isinstance(value, str):
+            value = [n.strip() for n in value.split(",") if n.strip()]
+        target: Any = raw
+        for part in path[:-1]:
+            index: Any = int(part) if part.isdigit() else part
+            if isinstance(target, list):
+                if not isinstance(index, int) or index >= len(target):
+                    problems.append(f"{key}: no list entry {part}")
+                    break
+                target = target[index]
+            else:
+                target = target.setdefault(index, {})
+        else:
+            last = path[-1]
+            if isinstance(target, list):
+                if not last.isdigit() or int(last) >= len(target):
+                    problems.append(f"{key}: no list entry {last}")
+                    continue
+                target[int(last)] = value
+            else:
+                target[last] = value
+    return problems
+
+
+#: Variables with our prefix that configure something else (the operator's CLI flags).
+_NOT_SETTINGS = frozenset({"HELMDECK_CONFIG", "HELMDECK_LOG_LEVEL"})
+
+
+def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> None:
+    """Policy files are named relative to the config file, as the chart mounts them side by side."""
+    families = raw.get("families")
+    if not isinstance(families, dict):
+        return
+    for defaults in families.values():
+        if isinstance(defaults, dict) and isinstance(defaults.get("policy_file"), str):
+            policy = Path(defaults["policy_file"])
+            defaults["policy_file"] = str(policy if policy.is_absolute() else base / policy)

@@ -1,0 +1,512 @@
+"""What a session should look like and what to do next: one pure function, `plan_session`.
+
+Level-triggered: the inputs are the session as stored (spec and last status), the policy it
+should run, what the gateway reports now, and the time; the output is the single next
+action, the phase and conditions to report, the Events worth posting, and when to look
+again. Nothing is remembered between calls except what is in the session's status, so a
+restart at any point resumes from the same inputs.
+
+The rules, in order (docs/reconcile.md draws them as a state diagram):
+
+1. Past `expiresAt`: Delete removes the session (its finalizer removes the sandbox);
+   Retain removes the sandbox and keeps the session as Expired.
+2. A permanent failure already reported for this generation stays Failed (no retry loop).
+3. No sandbox: create one, unless it existed and was lost behind our back (SandboxLost:
+   recreate, or Failed when so configured), or the policy cannot be resolved (Pending).
+4. A sandbox of that name carrying another session's UID is a conflict: Failed.
+5. A sandbox whose shape (image, command, resources, env, providers) differs from the spec
+   is recreated: the shape cannot change on a live sandbox.
+6. ERROR on the gateway: Failed with the gateway's reason.
+7. Suspend maps to Stop / Start; STOPPED is Suspended.
+8. READY with its first policy loaded is Ready; a different desired revision is pushed,
+   refused or rolled out by recreation (`policy_rollout`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from helmdeck_operator.core.conditions import Condition, Status
+from helmdeck_operator.core.naming import LABEL_SESSION_UID
+from helmdeck_operator.core.policy_rollout import PolicyState, next_rollout_step
+from helmdeck_operator.gateway import models as gw
+from helmdeck_operator.policy.classify import ChangeClass
+
+__all__ = [
+    "ANNOTATION_SHAPE",
+    "PERMANENT_REASONS",
+    "Action",
+    "DesiredPolicy",
+    "EventSpec",
+    "Observed",
+    "Phase",
+    "Plan",
+    "PolicyProblem",
+    "SessionFacts",
+    "plan_session",
+]
+
+#: Sandbox annotation holding the shape digest the sandbox was created with.
+ANNOTATION_SHAPE = "helmdeck.dev/shape"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PROVISIONING = "Provisioning"
+    READY = "Ready"
+    SUSPENDED = "Suspended"
+    FAILED = "Failed"
+    EXPIRED = "Expired"
+    TERMINATING = "Terminating"
+
+
+class Action(StrEnum):
+    NONE = "None"
+    CREATE = "Create"
+    PUSH_POLICY = "PushPolicy"
+    STOP = "Stop"
+    START = "Start"
+    DELETE_SANDBOX = "DeleteSandbox"
+    """Remove the sandbox and keep the session (recreate, or expiry with Retain)."""
+    DELETE_SESSION = "DeleteSession"
+    """Remove the session object itself (expiry with Delete)."""
+
+
+#: Failure reasons no retry can fix; the session stays Failed until its spec changes.
+PERMANENT_REASONS = frozenset(
+    {
+        "SandboxError",
+        "SandboxLost",
+        "SandboxNameConflict",
+        "GatewayNotConfigured",
+        "GatewayInvalidArgument",
+        "GatewayOutOfRange",
+        "GatewayFailedPrecondition",
+        "GatewayPermissionDenied",
+        "GatewayUnauthenticated",
+        "GatewayInternal",
+        "GatewayUnimplemented",
+        "GatewayUnknown",
+        "GatewayDataLoss",
+    }
+)
+
+#: Seconds between looks while something is expected to change soon.
+SOON = 1.0
+
+
+@dataclass(frozen=True)
+class DesiredPolicy:
+    """The policy a session should run, already translated to the gateway's form."""
+
+    name: str
+    revision: str
+    """`sha256:<hex>` of the canonical policy; the gateway's policy_hash is the same hex."""
+    policy: Any
+    """The `SandboxPolicy` protobuf message."""
+    static_changes: str = "Reject"
+    max_unavailable: int = 1
+
+
+@dataclass(frozen=True)
+class PolicyProblem:
+    """Why no policy can be resolved: PolicyNotFound, or PolicyInvalid with the field path."""
+
+    name: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    """The inputs about the session itself."""
+
+    uid: str
+    generation: int
+    suspend: bool
+    shape_digest: str
+    expires_at: datetime | None
+    on_expiry: str
+    gateway: str
+    sandbox_name: str
+    on_sandbox_lost: str = "Recreate"
+    status: dict[str, Any] = field(default_factory=dict)
+    """The status as last written (empty for a new session)."""
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the gateway reports now, and how our last action went."""
+
+    sandbox: gw.Sandbox | None = None
+    active_revision: str | None = None
+    """Revision (sha256:...) of the policy version the sandbox has LOADED, if any."""
+    latest: gw.PolicyRevision | None = None
+    """The newest policy revision stored for the sandbox."""
+    change: ChangeClass | None = None
+    """How the desired policy differs from the one the sandbox started with, if classified."""
+    error: str | None = None
+    """A transient gateway problem observing or acting; the message says which call."""
+    failure: tuple[str, str] | None = None
+    """A permanent refusal of our last action: (reason, the gateway's message)."""
+    refusal: str | None = None
+    """The gateway's message when it just refused the desired policy."""
+    may_recreate: bool = True
+    """Whether the policy's rollout bound leaves room to recreate this session now."""
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str
+    """Normal or Warning."""
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: Action
+    phase: Phase
+    conditions: tuple[Condition, ...]
+    policy: dict[str, Any]
+    """status.policy: name, revision, desiredRevision, gatewayVersion, state, message."""
+    events: tuple[EventSpec, ...] = ()
+    requeue_after: float | None = None
+    """Seconds until the next look; None means the steady-state resync interval."""
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    """The three inputs, with the helpers that turn a verdict into a Plan."""
+
+    facts: SessionFacts
+    desired: DesiredPolicy | PolicyProblem
+    obs: Observed
+
+    @property
+    def old_phase(self) -> str | None:
+        return self.facts.status.get("phase") or None
+
+    def old_condition(self, type_: str) -> dict[str, Any] | None:
+        conds = self.facts.status.get("conditions", [])
+        return next((dict(c) for c in conds if c.get("type") == type_), None)
+
+    def once(self, *events: EventSpec, unless_phase: Phase) -> tuple[EventSpec, ...]:
+        """Events announcing a phase, posted only on the way into it."""
+        return () if self.old_phase == unless_phase else events
+
+    def policy_status(self, state: PolicyState | None = None, message: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.desired.name}
+        if isinstance(self.desired, DesiredPolicy):
+            out["desiredRevision"] = self.desired.revision
+        if self.obs.active_revision:
+            out["revision"] = self.obs.active_revision
+        if self.obs.sandbox is not None and self.obs.sandbox.current_policy_version:
+            out["gatewayVersion"] = self.obs.sandbox.current_policy_version
+        if state is not None:
+            out["state"] = state.value
+        if message:
+            out["message"] = message
+        return out
+
+    def provisioned(self, reason: str, message: str) -> Condition:
+        if self.obs.sandbox is not None:
+            where = f"sandbox {self.obs.sandbox.name} on gateway {self.facts.gateway}"
+            return Condition("Provisioned", Status.TRUE, "SandboxCreated", where)
+        return Condition("Provisioned", Status.FALSE, reason, message)
+
+    def waiting(
+        self,
+        phase: Phase,
+        reason: str,
+        message: str,
+        *,
+        action: Action = Action.NONE,
+        events: tuple[EventSpec, ...] = (),
+        requeue: float | None = SOON,
+    ) -> Plan:
+        if isinstance(self.desired, PolicyProblem):
+            policy = Condition(
+                "PolicyApplied", Status.FALSE, self.desired.reason, self.desired.message
+            )
+        else:
+            policy = Condition("PolicyApplied", Status.UNKNOWN, reason, "waiting for the sandbox")
+        return Plan(
+            action=action,
+            phase=phase,
+            conditions=(
+                Condition("Ready", Status.FALSE, reason, message),
+                self.provisioned(reason, message),
+                policy,
+            ),
+            policy=self.policy_status(),
+            events=events,
+            requeue_after=0.0 if action is not Action.NONE else requeue,
+        )
+
+    def failed(self, reason: str, message: str) -> Plan:
+        return Plan(
+            action=Action.NONE,
+            phase=Phase.FAILED,
+            conditions=(
+                Condition("Ready", Status.FALSE, reason, message),
+                self.provisioned(reason, message),
+                Condition("PolicyApplied", Status.UNKNOWN, reason, "no usable sandbox"),
+            ),
+            policy=self.policy_status(),
+            events=self.once(EventSpec("Warning", reason, message), unless_phase=Phase.FAILED),
+        )
+
+
+def plan_session(
+    facts: SessionFacts, desired: DesiredPolicy | PolicyProblem, obs: Observed, now: datetime
+) -> Plan:
+    """The next step for one session; see the module docstring for the rules."""
+    ctx = _Ctx(facts, desired, obs)
+    sandbox = obs.sandbox
+
+    if facts.expires_at is not None and now >= facts.expires_at:
+        return _expired(ctx)
+    if obs.failure is not None:
+        return ctx.failed(*obs.failure)
+    still = _still_failed(ctx)
+    if still is not None:
+        return replace(ctx.failed(*still), events=())
+    if obs.error is not None:
+        return _unreachable(ctx)
+    if sandbox is None:
+        return _no_sandbox(ctx)
+
+    owner = sandbox.labels.get(LABEL_SESSION_UID)
+    if owner is not None and owner != facts.uid:
+        message = f"sandbox {sandbox.name} belongs to the session with UID {owner}"
+        return _Ctx(facts, desired, replace(obs, sandbox=None)).failed(
+            "SandboxNameConflict", message
+        )
+    if sandbox.deleting or sandbox.phase is gw.SandboxPhase.DELETING:
+        return ctx.waiting(
+            Phase.PROVISIONING,
+            "SandboxDeleting",
+            f"waiting for the previous sandbox {sandbox.name} to be removed",
+        )
+    digest = sandbox.annotations.get(ANNOTATION_SHAPE)
+    if digest is not None and digest != facts.shape_digest:
+        message = "image, command, resources, env or providers changed; recreating the sandbox"
+        return ctx.waiting(
+            Phase.PROVISIONING,
+            "Recreating",
+            message,
+            action=Action.DELETE_SANDBOX,
+            events=(EventSpec("Normal", "Recreating", message),),
+        )
+    if sandbox.phase is gw.SandboxPhase.ERROR:
+        detail = next((c.message for c in sandbox.conditions if c.message), "")
+        message = f"the gateway reports sandbox {sandbox.name} in ERROR"
+        return ctx.failed("SandboxError", f"{message}: {detail}" if detail else message)
+    suspended = _suspend(ctx, sandbox)
+    if suspended is not None:
+        return suspended
+    if sandbox.phase is not gw.SandboxPhase.READY or not obs.active_revision:
+        waiting_for = "" if obs.active_revision else "; waiting for its policy to load"
+        return ctx.waiting(
+            Phase.PROVISIONING,
+            "Provisioning",
+            f"sandbox {sandbox.name} is {sandbox.phase.value.lower()}{waiting_for}",
+        )
+    return _ready(ctx, sandbox)
+
+
+def _still_failed(ctx: _Ctx) -> tuple[str, str] | None:
+    """The permanent failure already reported for this generation, if any."""
+    ready = ctx.old_condition("Ready")
+    if (
+        ctx.old_phase == Phase.FAILED
+        and ready is not None
+        and ready.get("reason") in PERMANENT_REASONS
+        and ready.get("observedGeneration") == ctx.facts.generation
+    ):
+        return str(ready["reason"]), str(ready.get("message", ""))
+    return None
+
+
+def _unreachable(ctx: _Ctx) -> Plan:
+    """The gateway could not be asked: keep what we knew, say why, try again later."""
+
+    def kept(type_: str) -> Condition:
+        old = ctx.old_condition(type_)
+        if old is None:
+            return Condition(type_, Status.UNKNOWN, "GatewayUnavailable", ctx.obs.error or "")
+        return Condition(
+            type_, Status(old["status"]), str(old["reason"]), str(old.get("message", ""))
+        )
+
+    ready = kept("Ready")
+    return Plan(
+        action=Action.NONE,
+        phase=Phase(ctx.old_phase or Phase.PENDING),
+        conditions=(
+            replace(ready, reason="GatewayUnavailable", message=ctx.obs.error or ""),
+            kept("Provisioned"),
+            kept("PolicyApplied"),
+        ),
+        policy=dict(ctx.facts.status.get("policy") or ctx.policy_status()),
+    )
+
+
+def _expired(ctx: _Ctx) -> Plan:
+    assert ctx.facts.expires_at is not None
+    message = f"lifetime ended at {ctx.facts.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+    sandbox = ctx.obs.sandbox
+    if ctx.facts.on_expiry == "Delete":
+        action = Action.DELETE_SESSION
+    elif sandbox is not None and not sandbox.deleting:
+        action = Action.DELETE_SANDBOX
+    else:
+        action = Action.NONE
+    return Plan(
+        action=action,
+        phase=Phase.EXPIRED,
+        conditions=(
+            Condition("Ready", Status.FALSE, "Expired", message),
+            Condition("Provisioned", Status.TRUE if sandbox else Status.FALSE, "Expired", message),
+            Condition("PolicyApplied", Status.UNKNOWN, "Expired", message),
+        ),
+        policy=ctx.policy_status(),
+        events=ctx.once(EventSpec("Normal", "Expired", message), unless_phase=Phase.EXPIRED),
+        requeue_after=None if action is Action.NONE else SOON,
+    )
+
+
+def _no_sandbox(ctx: _Ctx) -> Plan:
+    if isinstance(ctx.desired, PolicyProblem):
+        # Creating needs a policy; wait (the policy handler wakes us when it appears).
+        return ctx.waiting(Phase.PENDING, ctx.desired.reason, ctx.desired.message, requeue=None)
+    facts = ctx.facts
+    events: tuple[EventSpec, ...] = ()
+    previous = facts.status.get("sandbox") or {}
+    if previous.get("id"):
+        name = previous.get("name", facts.sandbox_name)
+        message = f"sandbox {name} disappeared from gateway {facts.gateway}"
+        if facts.on_sandbox_lost == "Fail":
+            return ctx.failed("SandboxLost", message)
+        events = (EventSpec("Warning", "SandboxLost", message + "; recreating it"),)
+    return ctx.waiting(
+        Phase.PROVISIONING,
+        "Creating",
+        f"creating sandbox {facts.sandbox_name} on gateway {facts.gateway}",
+        action=Action.CREATE,
+        events=events,
+    )
+
+
+def _suspend(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan | None:
+    phase = sandbox.phase
+    if ctx.facts.suspend:
+        if phase is gw.SandboxPhase.STOPPED:
+            stopped = EventSpec("Normal", "Suspended", f"sandbox {sandbox.name} stopped")
+            return ctx.waiting(
+                Phase.SUSPENDED,
+                "Suspended",
+                "spec.suspend is true; the sandbox is stopped",
+                events=ctx.once(stopped, unless_phase=Phase.SUSPENDED),
+                requeue=None,
+            )
+        if phase is gw.SandboxPhase.READY:
+            return ctx.waiting(
+                Phase.SUSPENDED,
+                "Stopping",
+                "spec.suspend is true; stopping the sandbox",
+                action=Action.STOP,
+            )
+        if phase is gw.SandboxPhase.STOPPING:
+            return ctx.waiting(Phase.SUSPENDED, "Stopping", "stopping the sandbox")
+        return ctx.waiting(
+            Phase.PROVISIONING, "Stopping", f"will stop the sandbox once it leaves {phase.value}"
+        )
+    if phase is gw.SandboxPhase.STOPPED:
+        resumed = EventSpec("Normal", "Resumed", f"starting sandbox {sandbox.name}")
+        return ctx.waiting(
+            Phase.PROVISIONING,
+            "Starting",
+            "spec.suspend is false; starting the sandbox",
+            action=Action.START,
+            events=(resumed,) if ctx.old_phase == Phase.SUSPENDED else (),
+        )
+    if phase is gw.SandboxPhase.STOPPING:
+        return ctx.waiting(
+            Phase.PROVISIONING, "Starting", "waiting for the sandbox to stop before starting it"
+        )
+    return None
+
+
+def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
+    desired, obs = ctx.desired, ctx.obs
+    events = list(
+        ctx.once(
+            EventSpec("Normal", "Ready", f"sandbox {sandbox.name} is ready"),
+            unless_phase=Phase.READY,
+        )
+    )
+    action, requeue = Action.NONE, None
+    reported = ctx.facts.status.get("policy") or {}
+    if isinstance(desired, PolicyProblem):
+        policy = Condition(
+            "PolicyApplied",
+            Status.FALSE,
+            desired.reason,
+            f"{desired.message}; the sandbox keeps its loaded policy",
+        )
+        policy_status = ctx.policy_status()
+    elif obs.active_revision == desired.revision:
+        policy = Condition(
+            "PolicyApplied", Status.TRUE, "PolicyLoaded", f"{desired.revision} loaded"
+        )
+        policy_status = ctx.policy_status(PolicyState.LOADED)
+        if (
+            reported.get("revision") != desired.revision
+            or reported.get("state") != PolicyState.LOADED
+        ):
+            events.append(
+                EventSpec(
+                    "Normal",
+                    "PolicyApplied",
+                    f"policy {desired.name} {desired.revision} loaded"
+                    f" (gateway version {sandbox.current_policy_version})",
+                )
+            )
+    else:
+        step = next_rollout_step(
+            desired_revision=desired.revision,
+            static_changes=desired.static_changes,
+            latest=obs.latest,
+            change=obs.change,
+            may_recreate=obs.may_recreate,
+            reported=reported,
+            refusal=obs.refusal,
+        )
+        policy = Condition("PolicyApplied", step.status, step.reason, step.message)
+        policy_status = ctx.policy_status(step.state, step.message)
+        if step.warn:
+            events.append(EventSpec("Warning", "PolicyRejected", step.message))
+        if step.push:
+            action = Action.PUSH_POLICY
+        elif step.recreate:
+            action = Action.DELETE_SANDBOX
+            events.append(EventSpec("Normal", "Recreating", step.message))
+        requeue = 0.0 if action is not Action.NONE else (SOON if step.poll else None)
+    ready = f"sandbox {sandbox.name} is ready"
+    return Plan(
+        action=action,
+        phase=Phase.READY,
+        conditions=(
+            Condition("Ready", Status.TRUE, "SandboxReady", ready),
+            ctx.provisioned("SandboxCreated", ready),
+            policy,
+        ),
+        policy=policy_status,
+        events=tuple(events),
+        requeue_after=requeue,
+    )

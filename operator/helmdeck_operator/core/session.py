@@ -1,0 +1,168 @@
+"""A HelmdeckSession as the operator reads it: typed spec, identity, and derived values.
+
+The apiserver has already validated the object against the CRD (crds/ is the source of
+truth), so this model is a typed view rather than a second validator: it mirrors the
+field names, enums and defaults (tests/unit/core/test_session_model.py checks them against
+the CRD) and derives what the reconciler needs: the resolved sandbox shape, its hash, and
+the expiry time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from helmdeck_operator.config import Family, FamilyDefaults
+
+__all__ = [
+    "EnvVar",
+    "Lifetime",
+    "PolicyRef",
+    "SandboxShape",
+    "SessionMeta",
+    "SessionResources",
+    "SessionSpec",
+    "expires_at",
+    "parse_duration",
+    "sandbox_shape",
+]
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class PolicyRef(_View):
+    name: str
+
+
+class SessionResources(_View):
+    cpu: int | str | None = None
+    memory: int | str | None = None
+    gpu: int | None = None
+
+
+class EnvVar(_View):
+    name: str
+    value: str = ""
+
+
+class Lifetime(_View):
+    ttl: str | None = None
+    on_expiry: Literal["Delete", "Retain"] = "Delete"
+
+
+class SessionSpec(_View):
+    family: Family
+    image: str | None = None
+    command: tuple[str, ...] | None = None
+    policy_ref: PolicyRef | None = None
+    gateway: str | None = None
+    resources: SessionResources = SessionResources()
+    env: tuple[EnvVar, ...] = ()
+    providers: tuple[str, ...] = ()
+    lifetime: Lifetime = Lifetime()
+    suspend: bool = False
+
+
+@dataclass(frozen=True)
+class SessionMeta:
+    """Identity of one session object, from its metadata."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created_at: datetime
+
+    @classmethod
+    def from_body(cls, body: Any) -> SessionMeta:
+        meta = body["metadata"]
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation", 1)),
+            created_at=datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00")),
+        )
+
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A Go duration ("1h30m", "90s", "1.5h"), as the CRD's CEL `duration()` accepts it."""
+    position, seconds = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise ValueError(f"{text!r} is not a duration such as 30m or 1h30m")
+    return timedelta(seconds=seconds)
+
+
+def expires_at(spec: SessionSpec, meta: SessionMeta) -> datetime | None:
+    """Creation time plus the TTL; None for a session that never expires."""
+    if spec.lifetime.ttl is None:
+        return None
+    return meta.created_at + parse_duration(spec.lifetime.ttl)
+
+
+@dataclass(frozen=True)
+class SandboxShape:
+    """Everything that decides what runs in the sandbox apart from its policy.
+
+    None of it can change on a live sandbox, so a change recreates the sandbox; `digest`
+    (stored on the sandbox as an annotation) is how a later reconcile tells.
+    """
+
+    image: str
+    command: tuple[str, ...]
+    cpu: str
+    memory: str
+    gpu: int
+    env: tuple[tuple[str, str], ...]
+    providers: tuple[str, ...]
+
+    @property
+    def digest(self) -> str:
+        canonical = json.dumps(
+            {
+                "image": self.image,
+                "command": list(self.command),
+                "cpu": self.cpu,
+                "memory": self.memory,
+                "gpu": self.gpu,
+                "env": [list(e) for e in self.env],
+                "providers": sorted(self.providers),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def sandbox_shape(spec: SessionSpec, defaults: FamilyDefaults) -> SandboxShape:
+    """The session's own values where given, the family defaults elsewhere."""
+    resources = spec.resources
+    return SandboxShape(
+        image=spec.image or defaults.image,
+        command=tuple(spec.command) if spec.command else defaults.command,
+        cpu=str(resources.cpu) if resources.cpu is not None else defaults.resources.cpu,
+        memory=str(resources.memory) if resources.memory is not None else defaults.resources.memory,
+        gpu=resources.gpu if resources.gpu is not None else defaults.resources.gpu,
+        env=tuple((e.name, e.value) for e in spec.env),
+        providers=tuple(spec.providers),
+    )

@@ -1,0 +1,390 @@
+"""One reconcile pass of a HelmdeckSession: observe the gateway, plan, act once, report.
+
+The shell around `core.plan.plan_session`: it gathers the inputs (the session object, the
+policy it should run, what the gateway says), performs the single action the plan asks for,
+plans again with the action's result, writes status when it changed and posts the Events.
+It returns when to look again. `delete_sandbox_for` is the finalizer's half.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from helmdeck_operator.core.conditions import format_time, merge_conditions
+from helmdeck_operator.core.naming import (
+    LABEL_SESSION_UID,
+    sandbox_annotations,
+    sandbox_labels,
+    sandbox_name,
+)
+from helmdeck_operator.core.plan import (
+    ANNOTATION_SHAPE,
+    Action,
+    DesiredPolicy,
+    EventSpec,
+    Observed,
+    Phase,
+    Plan,
+    PolicyProblem,
+    SessionFacts,
+    plan_session,
+)
+from helmdeck_operator.core.session import (
+    SandboxShape,
+    SessionMeta,
+    SessionSpec,
+    expires_at,
+    sandbox_shape,
+)
+from helmdeck_operator.gateway import GatewayClient, models
+from helmdeck_operator.gateway.errors import (
+    GatewayAlreadyExists,
+    GatewayError,
+    GatewayInvalid,
+    GatewayPreconditionFailed,
+)
+from helmdeck_operator.kube import SESSIONS, status_changed
+from helmdeck_operator.policy.classify import classify_change
+from helmdeck_operator.runtime import Runtime
+
+__all__ = ["Outcome", "delete_sandbox_for", "reconcile_session"]
+
+logger = logging.getLogger(__name__)
+
+#: Longest wait between attempts while the gateway keeps failing.
+MAX_ERROR_BACKOFF = 60.0
+#: Errors that no retry fixes: our request itself is wrong for this gateway.
+_REFUSALS = (GatewayInvalid, GatewayPreconditionFailed)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a pass did: the plan carried out, when to look again, the Events to post."""
+
+    plan: Plan
+    requeue_after: float
+    events: tuple[EventSpec, ...]
+    failing: bool
+    """The gateway could not be reached or refused transiently; the caller backs off."""
+
+
+async def reconcile_session(
+    rt: Runtime, body: Mapping[str, Any], policy_spec: Mapping[str, Any] | None, errors: int = 0
+) -> Outcome:
+    """Observe, plan, act and report once. `errors` counts consecutive failed passes."""
+    meta = SessionMeta.from_body(body)
+    spec = SessionSpec.model_validate(body.get("spec") or {})
+    status = dict(body.get("status") or {})
+    now = rt.clock()
+    defaults = rt.config.families[spec.family]
+    shape = sandbox_shape(spec, defaults)
+    gateway_name = spec.gateway or rt.config.default_gateway
+    desired = resolve_policy(rt, meta.namespace, spec, policy_spec)
+    facts = SessionFacts(
+        uid=meta.uid,
+        generation=meta.generation,
+        suspend=spec.suspend,
+        shape_digest=shape.digest,
+        expires_at=expires_at(spec, meta),
+        on_expiry=spec.lifetime.on_expiry,
+        gateway=gateway_name,
+        sandbox_name=sandbox_name(meta.uid),
+        on_sandbox_lost=rt.config.on_sandbox_lost,
+        status=status,
+    )
+    client = rt.gateways.get(gateway_name)
+    policy_key = _policy_key(meta.namespace, spec)
+    if client is None:
+        configured = ", ".join(sorted(rt.gateways))
+        obs = Observed(
+            failure=(
+                "GatewayNotConfigured",
+                f"gateway {gateway_name!r} is not configured; configured gateways: {configured}",
+            )
+        )
+    else:
+        obs = await _observe(client, facts.sandbox_name, desired)
+        if isinstance(desired, DesiredPolicy):
+            obs = replace(
+                obs,
+                may_recreate=rt.rollouts.may_recreate(
+                    policy_key, meta.uid, desired.max_unavailable
+                ),
+            )
+
+    plan = plan_session(facts, desired, obs, now)
+    events = plan.events
+    if plan.action is not Action.NONE and client is not None:
+        acted = await _act(
+            rt, client, plan.action, meta, spec, shape, facts, desired, obs, policy_key
+        )
+        if acted is not None:
+            if plan.action is Action.CREATE and acted.sandbox is not None:
+                created = f"sandbox {acted.sandbox.name} created on gateway {gateway_name}"
+                events += (EventSpec("Normal", "Provisioned", created),)
+            obs = acted
+            replanned = plan_session(facts, desired, obs, now)
+            events = _merge_events(events, replanned.events)
+            plan = replace(replanned, events=events)
+    if plan.phase is Phase.READY and plan.policy.get("state") == "Loaded":
+        rt.rollouts.release(meta.uid)
+
+    new_status = render_status(facts, plan, obs, gateway_name, client, status, now)
+    if status_changed(status, new_status):
+        await rt.kube.patch_status(SESSIONS, meta.namespace, meta.name, new_status)
+    if plan.action is Action.DELETE_SESSION:
+        await rt.kube.delete_session(meta.namespace, meta.name)
+
+    failing = obs.error is not None
+    return Outcome(plan, _next_wait(rt, plan, failing, errors), events, failing)
+
+
+def resolve_policy(
+    rt: Runtime, namespace: str, spec: SessionSpec, policy_spec: Mapping[str, Any] | None
+) -> DesiredPolicy | PolicyProblem:
+    """The policy the session should run: its policyRef, or its family's default."""
+    from helmdeck_operator.policy import errors as policy_errors
+    from helmdeck_operator.policy import revision, translate
+
+    if spec.policy_ref is None:
+        return rt.family_policies[spec.family]
+    name = spec.policy_ref.name
+    if policy_spec is None:
+        return PolicyProblem(
+            name,
+            "PolicyNotFound",
+            f"SidecarPolicy {namespace}/{name} does not exist; waiting for it",
+        )
+    try:
+        policy = translate.to_sandbox_policy(dict(policy_spec))
+    except policy_errors.PolicyValidationError as err:
+        return PolicyProblem(name, "PolicyInvalid", f"SidecarPolicy {name}: {err}")
+    rollout = policy_spec.get("rollout") or {}
+    return DesiredPolicy(
+        name=name,
+        revision=revision.revision(policy),
+        policy=policy,
+        static_changes=str(policy_spec.get("staticChanges", "Reject")),
+        max_unavailable=int(rollout.get("maxUnavailable", 1)),
+    )
+
+
+def _policy_key(namespace: str, spec: SessionSpec) -> tuple[str, str]:
+    return (namespace, spec.policy_ref.name if spec.policy_ref else f"default/{spec.family}")
+
+
+async def _observe(
+    client: GatewayClient, name: str, desired: DesiredPolicy | PolicyProblem
+) -> Observed:
+    try:
+        sandbox = await client.get_sandbox(name)
+        if sandbox is None:
+            return Observed()
+        status = await client.get_policy_status(name)
+        if status is None:
+            return Observed(sandbox=sandbox)
+        latest = status.revision
+        active_hash = ""
+        if status.active_version == latest.version:
+            active_hash = latest.hash if latest.status is models.PolicyLoadState.LOADED else ""
+        elif status.active_version:
+            active = await client.get_policy_status(name, status.active_version)
+            active_hash = active.revision.hash if active is not None else ""
+        obs = Observed(
+            sandbox=sandbox,
+            active_revision=f"sha256:{active_hash}" if active_hash else None,
+            latest=latest,
+        )
+        if (
+            isinstance(desired, DesiredPolicy)
+            and obs.active_revision not in (None, desired.revision)
+            and latest.hash != desired.revision.removeprefix("sha256:")
+        ):
+            # Live-change rules compare with the policy the sandbox started with (version 1).
+            baseline = await client.get_policy_status(name, 1)
+            if baseline is not None and baseline.revision.policy is not None:
+                obs = replace(obs, change=classify_change(baseline.revision.policy, desired.policy))
+        return obs
+    except GatewayError as err:
+        return Observed(error=f"gateway unreachable or refusing ({err.reason}): {err}")
+
+
+async def _act(
+    rt: Runtime,
+    client: GatewayClient,
+    action: Action,
+    meta: SessionMeta,
+    spec: SessionSpec,
+    shape: SandboxShape,
+    facts: SessionFacts,
+    desired: DesiredPolicy | PolicyProblem,
+    obs: Observed,
+    policy_key: tuple[str, str],
+) -> Observed | None:
+    """Perform `action`; the observation as it stands afterwards (None: nothing to re-plan)."""
+    name = facts.sandbox_name
+    try:
+        async with rt.mutation_slots[client.name]:
+            if action is Action.CREATE:
+                assert isinstance(desired, DesiredPolicy)
+                return replace(obs, sandbox=await _create(rt, client, meta, spec, shape, desired))
+            if action is Action.PUSH_POLICY:
+                assert isinstance(desired, DesiredPolicy)
+                try:
+                    pushed = await client.update_policy(name, desired.policy)
+                except GatewayInvalid as err:
+                    return replace(obs, refusal=err.message)
+                return replace(obs, latest=pushed)
+            if action is Action.STOP:
+                return replace(obs, sandbox=await client.stop_sandbox(name))
+            if action is Action.START:
+                return replace(obs, sandbox=await client.start_sandbox(name))
+            if action is Action.DELETE_SANDBOX:
+                if isinstance(desired, DesiredPolicy) and facts.expires_at is None:
+                    rt.rollouts.take(policy_key, meta.uid)
+                outcome = await client.delete_sandbox(name)
+                if outcome.gone or obs.sandbox is None:
+                    return replace(obs, sandbox=None)
+                return replace(obs, sandbox=replace(obs.sandbox, deleting=True))
+    except _REFUSALS as err:
+        return replace(obs, failure=(err.reason, err.message))
+    except GatewayError as err:
+        return replace(obs, error=f"{action.value} failed ({err.reason}): {err}")
+    return None
+
+
+async def _create(
+    rt: Runtime,
+    client: GatewayClient,
+    meta: SessionMeta,
+    spec: SessionSpec,
+    shape: SandboxShape,
+    desired: DesiredPolicy,
+) -> models.Sandbox:
+    name = sandbox_name(meta.uid)
+    labels = sandbox_labels(session_uid=meta.uid, family=spec.family, instance=rt.config.instance)
+    annotations = {
+        **sandbox_annotations(namespace=meta.namespace, name=meta.name),
+        ANNOTATION_SHAPE: shape.digest,
+    }
+    sandbox_spec = models.SandboxSpec(
+        image=shape.image,
+        command=shape.command,
+        env=dict(shape.env),
+        resources={"limits": {"cpu": shape.cpu, "memory": shape.memory}},
+        gpu=shape.gpu,
+        providers=shape.providers,
+    )
+    try:
+        return await client.create_sandbox(
+            name, sandbox_spec, policy=desired.policy, labels=labels, annotations=annotations
+        )
+    except GatewayAlreadyExists:
+        # A create whose response was lost, or a restart after create and before the status
+        # write: the name is ours by construction, so adopt it if its UID label agrees.
+        existing = await client.get_sandbox(name)
+        if existing is None:
+            raise
+        if existing.labels.get(LABEL_SESSION_UID) != meta.uid:
+            raise GatewayPreconditionFailed(
+                f"sandbox {name} exists and belongs to another session", rpc="CreateSandbox"
+            ) from None
+        return existing
+
+
+def _merge_events(
+    first: tuple[EventSpec, ...], then: tuple[EventSpec, ...]
+) -> tuple[EventSpec, ...]:
+    seen = {e.reason for e in first}
+    return first + tuple(e for e in then if e.reason not in seen)
+
+
+def _next_wait(rt: Runtime, plan: Plan, failing: bool, errors: int) -> float:
+    intervals = rt.config.intervals
+    if failing:
+        ceiling = min(MAX_ERROR_BACKOFF, intervals.pending_seconds * 2 ** min(errors, 10))
+        return random.uniform(ceiling / 2, ceiling)
+    if plan.requeue_after is None:
+        return intervals.resync_seconds
+    return max(plan.requeue_after, 0.0)
+
+
+def render_status(
+    facts: SessionFacts,
+    plan: Plan,
+    obs: Observed,
+    gateway: str,
+    client: GatewayClient | None,
+    old: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """The status to write; keys we no longer report are sent as null (merge-patch removal)."""
+    sandbox = obs.sandbox
+    status: dict[str, Any] = {
+        "phase": plan.phase.value,
+        "observedGeneration": facts.generation,
+        "conditions": merge_conditions(
+            old.get("conditions", []), plan.conditions, generation=facts.generation, now=now
+        ),
+        "policy": plan.policy,
+    }
+    if obs.error is not None:
+        # Unreachable: what we knew about the sandbox stays as it was.
+        for key in ("sandbox", "endpoints"):
+            if key in old:
+                status[key] = old[key]
+    elif sandbox is not None:
+        status["sandbox"] = {
+            "name": sandbox.name,
+            "gateway": gateway,
+            "workspace": sandbox.workspace or (client.config.workspace if client else ""),
+            "phase": "DELETING" if sandbox.deleting else sandbox.phase.value,
+        }
+        if not sandbox.deleting:
+            status["sandbox"]["id"] = sandbox.id
+        status["endpoints"] = dict(sandbox.service_urls)
+    if facts.expires_at is not None:
+        status["expiresAt"] = format_time(facts.expires_at)
+    if old.get("readyAt"):
+        status["readyAt"] = old["readyAt"]
+    elif plan.phase is Phase.READY:
+        status["readyAt"] = format_time(now)
+    return _with_removals(old, status)
+
+
+def _with_removals(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Merge patches merge maps: a key we stopped reporting must be sent as null."""
+    out = dict(new)
+    for key, value in old.items():
+        if key not in out:
+            out[key] = None
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _with_removals(value, out[key])
+    return out
+
+
+async def delete_sandbox_for(rt: Runtime, body: Mapping[str, Any]) -> str | None:
+    """Delete the session's sandbox; None once it is gone, else why we must wait."""
+    meta = SessionMeta.from_body(body)
+    spec = SessionSpec.model_validate(body.get("spec") or {})
+    rt.rollouts.release(meta.uid)
+    client = rt.gateways.get(spec.gateway or rt.config.default_gateway)
+    if client is None:
+        return None  # never created: the gateway was not configured
+    name = sandbox_name(meta.uid)
+    try:
+        async with rt.mutation_slots[client.name]:
+            outcome = await client.delete_sandbox(name)
+        if outcome.gone:
+            return None
+        sandbox = await client.get_sandbox(name)
+    except GatewayError as err:
+        return f"cannot delete sandbox {name} yet ({err.reason}): {err}"
+    if sandbox is None:
+        return None
+    return f"sandbox {name} is being deleted by the gateway"

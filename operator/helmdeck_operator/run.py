@@ -1,0 +1,167 @@
+"""`helmdeck-operator run` and `helmdeck-operator check`.
+
+`run` validates the configuration (a clear line per bad field, exit 2), then runs the kopf
+operator against the current kubeconfig or the in-cluster ServiceAccount. `check` is the
+preflight a platform engineer runs before (or instead of) trusting a deployment: CRDs
+installed at the expected version, every permission the operator uses granted, every
+gateway reachable with its credentials accepted; a table, and a non-zero exit on any miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from helmdeck_operator.config import OperatorConfig
+
+__all__ = ["PERMISSIONS", "register"]
+
+#: (verb, resource, subresource) the operator needs in the helmdeck.dev group, and events.
+PERMISSIONS: tuple[tuple[str, str, str, str | None], ...] = (
+    ("get", "helmdeck.dev", "helmdecksessions", None),
+    ("list", "helmdeck.dev", "helmdecksessions", None),
+    ("watch", "helmdeck.dev", "helmdecksessions", None),
+    ("patch", "helmdeck.dev", "helmdecksessions", None),
+    ("delete", "helmdeck.dev", "helmdecksessions", None),
+    ("patch", "helmdeck.dev", "helmdecksessions", "status"),
+    ("list", "helmdeck.dev", "sidecarpolicies", None),
+    ("watch", "helmdeck.dev", "sidecarpolicies", None),
+    ("patch", "helmdeck.dev", "sidecarpolicies", None),
+    ("patch", "helmdeck.dev", "sidecarpolicies", "status"),
+    ("create", "", "events", None),
+)
+CRDS = ("helmdecksessions.helmdeck.dev", "sidecarpolicies.helmdeck.dev")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, handler, text in (
+        ("run", _run, "run the operator"),
+        ("check", _check, "preflight: CRDs, permissions, gateways"),
+    ):
+        parser = sub.add_parser(name, help=text)
+        parser.add_argument(
+            "--config",
+            type=Path,
+            default=os.environ.get("HELMDECK_CONFIG"),
+            help="operator configuration file (default: $HELMDECK_CONFIG)",
+        )
+        parser.add_argument(
+            "--namespace",
+            action="append",
+            default=[],
+            help="watch only this namespace (repeatable; overrides the configuration)",
+        )
+        parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        parser.set_defaults(handler=handler)
+
+
+def _load(args: argparse.Namespace) -> OperatorConfig | None:
+    from helmdeck_operator.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+    if args.namespace:
+        config = config.model_copy(update={"namespaces": tuple(args.namespace)})
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from helmdeck_operator.handlers import build_registry
+
+    config = _load(args)
+    if config is None:
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    namespaces = list(config.namespaces)
+    asyncio.run(
+        kopf.operator(
+            registry=build_registry(),
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            memo=kopf.Memo(config=config),
+            standalone=True,
+        )
+    )
+    return 0
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str
+    ok: bool
+    detail: str
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return 2
+    checks = asyncio.run(_run_checks(config))
+    width = max(len(c.what) for c in checks)
+    for c in checks:
+        print(f"{'ok  ' if c.ok else 'FAIL'}  {c.what.ljust(width)}  {c.detail}")
+    failed = sum(not c.ok for c in checks)
+    print(f"\n{len(checks) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+async def _run_checks(config: OperatorConfig) -> list[Check]:
+    from helmdeck_operator import API_VERSION
+    from helmdeck_operator.gateway import GatewayClient, GatewayError
+    from helmdeck_operator.kube import Kube, KubeError
+
+    checks: list[Check] = []
+    kube = Kube.from_environment()
+    try:
+        for crd in CRDS:
+            try:
+                served = await kube.crd_versions(crd)
+            except KubeError as err:
+                checks.append(Check(f"CRD {crd}", False, str(err)))
+                continue
+            if served is None:
+                checks.append(Check(f"CRD {crd}", False, "not installed: kubectl apply -f crds/"))
+            else:
+                ok = API_VERSION in served
+                checks.append(Check(f"CRD {crd}", ok, f"serves {', '.join(served)}"))
+        scopes: list[str | None] = list(config.namespaces) or [None]
+        for namespace in scopes:
+            for verb, group, resource, sub in PERMISSIONS:
+                what = f"{verb} {resource}{'/' + sub if sub else ''}"
+                where = f" in {namespace}" if namespace else " cluster-wide"
+                try:
+                    allowed = await kube.can_i(verb, group, resource, namespace, sub)
+                except KubeError as err:
+                    checks.append(Check(what + where, False, str(err)))
+                    continue
+                checks.append(Check(what + where, allowed, "allowed" if allowed else "denied"))
+    finally:
+        await kube.close()
+    for gateway in config.gateways:
+        client = GatewayClient(gateway)
+        try:
+            await client.start()
+            health = await client.health()
+            identity = await client.whoami()
+            detail = f"{health.status.value} {health.version}; authenticated as {identity.subject}"
+            checks.append(Check(f"gateway {gateway.name}", True, detail))
+        except GatewayError as err:
+            checks.append(Check(f"gateway {gateway.name}", False, f"{err.reason}: {err}"))
+        finally:
+            await client.close()
+    return checks

@@ -1,0 +1,124 @@
+"""Everything the handlers share for the life of the operator process.
+
+One `Runtime` lives in kopf's `memo`: the validated configuration, a gateway client per
+configured gateway with its bound on concurrent mutations, the Kubernetes client, the
+translated family default policies, wake-up events and the rollout slots of Recreate
+policies. Nothing here decides anything; it only holds and hands out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from helmdeck_operator.config import FAMILIES, Family, OperatorConfig
+from helmdeck_operator.core.plan import DesiredPolicy
+from helmdeck_operator.gateway import GatewayClient
+from helmdeck_operator.kube import Kube
+from helmdeck_operator.policy import revision, translate
+
+__all__ = ["RolloutSlots", "Runtime", "load_family_policy"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_family_policy(family: Family, path: Path) -> DesiredPolicy:
+    """The family default: a SidecarPolicy manifest file, translated once at start-up."""
+    manifest = yaml.safe_load(path.read_text())
+    spec = manifest.get("spec", {}) if isinstance(manifest, dict) else {}
+    policy = translate.to_sandbox_policy(spec)
+    name = (manifest.get("metadata") or {}).get("name") or f"helmdeck-default-{family}"
+    return DesiredPolicy(
+        name=name,
+        revision=revision.revision(policy),
+        policy=policy,
+        static_changes=spec.get("staticChanges", "Reject"),
+        max_unavailable=(spec.get("rollout") or {}).get("maxUnavailable", 1),
+    )
+
+
+@dataclass
+class RolloutSlots:
+    """How many sessions of each Recreate policy are being recreated right now.
+
+    In memory on purpose: after a restart, sessions still mid-recreation finish anyway and
+    new ones wait for free slots, so the bound can be exceeded only by what was in flight.
+    """
+
+    holders: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    def may_recreate(self, policy: tuple[str, str], uid: str, limit: int) -> bool:
+        holding = self.holders.get(policy, set())
+        return uid in holding or len(holding) < limit
+
+    def take(self, policy: tuple[str, str], uid: str) -> None:
+        self.holders.setdefault(policy, set()).add(uid)
+
+    def release(self, uid: str) -> None:
+        for holding in self.holders.values():
+            holding.discard(uid)
+
+
+@dataclass
+class Runtime:
+    config: OperatorConfig
+    kube: Kube
+    gateways: dict[str, GatewayClient]
+    family_policies: dict[Family, DesiredPolicy]
+    mutation_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    wakeups: dict[object, asyncio.Event] = field(default_factory=dict)
+    rollouts: RolloutSlots = field(default_factory=RolloutSlots)
+    generations: dict[str, object] = field(default_factory=dict)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    @classmethod
+    async def start(cls, config: OperatorConfig, kube: Kube) -> Runtime:
+        gateways = {g.name: GatewayClient(g) for g in config.gateways}
+        for client in gateways.values():
+            await client.start()
+        return cls(
+            config=config,
+            kube=kube,
+            gateways=gateways,
+            family_policies={
+                f: load_family_policy(f, config.families[f].policy_file) for f in FAMILIES
+            },
+            mutation_slots={
+                name: asyncio.Semaphore(config.concurrency.gateway_mutations) for name in gateways
+            },
+        )
+
+    async def close(self) -> None:
+        for client in self.gateways.values():
+            await client.close()
+        await self.kube.close()
+
+    def wakeup(self, key: object) -> asyncio.Event:
+        """The event that cuts the wait of the daemon for `key` (a session UID, a policy)."""
+        return self.wakeups.setdefault(key, asyncio.Event())
+
+    def wake(self, key: object) -> None:
+        event = self.wakeups.get(key)
+        if event is not None:
+            event.set()
+
+    def generation_changed(self, uid: str, generation: object) -> bool:
+        """True the first time a session's generation is seen: its spec changed.
+
+        Status writes also produce watch events; they must not wake the session's daemon,
+        or every status write would cost an extra reconcile pass.
+        """
+        changed = self.generations.get(uid) != generation
+        self.generations[uid] = generation
+        return changed
+
+    def forget(self, key: object) -> None:
+        self.wakeups.pop(key, None)
+        if isinstance(key, str):
+            self.generations.pop(key, None)
