@@ -38,12 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Each subcommand module exposes `register(subparsers)`; imported lazily so that
     `helmdeck-operator version` does not pay for gRPC or Kubernetes imports."""
-    from helmdeck_operator import run
+    from helmdeck_operator import crdref, run
     from helmdeck_operator.emulator import cli as emulator_cli
     from helmdeck_operator.policy import cli as policy_cli
     from helmdeck_operator.testing import controlplane
 
-    return [run.register, controlplane.register, emulator_cli.register, policy_cli.register]
+    return [
+        run.register,
+        controlplane.register,
+        emulator_cli.register,
+        policy_cli.register,
+        crdref.register,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -177,12 +177,15 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> list[
         if path[0] not in OperatorConfig.model_fields:
             problems.append(f"{key}: no setting {path[0]!r}")
             continue
-        value: Any = yaml.safe_load(environ[key]) if environ[key] else ""
+        value = _env_value(environ[key])
         if path == ["namespaces"] and isinstance(value, str):
             value = [n.strip() for n in value.split(",") if n.strip()]
         target: Any = raw
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1]):
             index: Any = int(part) if part.isdigit() else part
+            if not isinstance(target, dict | list):
+                problems.append(f"{key}: {'.'.join(path[:depth])} is not a mapping or list")
+                break
             if isinstance(target, list):
                 if not isinstance(index, int) or index >= len(target):
                     problems.append(f"{key}: no list entry {part}")
@@ -192,6 +195,9 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> list[
                 target = target.setdefault(index, {})
         else:
             last = path[-1]
+            if not isinstance(target, dict | list):
+                problems.append(f"{key}: {'.'.join(path[:-1])} is not a mapping or list")
+                continue
             if isinstance(target, list):
                 if not last.isdigit() or int(last) >= len(target):
                     problems.append(f"{key}: no list entry {last}")
@@ -202,8 +208,18 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> list[
     return problems
 
 
+def _env_value(text: str) -> Any:
+    """A YAML scalar or flow value; text YAML cannot parse (`[::1]:17670`) is the string."""
+    if not text:
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 #: Variables with our prefix that configure something else (the operator's CLI flags).
-_NOT_SETTINGS = frozenset({"HELMDECK_CONFIG", "HELMDECK_LOG_LEVEL"})
+_NOT_SETTINGS = frozenset({"HELMDECK_CONFIG", "HELMDECK_LOG_LEVEL", "HELMDECK_CRASHPOINTS"})
 
 
 def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> None:

@@ -405,13 +405,20 @@ def _no_sandbox(ctx: _Ctx) -> Plan:
 def _suspend(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan | None:
     phase = sandbox.phase
     if ctx.facts.suspend:
+        # Announced on the way into phase Suspended, which starts with the Stop: the stop is
+        # asynchronous, so by the time STOPPED is seen the phase is already Suspended.
+        suspended = ctx.once(
+            EventSpec(
+                "Normal", "Suspended", f"spec.suspend is true; stopping sandbox {sandbox.name}"
+            ),
+            unless_phase=Phase.SUSPENDED,
+        )
         if phase is gw.SandboxPhase.STOPPED:
-            stopped = EventSpec("Normal", "Suspended", f"sandbox {sandbox.name} stopped")
             return ctx.waiting(
                 Phase.SUSPENDED,
                 "Suspended",
                 "spec.suspend is true; the sandbox is stopped",
-                events=ctx.once(stopped, unless_phase=Phase.SUSPENDED),
+                events=suspended,
                 requeue=None,
             )
         if phase is gw.SandboxPhase.READY:
@@ -420,9 +427,12 @@ def _suspend(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan | None:
                 "Stopping",
                 "spec.suspend is true; stopping the sandbox",
                 action=Action.STOP,
+                events=suspended,
             )
         if phase is gw.SandboxPhase.STOPPING:
-            return ctx.waiting(Phase.SUSPENDED, "Stopping", "stopping the sandbox")
+            return ctx.waiting(
+                Phase.SUSPENDED, "Stopping", "stopping the sandbox", events=suspended
+            )
         return ctx.waiting(
             Phase.PROVISIONING, "Stopping", f"will stop the sandbox once it leaves {phase.value}"
         )

@@ -26,7 +26,8 @@ class PolicyReport:
     """None when the spec does not translate."""
     events: tuple[EventSpec, ...]
     settled: bool
-    """Every bound session has loaded the revision or been refused it: nothing to wait for."""
+    """Every bound session has loaded the revision or been refused it, or the spec does not
+    translate: nothing to wait for."""
 
 
 def report_policy(
@@ -91,7 +92,9 @@ def report_policy(
             old.get("conditions", []), (valid, applied), generation=generation, now=now
         ),
     }
-    return PolicyReport(status, rev, _events(old, valid, applied, rev, len(sessions)), pending == 0)
+    # An invalid spec gives sessions nothing to load: waiting on them would poll until it is fixed.
+    settled = rev is None or pending == 0
+    return PolicyReport(status, rev, _events(old, valid, applied, rev, len(sessions)), settled)
 
 
 def _events(

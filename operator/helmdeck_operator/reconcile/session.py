@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from helmdeck_operator import crashpoints
 from helmdeck_operator.core.conditions import format_time, merge_conditions
 from helmdeck_operator.core.naming import (
     LABEL_SESSION_UID,
@@ -125,6 +126,7 @@ async def reconcile_session(
         )
         if acted is not None:
             if plan.action is Action.CREATE and acted.sandbox is not None:
+                crashpoints.reached(crashpoints.AFTER_CREATE)
                 created = f"sandbox {acted.sandbox.name} created on gateway {gateway_name}"
                 events += (EventSpec("Normal", "Provisioned", created),)
             obs = acted
@@ -239,6 +241,7 @@ async def _act(
                     pushed = await client.update_policy(name, desired.policy)
                 except GatewayInvalid as err:
                     return replace(obs, refusal=err.message)
+                crashpoints.reached(crashpoints.MID_FANOUT)
                 return replace(obs, latest=pushed)
             if action is Action.STOP:
                 return replace(obs, sandbox=await client.stop_sandbox(name))
@@ -380,6 +383,7 @@ async def delete_sandbox_for(rt: Runtime, body: Mapping[str, Any]) -> str | None
     try:
         async with rt.mutation_slots[client.name]:
             outcome = await client.delete_sandbox(name)
+        crashpoints.reached(crashpoints.AFTER_DELETE)
         if outcome.gone:
             return None
         sandbox = await client.get_sandbox(name)

@@ -1,0 +1,149 @@
+"""The operator as production runs it: a subprocess against the real apiserver, with the
+OpenShell emulator in its own process as the gateway.
+
+One emulator and one operator per test module (starting them costs seconds); every test
+works in its own namespace, and faults injected into the emulator are cleared after each
+test. `eventually` failures carry the operator's log tail and the emulator's sandboxes, so
+a red test says why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helmdeck_operator.testing.controlplane import ControlPlane
+from helmdeck_operator.testing.emulator_process import EmulatorProcess
+from helmdeck_operator.testing.operator_process import OperatorProcess, write_config
+
+#: Emulator delays: short, but long enough that phases are observable in between.
+EMULATOR_ARGS = [
+    "--workspace", "default", "--workspace", "microvm", "--provider", "github",
+    "--ready-delay", "0.3", "--load-delay", "0.2", "--delete-delay", "0.2",
+    "--stop-delay", "0.2", "--start-delay", "0.2",
+]  # fmt: skip
+#: Most convergence here takes a second or two; allow for a busy two-core CI machine.
+CONVERGE_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(EMULATOR_ARGS) as emulator:
+        yield emulator
+
+
+@pytest.fixture(autouse=True)
+def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "gateway" in request.fixturenames:
+        request.getfixturevalue("gateway").clear_faults()
+
+
+@pytest.fixture(scope="module")
+def operator_config(gateway: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_config(tmp_path_factory.mktemp("operator") / "config.yaml", gateway.address)
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: ControlPlane, operator_config: Path) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(
+        operator_config, cluster.kubeconfig, operator_config.parent / "operator.log"
+    ).start()
+    yield process
+    process.stop()
+
+
+class Kube:
+    """kubectl for one namespace, returning parsed objects."""
+
+    def __init__(self, plane: ControlPlane, namespace: str) -> None:
+        self.plane = plane
+        self.namespace = namespace
+
+    def apply(self, *objects: dict[str, Any]) -> None:
+        items = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+        result = self.plane.kubectl(
+            "apply", "-n", self.namespace, "-f", "-", stdin=json.dumps(items)
+        )
+        assert result.returncode == 0, result.stderr
+
+    def run(self, *args: str) -> str:
+        result = self.plane.kubectl(*args, "-n", self.namespace)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        result = self.plane.kubectl("get", kind, name, "-n", self.namespace, "-o", "json")
+        if result.returncode != 0:
+            assert "NotFound" in result.stderr, result.stderr
+            return None
+        found: dict[str, Any] = json.loads(result.stdout)
+        return found
+
+    def list(self, kind: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.plane.kubectl_json("get", kind, "-n", self.namespace)[
+            "items"
+        ]
+        return items
+
+    def events(self, name: str) -> list[tuple[str, str]]:
+        """(type, reason) of the Events on object `name`, oldest first."""
+        listing = self.plane.kubectl_json(
+            "get",
+            "events",
+            "-n",
+            self.namespace,
+            f"--field-selector=involvedObject.name={name}",
+        )
+        ordered = sorted(listing["items"], key=lambda e: e.get("lastTimestamp") or "")
+        return [(e["type"], e["reason"]) for e in ordered]
+
+
+@pytest.fixture
+def kube(cluster: ControlPlane, namespace: str) -> Kube:
+    return Kube(cluster, namespace)
+
+
+Check = Callable[[], Any]
+
+
+@pytest.fixture
+def eventually(
+    request: pytest.FixtureRequest,
+) -> Callable[..., Any]:
+    """eventually(check, what, timeout=...) -> the first truthy value of check()."""
+
+    def wait(check: Check, what: str, timeout: float = CONVERGE_S) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                pytest.fail(f"not reached in {timeout:.0f}s: {what}\n{_context(request)}")
+            time.sleep(0.25)
+
+    return wait
+
+
+def _context(request: pytest.FixtureRequest) -> str:
+    parts = []
+    if "operator" in request.fixturenames:
+        parts.append("operator log:\n" + request.getfixturevalue("operator").log_tail())
+    if "gateway" in request.fixturenames:
+        sandboxes = request.getfixturevalue("gateway").snapshot()["sandboxes"]
+        parts.append(
+            "gateway sandboxes: "
+            + json.dumps(
+                [
+                    (s["name"], s["phase"], s.get("annotations", {}).get("helmdeck.dev/session"))
+                    for s in sandboxes
+                ]
+            )
+        )
+    return "\n".join(parts)

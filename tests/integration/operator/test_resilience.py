@@ -1,0 +1,134 @@
+"""The gateway misbehaves: an outage, a sandbox deleted behind our back, orphans, ERROR."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from helmdeck_operator.core.naming import sandbox_name
+from helmdeck_operator.testing.controlplane import ControlPlane
+from helmdeck_operator.testing.emulator_process import EmulatorProcess
+from helmdeck_operator.testing.objects import condition, phase, session
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+OUTAGE_S = 30
+
+
+def owned(gateway: EmulatorProcess, namespace: str) -> dict[str, dict[str, Any]]:
+    """Sandboxes of this namespace's sessions, by session name."""
+    out = {}
+    for s in gateway.snapshot()["sandboxes"]:
+        ns, _, name = s["annotations"].get("helmdeck.dev/session", "").partition("/")
+        if ns == namespace:
+            out[name] = s
+    return out
+
+
+def test_a_gateway_outage_loses_nothing_and_converges_after(
+    kube: Any, eventually: Any, gateway: EmulatorProcess
+) -> None:
+    kube.apply(*(session(f"old{i}", "python") for i in range(4)))
+    eventually(
+        lambda: all(phase(s) == "Ready" for s in kube.list("hds")) and len(kube.list("hds")) == 4,
+        "4 Ready",
+    )
+
+    gateway.set_faults({"outage": {"seconds": OUTAGE_S}})
+    started = time.monotonic()
+    kube.apply(*(session(f"new{i}", "node") for i in range(4)))
+    for i in range(2):
+        kube.run("delete", "hds", f"old{i}", "--wait=false")
+
+    time.sleep(5)
+    during = {s["metadata"]["name"]: s for s in kube.list("hds")}
+    assert set(during) == {"old0", "old1", "old2", "old3", "new0", "new1", "new2", "new3"}
+    for name in ("old0", "old1"):
+        assert during[name]["metadata"].get("deletionTimestamp")
+        assert "helmdeck.dev/sandbox-cleanup" in during[name]["metadata"]["finalizers"]
+    assert {"old0", "old1"} <= set(owned(gateway, kube.namespace))  # not deleted while down
+    unavailable = [condition(during[f"new{i}"], "Ready").get("reason") for i in range(4)]
+    assert set(unavailable) <= {"GatewayUnavailable", ""}, unavailable
+
+    eventually(lambda: time.monotonic() - started > OUTAGE_S, "outage over", timeout=OUTAGE_S + 5)
+
+    def converged() -> bool:
+        items = kube.list("hds")
+        return {s["metadata"]["name"] for s in items} == {
+            "old2",
+            "old3",
+            "new0",
+            "new1",
+            "new2",
+            "new3",
+        } and all(phase(s) == "Ready" for s in items)
+
+    eventually(converged, "deletions finished and creations Ready after the outage", timeout=90)
+    eventually(
+        lambda: (
+            set(owned(gateway, kube.namespace)) == {"old2", "old3", "new0", "new1", "new2", "new3"}
+        ),
+        "the gateway holds exactly the live sessions' sandboxes",
+    )
+
+
+def test_a_sandbox_deleted_behind_our_back_is_recreated(
+    kube: Any, eventually: Any, gateway: EmulatorProcess
+) -> None:
+    kube.apply(session("drifty", "browser"))
+    ready = eventually(
+        lambda: (s := kube.get("hds", "drifty")) and phase(s) == "Ready" and s, "Ready"
+    )
+    first_id = ready["status"]["sandbox"]["id"]
+    gateway.vanish("default", sandbox_name(ready["metadata"]["uid"]))
+
+    again = eventually(
+        lambda: (
+            (s := kube.get("hds", "drifty"))
+            and phase(s) == "Ready"
+            and s["status"]["sandbox"].get("id") not in (None, first_id)
+            and s
+        ),
+        "a new sandbox replaces the lost one",
+    )
+    assert again["status"]["sandbox"]["name"] == sandbox_name(ready["metadata"]["uid"])
+    assert ("Warning", "SandboxLost") in kube.events("drifty")
+
+
+def test_a_sandbox_in_error_fails_the_session_with_the_gateway_reason(
+    kube: Any, eventually: Any, gateway: EmulatorProcess
+) -> None:
+    kube.apply(session("crashy", "vision"))
+    ready = eventually(
+        lambda: (s := kube.get("hds", "crashy")) and phase(s) == "Ready" and s, "Ready"
+    )
+    gateway.error(
+        "default", sandbox_name(ready["metadata"]["uid"]), "chromium exited with code 139"
+    )
+    failed = eventually(
+        lambda: (s := kube.get("hds", "crashy")) and phase(s) == "Failed" and s, "Failed"
+    )
+    assert condition(failed, "Ready")["reason"] == "SandboxError"
+    assert "chromium exited with code 139" in condition(failed, "Ready")["message"]
+    assert ("Warning", "SandboxError") in kube.events("crashy")
+
+
+def test_orphaned_sandboxes_are_swept(
+    cluster: ControlPlane, kube: Any, eventually: Any, gateway: EmulatorProcess
+) -> None:
+    kube.apply(session("abandoned", "python"), session("kept", "python"))
+    eventually(lambda: len([s for s in kube.list("hds") if phase(s) == "Ready"]) == 2, "both Ready")
+    assert set(owned(gateway, kube.namespace)) == {"abandoned", "kept"}
+
+    # Force-delete one session past its finalizer, as `kubectl patch` by a hurried admin
+    # would: its sandbox is now an orphan only the sweep can find.
+    kube.run("patch", "hds", "abandoned", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    kube.run("delete", "hds", "abandoned", "--wait=true")
+
+    eventually(
+        lambda: set(owned(gateway, kube.namespace)) == {"kept"},
+        "the orphan is swept, the other kept",
+    )
+    assert phase(kube.get("hds", "kept")) == "Ready"

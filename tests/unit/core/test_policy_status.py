@@ -1,0 +1,213 @@
+"""`report_policy`: a SidecarPolicy's status from its spec and its bound sessions.
+
+Uses the shipped family policies as real specs. `loaded` must mean what the gateway
+reports loaded (the session's status.policy.revision), not what was sent.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from conftest import NOW, later, policy_spec
+
+from helmdeck_operator.core.policy_status import PolicyReport, report_policy
+from helmdeck_operator.policy import revision, translate
+
+
+def revision_of(spec: dict[str, Any]) -> str:
+    return revision.revision(translate.to_sandbox_policy(spec))
+
+
+def report(
+    spec: dict[str, Any],
+    bound: list[dict[str, Any]],
+    old: dict[str, Any] | None = None,
+    generation: int = 1,
+) -> PolicyReport:
+    return report_policy(spec, generation, bound, old or {}, NOW)
+
+
+def loaded(rev: str) -> dict[str, Any]:
+    return {"revision": rev, "desiredRevision": rev, "state": "Loaded"}
+
+
+def pending(rev: str, old_rev: str = "sha256:" + "0" * 64) -> dict[str, Any]:
+    return {"revision": old_rev, "desiredRevision": rev, "state": "Pending"}
+
+
+def refused(rev: str) -> dict[str, Any]:
+    return {"revision": "sha256:" + "0" * 64, "desiredRevision": rev, "state": "Failed"}
+
+
+def conditions(result: PolicyReport) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in result.status["conditions"]}
+
+
+def invalid_spec() -> dict[str, Any]:
+    spec = copy.deepcopy(policy_spec("node"))
+    spec["network"][0]["endpoints"][0]["port"] = 70000
+    return spec
+
+
+def test_a_valid_spec_reports_its_revision(family: str) -> None:
+    spec = policy_spec(family)
+
+    result = report(spec, [])
+
+    assert result.revision == revision_of(spec)
+    assert result.status["revision"] == result.revision
+    assert result.revision.startswith("sha256:")
+    assert conditions(result)["Valid"] == ("True", "Translated")
+    assert result.status["observedGeneration"] == 1
+
+
+def test_a_policy_without_sessions_is_applied_and_settled() -> None:
+    result = report(policy_spec("node"), [])
+
+    assert conditions(result)["Applied"] == ("True", "NoSessions")
+    assert result.status["sessions"] == {"bound": 0, "loaded": 0, "pending": 0, "failed": 0}
+    assert result.settled
+    assert result.events == ()
+
+
+def test_sessions_are_counted_by_what_the_gateway_reports() -> None:
+    spec = policy_spec("node")
+    rev = revision_of(spec)
+
+    result = report(spec, [loaded(rev), loaded(rev), pending(rev), refused(rev), {}])
+
+    assert result.status["sessions"] == {"bound": 5, "loaded": 2, "pending": 2, "failed": 1}
+
+
+def test_a_session_still_on_another_revision_is_pending_not_loaded() -> None:
+    spec = policy_spec("node")
+
+    result = report(spec, [loaded("sha256:" + "0" * 64)])
+
+    assert result.status["sessions"]["loaded"] == 0
+    assert result.status["sessions"]["pending"] == 1
+
+
+def test_a_refusal_of_an_older_revision_is_not_counted_as_failed() -> None:
+    spec = policy_spec("node")
+
+    result = report(spec, [refused("sha256:" + "0" * 64)])
+
+    assert result.status["sessions"]["failed"] == 0
+    assert result.status["sessions"]["pending"] == 1
+
+
+def test_progress_is_reported_while_sessions_load() -> None:
+    spec = policy_spec("node")
+    rev = revision_of(spec)
+
+    result = report(spec, [loaded(rev), pending(rev)])
+
+    assert conditions(result)["Applied"] == ("False", "Progressing")
+    assert "1 of 2 bound sessions have loaded" in result.status["conditions"][1]["message"]
+    assert not result.settled
+    assert result.events == ()
+
+
+def test_all_sessions_loaded_is_applied_with_one_event() -> None:
+    spec = policy_spec("node")
+    rev = revision_of(spec)
+
+    first = report(spec, [loaded(rev), loaded(rev)])
+    again = report(spec, [loaded(rev), loaded(rev)], old=first.status)
+
+    assert conditions(first)["Applied"] == ("True", "Loaded")
+    assert first.settled
+    assert [(e.type, e.reason) for e in first.events] == [("Normal", "Applied")]
+    assert rev in first.events[0].message
+    assert again.events == ()
+
+
+def test_applied_is_announced_again_for_a_new_revision() -> None:
+    node, python = policy_spec("node"), policy_spec("python")
+    before = report(node, [loaded(revision_of(node))])
+
+    after = report(python, [loaded(revision_of(python))], old=before.status)
+
+    assert [e.reason for e in after.events] == ["Applied"]
+
+
+def test_refused_sessions_are_reported_with_one_warning() -> None:
+    spec = policy_spec("node")
+    rev = revision_of(spec)
+
+    first = report(spec, [loaded(rev), refused(rev)])
+    again = report(spec, [loaded(rev), refused(rev)], old=first.status)
+
+    assert conditions(first)["Applied"] == ("False", "SessionsRefused")
+    assert "1 of 2 bound sessions could not load" in first.status["conditions"][1]["message"]
+    assert first.settled
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", "SessionsRefused")]
+    assert again.events == ()
+
+
+def test_an_invalid_spec_names_the_field_and_warns_once() -> None:
+    spec = invalid_spec()
+
+    first = report(spec, [])
+    again = report(spec, [], old=first.status)
+
+    assert first.revision is None
+    assert first.status["revision"] is None
+    assert conditions(first) == {"Valid": ("False", "Invalid"), "Applied": ("False", "Invalid")}
+    assert "spec.network[0].endpoints[0].port" in first.status["conditions"][0]["message"]
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", "Invalid")]
+    assert "spec.network[0].endpoints[0].port" in first.events[0].message
+    assert again.events == ()
+
+
+def test_a_different_problem_in_an_invalid_spec_warns_again() -> None:
+    first = report(invalid_spec(), [])
+    worse = invalid_spec()
+    worse["network"][0]["endpoints"][0]["host"] = ""
+
+    again = report(worse, [], old=first.status)
+
+    assert [e.reason for e in again.events] == ["Invalid"]
+
+
+def test_an_invalid_spec_counts_no_session_as_loaded() -> None:
+    rev = revision_of(policy_spec("node"))
+
+    result = report(invalid_spec(), [loaded(rev)])
+
+    assert result.status["sessions"] == {"bound": 1, "loaded": 0, "pending": 1, "failed": 0}
+
+
+def test_an_invalid_spec_leaves_nothing_to_wait_for() -> None:
+    """Sessions keep their loaded policy; polling them cannot make the spec valid."""
+    rev = revision_of(policy_spec("node"))
+
+    assert report(invalid_spec(), [loaded(rev)]).settled
+
+
+def test_fixing_an_invalid_spec_makes_it_valid_again() -> None:
+    broken = report(invalid_spec(), [])
+
+    fixed = report(policy_spec("node"), [], old=broken.status, generation=2)
+
+    assert conditions(fixed)["Valid"] == ("True", "Translated")
+    assert all(c["observedGeneration"] == 2 for c in fixed.status["conditions"])
+    assert fixed.events == ()
+
+
+def test_unchanged_conditions_keep_their_transition_time() -> None:
+    spec = policy_spec("node")
+    first = report(spec, [])
+
+    again = report_policy(spec, 1, [], first.status, later(60))
+
+    assert again.status["conditions"] == first.status["conditions"]
+
+
+def test_static_changes_setting_does_not_change_the_revision() -> None:
+    spec = policy_spec("node")
+    other = dict(spec, staticChanges="Recreate")
+
+    assert report(other, []).revision == report(spec, []).revision
