@@ -50,9 +50,21 @@ test: venv lint ## the whole suite: lint, unit, emulator, and integration agains
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: venv ## run the product end to end on this machine
-	@echo "make demo arrives with the operator (issue: the operator: session and policy reconciliation)."
-	@echo "Until then: 'make cluster' starts a real local control plane with the CRDs ready to apply."
+demo: venv ## run the product end to end on this machine, narrate it, tear it down
+	@$(BIN)/helmdeck-operator demo --workdir .local/demo
+
+.PHONY: dev
+dev: venv ## leave control plane, emulator and operator running (make dev-down stops them)
+	@$(BIN)/helmdeck-operator dev up --state-dir .local/dev
+
+.PHONY: dev-down
+dev-down: venv ## stop what make dev started
+	@$(BIN)/helmdeck-operator dev down --state-dir .local/dev
+
+.PHONY: bench
+bench: venv ## benchmarks: gateway client round trips; operator at N=100 and N=500 sessions
+	$(PY) benchmarks/gateway_client.py --calls 1000
+	$(PY) benchmarks/operator_scale.py --sessions 100 --sessions 500
 
 .PHONY: clean
 clean: cluster-down ## remove local state (the control-plane binary cache is kept)

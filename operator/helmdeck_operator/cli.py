@@ -41,11 +41,12 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
     from helmdeck_operator import crdref, run
     from helmdeck_operator.emulator import cli as emulator_cli
     from helmdeck_operator.policy import cli as policy_cli
-    from helmdeck_operator.testing import controlplane
+    from helmdeck_operator.testing import controlplane, demo
 
     return [
         run.register,
         controlplane.register,
+        demo.register,
         emulator_cli.register,
         policy_cli.register,
         crdref.register,

@@ -29,6 +29,7 @@ __all__ = [
     "FamilyDefaults",
     "Intervals",
     "OperatorConfig",
+    "Resources",
     "load_config",
 ]
 
@@ -47,7 +48,8 @@ class ConfigError(ValueError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # `cpu: 2` in YAML, or HELMDECK_INSTANCE=2024, arrive as numbers; they mean the string.
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
 
 
 class Resources(_Frozen):
@@ -125,10 +127,16 @@ class OperatorConfig(_Frozen):
                 f"default_gateway {self.default_gateway!r} is not one of the gateways: "
                 + ", ".join(names)
             )
-        missing = [f for f in FAMILIES if f not in self.families]
-        if missing:
-            raise ValueError(f"families: defaults missing for {', '.join(missing)}")
         return self
+
+    @field_validator("families")
+    @classmethod
+    def _every_family(cls, families: dict[Family, FamilyDefaults]) -> dict[Family, FamilyDefaults]:
+        # A field check (not a model check) so it is reported alongside other field errors.
+        missing = [f for f in FAMILIES if f not in families]
+        if missing:
+            raise ValueError(f"defaults missing for {', '.join(missing)}")
+        return families
 
     def gateway(self, name: str | None) -> GatewayConfig | None:
         wanted = name or self.default_gateway
@@ -171,7 +179,7 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> list[
     """Set `HELMDECK_A__B=v` as raw[a][b] = v (v parsed as a YAML scalar or flow value)."""
     problems: list[str] = []
     for key in sorted(environ):
-        if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
+        if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS or _SERVICE_LINK.search(key):
             continue
         path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__")]
         if path[0] not in OperatorConfig.model_fields:
@@ -218,6 +226,11 @@ def _env_value(text: str) -> Any:
         return text
 
 
+#: Kubernetes' Docker-link variables for any Service named helmdeck-* in the operator's
+#: namespace (HELMDECK_OPERATOR_METRICS_SERVICE_HOST, ..._PORT_8080_TCP_ADDR): never settings.
+_SERVICE_LINK = re.compile(
+    r"_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?)$"
+)
 #: Variables with our prefix that configure something else (the operator's CLI flags).
 _NOT_SETTINGS = frozenset({"HELMDECK_CONFIG", "HELMDECK_LOG_LEVEL", "HELMDECK_CRASHPOINTS"})
 

@@ -21,6 +21,7 @@ from typing import Any
 import kopf
 
 from helmdeck_operator import API_GROUP, API_VERSION
+from helmdeck_operator.core.naming import FINALIZER
 from helmdeck_operator.core.plan import EventSpec
 from helmdeck_operator.kube import POLICIES, SESSIONS, Kube
 from helmdeck_operator.reconcile.policy import reconcile_policy
@@ -32,8 +33,6 @@ __all__ = ["FINALIZER", "build_registry"]
 
 logger = logging.getLogger(__name__)
 
-#: Our finalizer on every HelmdeckSession: removed only once its sandbox is gone.
-FINALIZER = "helmdeck.dev/sandbox-cleanup"
 _SESSION = (API_GROUP, API_VERSION, SESSIONS)
 _POLICY = (API_GROUP, API_VERSION, POLICIES)
 #: How long a stopping daemon may take to finish its pass before kopf cancels it.
@@ -94,11 +93,17 @@ def build_registry() -> kopf.OperatorRegistry:
             rt.wake(uid)
 
     @kopf.on.event(*_POLICY, registry=registry, id="policy_event")
-    def policy_event(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    def policy_event(
+        meta: kopf.Meta, namespace: str | None, name: str, memo: Any, **kwargs: Any
+    ) -> None:
         rt: Runtime = memo.runtime
-        for session in _bound(kwargs, namespace, name):
-            rt.wake(session["uid"])
-        rt.wake(("policy", namespace, name))
+        key = ("policy", namespace, name)
+        # Only a spec change (or the policy appearing) concerns the sessions; the policy's
+        # own status writes must not cost every bound session an extra pass.
+        if rt.generation_changed(key, meta.get("generation")):
+            for session in _bound(kwargs, namespace, name):
+                rt.wake(session["uid"])
+        rt.wake(key)
 
     @kopf.daemon(
         *_SESSION,

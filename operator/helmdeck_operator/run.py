@@ -72,7 +72,30 @@ def _load(args: argparse.Namespace) -> OperatorConfig | None:
         return None
     if args.namespace:
         config = config.model_copy(update={"namespaces": tuple(args.namespace)})
+    problems = _family_policy_problems(config)
+    if problems:
+        print("error: family default policies:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return None
     return config
+
+
+def _family_policy_problems(config: OperatorConfig) -> list[str]:
+    """Each family's policy_file must exist and translate: checked before kopf starts, so a
+    bad file stops the operator with its path instead of failing inside a start-up handler."""
+    from helmdeck_operator.config import FAMILIES
+    from helmdeck_operator.policy.errors import PolicyValidationError
+    from helmdeck_operator.runtime import load_family_policy
+
+    problems = []
+    for family in FAMILIES:
+        path = config.families[family].policy_file
+        try:
+            load_family_policy(family, path)
+        except OSError as err:
+            problems.append(f"families.{family}.policy_file: cannot read {path}: {err.strerror}")
+        except PolicyValidationError as err:
+            problems.append(f"families.{family}.policy_file: {path}: {err}")
+    return problems
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -83,8 +106,9 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return 2
+    level = "DEBUG" if args.verbose else os.environ.get("HELMDECK_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     namespaces = list(config.namespaces)

@@ -74,7 +74,7 @@ class Runtime:
     mutation_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     wakeups: dict[object, asyncio.Event] = field(default_factory=dict)
     rollouts: RolloutSlots = field(default_factory=RolloutSlots)
-    generations: dict[str, object] = field(default_factory=dict)
+    generations: dict[object, object] = field(default_factory=dict)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     @classmethod
@@ -108,17 +108,16 @@ class Runtime:
         if event is not None:
             event.set()
 
-    def generation_changed(self, uid: str, generation: object) -> bool:
-        """True the first time a session's generation is seen: its spec changed.
+    def generation_changed(self, key: object, generation: object) -> bool:
+        """True the first time an object's generation is seen: its spec changed.
 
-        Status writes also produce watch events; they must not wake the session's daemon,
-        or every status write would cost an extra reconcile pass.
+        Status writes also produce watch events; they must not wake daemons, or every
+        status write would cost an extra reconcile pass.
         """
-        changed = self.generations.get(uid) != generation
-        self.generations[uid] = generation
+        changed = self.generations.get(key) != generation
+        self.generations[key] = generation
         return changed
 
     def forget(self, key: object) -> None:
         self.wakeups.pop(key, None)
-        if isinstance(key, str):
-            self.generations.pop(key, None)
+        self.generations.pop(key, None)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "ANNOTATION_SESSION",
+    "FINALIZER",
     "LABEL_FAMILY",
     "LABEL_MANAGED_BY",
     "LABEL_SESSION_UID",
@@ -26,6 +27,9 @@ __all__ = [
 #: OpenShell sandbox names are DNS-1123 labels of at most 19 characters (observed server rule).
 MAX_SANDBOX_NAME = 19
 _PREFIX = "hd-"
+
+#: On every HelmdeckSession: removed only once the gateway confirms its sandbox gone.
+FINALIZER = "helmdeck.dev/sandbox-cleanup"
 
 LABEL_MANAGED_BY = "helmdeck.dev/managed-by"
 LABEL_SESSION_UID = "helmdeck.dev/session-uid"

@@ -29,7 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from helmdeck_operator.core.conditions import Condition, Status
+from helmdeck_operator.core.conditions import Condition, Status, format_time
 from helmdeck_operator.core.naming import LABEL_SESSION_UID
 from helmdeck_operator.core.policy_rollout import PolicyState, next_rollout_step
 from helmdeck_operator.gateway import models as gw
@@ -75,22 +75,19 @@ class Action(StrEnum):
     """Remove the session object itself (expiry with Delete)."""
 
 
-#: Failure reasons no retry can fix; the session stays Failed until its spec changes.
+#: Failure reasons that only a change of the session fixes: it stays Failed until its spec
+#: changes (a new generation). Problems fixed on the operator's or the gateway's side
+#: (credentials, permissions, a gateway missing from the configuration, outages) are not
+#: here: those are retried with back-off, so sessions recover without anyone touching them.
 PERMANENT_REASONS = frozenset(
     {
         "SandboxError",
+        "SandboxCompleted",
         "SandboxLost",
         "SandboxNameConflict",
-        "GatewayNotConfigured",
         "GatewayInvalidArgument",
         "GatewayOutOfRange",
         "GatewayFailedPrecondition",
-        "GatewayPermissionDenied",
-        "GatewayUnauthenticated",
-        "GatewayInternal",
-        "GatewayUnimplemented",
-        "GatewayUnknown",
-        "GatewayDataLoss",
     }
 )
 
@@ -149,7 +146,9 @@ class Observed:
     change: ChangeClass | None = None
     """How the desired policy differs from the one the sandbox started with, if classified."""
     error: str | None = None
-    """A transient gateway problem observing or acting; the message says which call."""
+    """A gateway problem observing or acting that a later pass may not have; which call."""
+    error_reason: str = "GatewayUnavailable"
+    """The condition reason for `error`, e.g. GatewayPermissionDenied."""
     failure: tuple[str, str] | None = None
     """A permanent refusal of our last action: (reason, the gateway's message)."""
     refusal: str | None = None
@@ -176,6 +175,8 @@ class Plan:
     events: tuple[EventSpec, ...] = ()
     requeue_after: float | None = None
     """Seconds until the next look; None means the steady-state resync interval."""
+    rollout: bool = False
+    """The sandbox is deleted to roll out a Recreate policy: it takes one rollout slot."""
 
 
 @dataclass(frozen=True)
@@ -283,9 +284,9 @@ def plan_session(
     owner = sandbox.labels.get(LABEL_SESSION_UID)
     if owner is not None and owner != facts.uid:
         message = f"sandbox {sandbox.name} belongs to the session with UID {owner}"
-        return _Ctx(facts, desired, replace(obs, sandbox=None)).failed(
-            "SandboxNameConflict", message
-        )
+        # Nothing the gateway reports about that sandbox (its policy included) is ours.
+        foreign = replace(obs, sandbox=None, active_revision=None, latest=None)
+        return _Ctx(facts, desired, foreign).failed("SandboxNameConflict", message)
     if sandbox.deleting or sandbox.phase is gw.SandboxPhase.DELETING:
         return ctx.waiting(
             Phase.PROVISIONING,
@@ -306,15 +307,21 @@ def plan_session(
         detail = next((c.message for c in sandbox.conditions if c.message), "")
         message = f"the gateway reports sandbox {sandbox.name} in ERROR"
         return ctx.failed("SandboxError", f"{message}: {detail}" if detail else message)
+    if sandbox.phase is gw.SandboxPhase.COMPLETED:
+        message = f"the gateway reports sandbox {sandbox.name} COMPLETED: its main process exited"
+        return ctx.failed("SandboxCompleted", message)
     suspended = _suspend(ctx, sandbox)
     if suspended is not None:
         return suspended
     if sandbox.phase is not gw.SandboxPhase.READY or not obs.active_revision:
         waiting_for = "" if obs.active_revision else "; waiting for its policy to load"
+        # UNKNOWN (the driver lost track) may last: look again at the resync pace.
+        unknown = sandbox.phase is gw.SandboxPhase.UNKNOWN
         return ctx.waiting(
             Phase.PROVISIONING,
             "Provisioning",
             f"sandbox {sandbox.name} is {sandbox.phase.value.lower()}{waiting_for}",
+            requeue=None if unknown else SOON,
         )
     return _ready(ctx, sandbox)
 
@@ -333,22 +340,26 @@ def _still_failed(ctx: _Ctx) -> tuple[str, str] | None:
 
 
 def _unreachable(ctx: _Ctx) -> Plan:
-    """The gateway could not be asked: keep what we knew, say why, try again later."""
+    """The gateway could not be asked: keep what we knew, say why, try again later.
+
+    Ready becomes Unknown (as a node's does when its kubelet stops reporting): the sandbox
+    may well be serving, but nobody can vouch for it now. The phase is kept.
+    """
+    reason, message = ctx.obs.error_reason, ctx.obs.error or ""
 
     def kept(type_: str) -> Condition:
         old = ctx.old_condition(type_)
         if old is None:
-            return Condition(type_, Status.UNKNOWN, "GatewayUnavailable", ctx.obs.error or "")
+            return Condition(type_, Status.UNKNOWN, reason, message)
         return Condition(
             type_, Status(old["status"]), str(old["reason"]), str(old.get("message", ""))
         )
 
-    ready = kept("Ready")
     return Plan(
         action=Action.NONE,
         phase=Phase(ctx.old_phase or Phase.PENDING),
         conditions=(
-            replace(ready, reason="GatewayUnavailable", message=ctx.obs.error or ""),
+            Condition("Ready", Status.UNKNOWN, reason, message),
             kept("Provisioned"),
             kept("PolicyApplied"),
         ),
@@ -358,7 +369,7 @@ def _unreachable(ctx: _Ctx) -> Plan:
 
 def _expired(ctx: _Ctx) -> Plan:
     assert ctx.facts.expires_at is not None
-    message = f"lifetime ended at {ctx.facts.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+    message = f"lifetime ended at {format_time(ctx.facts.expires_at)}"
     sandbox = ctx.obs.sandbox
     if ctx.facts.on_expiry == "Delete":
         action = Action.DELETE_SESSION
@@ -509,6 +520,7 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
         requeue = 0.0 if action is not Action.NONE else (SOON if step.poll else None)
     ready = f"sandbox {sandbox.name} is ready"
     return Plan(
+        rollout=action is Action.DELETE_SANDBOX,
         action=action,
         phase=Phase.READY,
         conditions=(

@@ -145,7 +145,8 @@ class SandboxShape:
                 "cpu": self.cpu,
                 "memory": self.memory,
                 "gpu": self.gpu,
-                "env": [list(e) for e in self.env],
+                # The sandbox gets env as a mapping: reordering the list changes nothing.
+                "env": sorted(list(e) for e in self.env),
                 "providers": sorted(self.providers),
             },
             sort_keys=True,

@@ -18,7 +18,7 @@ from typing import Any
 from helmdeck_operator import crashpoints
 from helmdeck_operator.core.conditions import format_time, merge_conditions
 from helmdeck_operator.core.naming import (
-    LABEL_SESSION_UID,
+    FINALIZER,
     sandbox_annotations,
     sandbox_labels,
     sandbox_name,
@@ -59,8 +59,10 @@ logger = logging.getLogger(__name__)
 
 #: Longest wait between attempts while the gateway keeps failing.
 MAX_ERROR_BACKOFF = 60.0
-#: Errors that no retry fixes: our request itself is wrong for this gateway.
-_REFUSALS = (GatewayInvalid, GatewayPreconditionFailed)
+#: Errors that no retry fixes when the gateway answers them to a create: the request
+#: itself is wrong for this gateway (a bad value, an unknown provider). To other calls the
+#: same codes can be a race with a phase change, so there they are retried.
+_CREATE_REFUSALS = (GatewayInvalid, GatewayPreconditionFailed)
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ async def reconcile_session(
     now = rt.clock()
     defaults = rt.config.families[spec.family]
     shape = sandbox_shape(spec, defaults)
-    gateway_name = spec.gateway or rt.config.default_gateway
+    gateway_name = session_gateway(rt, spec, status)
     desired = resolve_policy(rt, meta.namespace, spec, policy_spec)
     facts = SessionFacts(
         uid=meta.uid,
@@ -122,18 +124,33 @@ async def reconcile_session(
     events = plan.events
     if plan.action is not Action.NONE and client is not None:
         acted = await _act(
-            rt, client, plan.action, meta, spec, shape, facts, desired, obs, policy_key
+            rt,
+            client,
+            plan.action,
+            meta,
+            spec,
+            shape,
+            facts,
+            desired,
+            obs,
+            policy_key,
+            plan.rollout,
         )
         if acted is not None:
             if plan.action is Action.CREATE and acted.sandbox is not None:
                 crashpoints.reached(crashpoints.AFTER_CREATE)
                 created = f"sandbox {acted.sandbox.name} created on gateway {gateway_name}"
                 events += (EventSpec("Normal", "Provisioned", created),)
+            if plan.action is Action.DELETE_SANDBOX and acted.error is None:
+                # Our own deletion: its absence later is not a loss.
+                facts = replace(facts, status={**status, "sandbox": {}})
             obs = acted
             replanned = plan_session(facts, desired, obs, now)
             events = _merge_events(events, replanned.events)
             plan = replace(replanned, events=events)
-    if plan.phase is Phase.READY and plan.policy.get("state") == "Loaded":
+    if plan.phase is Phase.FAILED or (
+        plan.phase is Phase.READY and plan.policy.get("state") == "Loaded"
+    ):
         rt.rollouts.release(meta.uid)
 
     new_status = render_status(facts, plan, obs, gateway_name, client, status, now)
@@ -144,6 +161,14 @@ async def reconcile_session(
 
     failing = obs.error is not None
     return Outcome(plan, _next_wait(rt, plan, failing, errors), events, failing)
+
+
+def session_gateway(rt: Runtime, spec: SessionSpec, status: Mapping[str, Any]) -> str:
+    """The session's gateway: as named, else the one its sandbox was created on, else the
+    configured default. Pinning to the recorded one means a later change of the default
+    never moves a running session (and never leaves its first sandbox behind)."""
+    recorded = (status.get("sandbox") or {}).get("gateway")
+    return spec.gateway or recorded or rt.config.default_gateway
 
 
 def resolve_policy(
@@ -213,7 +238,7 @@ async def _observe(
                 obs = replace(obs, change=classify_change(baseline.revision.policy, desired.policy))
         return obs
     except GatewayError as err:
-        return Observed(error=f"gateway unreachable or refusing ({err.reason}): {err}")
+        return Observed(error=str(err), error_reason=err.reason)
 
 
 async def _act(
@@ -227,6 +252,7 @@ async def _act(
     desired: DesiredPolicy | PolicyProblem,
     obs: Observed,
     policy_key: tuple[str, str],
+    rollout: bool,
 ) -> Observed | None:
     """Perform `action`; the observation as it stands afterwards (None: nothing to re-plan)."""
     name = facts.sandbox_name
@@ -248,16 +274,18 @@ async def _act(
             if action is Action.START:
                 return replace(obs, sandbox=await client.start_sandbox(name))
             if action is Action.DELETE_SANDBOX:
-                if isinstance(desired, DesiredPolicy) and facts.expires_at is None:
+                if rollout:
                     rt.rollouts.take(policy_key, meta.uid)
                 outcome = await client.delete_sandbox(name)
                 if outcome.gone or obs.sandbox is None:
                     return replace(obs, sandbox=None)
                 return replace(obs, sandbox=replace(obs.sandbox, deleting=True))
-    except _REFUSALS as err:
+    except _CREATE_REFUSALS as err:
+        if action is not Action.CREATE:
+            return replace(obs, error=f"{action.value}: {err}", error_reason=err.reason)
         return replace(obs, failure=(err.reason, err.message))
     except GatewayError as err:
-        return replace(obs, error=f"{action.value} failed ({err.reason}): {err}")
+        return replace(obs, error=f"{action.value}: {err}", error_reason=err.reason)
     return None
 
 
@@ -290,13 +318,10 @@ async def _create(
     except GatewayAlreadyExists:
         # A create whose response was lost, or a restart after create and before the status
         # write: the name is ours by construction, so adopt it if its UID label agrees.
+        # A foreign one is returned too: the plan's ownership rule reports the conflict.
         existing = await client.get_sandbox(name)
         if existing is None:
             raise
-        if existing.labels.get(LABEL_SESSION_UID) != meta.uid:
-            raise GatewayPreconditionFailed(
-                f"sandbox {name} exists and belongs to another session", rpc="CreateSandbox"
-            ) from None
         return existing
 
 
@@ -376,10 +401,18 @@ async def delete_sandbox_for(rt: Runtime, body: Mapping[str, Any]) -> str | None
     meta = SessionMeta.from_body(body)
     spec = SessionSpec.model_validate(body.get("spec") or {})
     rt.rollouts.release(meta.uid)
-    client = rt.gateways.get(spec.gateway or rt.config.default_gateway)
-    if client is None:
-        return None  # never created: the gateway was not configured
+    status = body.get("status") or {}
+    gateway = session_gateway(rt, spec, status)
+    client = rt.gateways.get(gateway)
     name = sandbox_name(meta.uid)
+    if client is None:
+        if not (status.get("sandbox") or {}).get("id"):
+            return None  # nothing was ever created there
+        return (
+            f"sandbox {name} lives on gateway {gateway!r}, which is no longer configured: "
+            "restore it in the operator configuration so the sandbox can be deleted, or "
+            f"remove the finalizer {FINALIZER} to abandon the sandbox"
+        )
     try:
         async with rt.mutation_slots[client.name]:
             outcome = await client.delete_sandbox(name)

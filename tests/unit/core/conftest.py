@@ -7,6 +7,7 @@ would write, so a test can run two passes in a row the way the reconciler does.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ def passes(
         plans.append(plan)
         status = dict(session.status)
         status.update(status_after(plan, session.generation))
-        session = SessionFacts(**{**session.__dict__, "status": status})
+        session = replace(session, status=status)
     return plans
 
 

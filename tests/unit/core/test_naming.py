@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 import uuid
 
-from conftest import UID
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import UID
 from helmdeck_operator.core import naming
 
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

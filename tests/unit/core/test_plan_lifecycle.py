@@ -6,11 +6,15 @@ taken on the gateway, the phase, the conditions, and the Events (posted once, no
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
+
 import pytest
+
 from conftest import (
     NOW,
     OTHER_UID,
     REV_A,
+    REV_B,
     SANDBOX,
     condition,
     desired,
@@ -23,7 +27,7 @@ from conftest import (
     sandbox,
     status_after,
 )
-
+from helmdeck_operator.core.conditions import Status
 from helmdeck_operator.core.plan import (
     PERMANENT_REASONS,
     SOON,
@@ -50,6 +54,14 @@ def test_expiry_with_delete_removes_the_session() -> None:
     assert plan.requeue_after == SOON
 
 
+def test_expiry_time_is_reported_in_utc_whatever_the_input_zone() -> None:
+    expiry = (NOW - timedelta(seconds=1)).astimezone(timezone(timedelta(hours=2)))
+
+    plan = plan_session(facts(expires_at=expiry), desired(), ready(), NOW)
+
+    assert plan.events[0].message == "lifetime ended at 2025-06-01T11:59:59Z"
+
+
 def test_expiry_is_reached_at_the_exact_instant() -> None:
     assert plan_session(facts(expires_at=NOW), desired(), ready(), NOW).phase is Phase.EXPIRED
     assert plan_session(facts(expires_at=later(1)), desired(), ready(), NOW).phase is Phase.READY
@@ -59,6 +71,7 @@ def test_expiry_with_retain_deletes_the_sandbox_and_keeps_the_session() -> None:
     plan = plan_session(facts(expires_at=later(-1), on_expiry="Retain"), desired(), ready(), NOW)
 
     assert plan.action is Action.DELETE_SANDBOX
+    assert not plan.rollout
     assert plan.phase is Phase.EXPIRED
     assert condition(plan, "Provisioned") == ("True", "Expired")
 
@@ -118,7 +131,9 @@ def test_expiry_comes_before_any_failure(obs: Observed) -> None:
 
 
 def _failed_status(reason: str, generation: int = 1) -> dict[str, object]:
-    failed = plan_session(facts(), desired(), Observed(failure=(reason, "the gateway said no")), NOW)
+    failed = plan_session(
+        facts(), desired(), Observed(failure=(reason, "the gateway said no")), NOW
+    )
     return status_after(failed, generation)
 
 
@@ -180,7 +195,7 @@ def test_failure_warning_is_posted_once() -> None:
 # -- the gateway could not be asked ---------------------------------------------------
 
 
-def test_unreachable_gateway_keeps_the_last_known_phase_and_conditions() -> None:
+def test_unreachable_gateway_keeps_the_phase_and_makes_ready_unknown() -> None:
     before = plan_session(facts(), desired(), ready(), NOW)
     session = facts(status=status_after(before))
 
@@ -191,9 +206,20 @@ def test_unreachable_gateway_keeps_the_last_known_phase_and_conditions() -> None
     assert plan.events == ()
     assert plan.conditions[0].reason == "GatewayUnavailable"
     assert plan.conditions[0].message == "GetSandbox: UNAVAILABLE"
-    assert plan.conditions[0].status == before.conditions[0].status
+    assert before.conditions[0].status is Status.TRUE
+    assert plan.conditions[0].status is Status.UNKNOWN  # nobody can vouch for it now
     assert plan.conditions[1:] == before.conditions[1:]
     assert plan.policy == before.policy
+
+
+def test_a_gateway_problem_names_its_reason_in_the_ready_condition() -> None:
+    obs = Observed(error="GetSandbox: PERMISSION_DENIED", error_reason="GatewayPermissionDenied")
+
+    plan = plan_session(facts(), desired(), obs, NOW)
+
+    assert condition(plan, "Ready") == ("Unknown", "GatewayPermissionDenied")
+    assert plan.action is Action.NONE
+    assert plan.events == ()
 
 
 def test_unreachable_gateway_for_a_new_session_says_why_it_is_pending() -> None:
@@ -285,6 +311,14 @@ def test_sandbox_of_another_session_is_a_conflict() -> None:
     assert reasons(plan) == ["SandboxNameConflict"]
 
 
+def test_a_conflicting_sandbox_policy_is_not_reported_as_ours() -> None:
+    obs = ready(REV_A, sandbox=sandbox(owner=OTHER_UID, current_policy_version=7))
+
+    plan = plan_session(facts(), desired(REV_B), obs, NOW)
+
+    assert plan.policy == {"name": "web", "desiredRevision": REV_B}
+
+
 def test_sandbox_without_an_owner_label_is_adopted() -> None:
     plan = plan_session(facts(), desired(), ready(sandbox=sandbox(owner=None)), NOW)
 
@@ -312,6 +346,7 @@ def test_changed_shape_recreates_the_sandbox() -> None:
     plan = plan_session(facts(), desired(), ready(sandbox=sandbox(shape="f" * 16)), NOW)
 
     assert plan.action is Action.DELETE_SANDBOX
+    assert not plan.rollout  # a spec change is not a policy rollout: it takes no slot
     assert plan.phase is Phase.PROVISIONING
     assert [(e.type, e.reason) for e in plan.events] == [("Normal", "Recreating")]
     assert condition(plan, "Ready") == ("False", "Recreating")
@@ -344,6 +379,15 @@ def test_sandbox_in_error_fails_with_the_gateway_reason() -> None:
     )
     assert condition(plan, "Provisioned") == ("True", "SandboxCreated")
     assert reasons(plan) == ["SandboxError"]
+
+
+def test_sandbox_whose_main_process_exited_fails() -> None:
+    first, second = passes(facts(), desired(), [ready(sandbox=sandbox(P.COMPLETED))] * 2)
+
+    assert first.phase is second.phase is Phase.FAILED
+    assert condition(first, "Ready") == ("False", "SandboxCompleted")
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", "SandboxCompleted")]
+    assert second.events == ()
 
 
 def test_sandbox_in_error_without_details_still_says_so() -> None:
@@ -386,7 +430,7 @@ def test_suspended_event_is_posted_once_across_an_asynchronous_stop() -> None:
     """The gateway answers StopSandbox with STOPPING; STOPPED comes on a later pass."""
     observed = [ready(), ready(sandbox=sandbox(P.STOPPING)), ready(sandbox=sandbox(P.STOPPED))]
 
-    plans = passes(facts(suspend=True), desired(), observed + [observed[-1]])
+    plans = passes(facts(suspend=True), desired(), [*observed, observed[-1]])
 
     assert [reasons(p) for p in plans] == [["Suspended"], [], [], []]
     assert [p.phase for p in plans] == [Phase.SUSPENDED] * 4
@@ -408,9 +452,7 @@ def test_suspend_waits_for_a_booting_sandbox(phase: gw.SandboxPhase) -> None:
 
 
 def test_resuming_starts_a_stopped_sandbox_with_an_event() -> None:
-    suspended = plan_session(
-        facts(suspend=True), desired(), ready(sandbox=sandbox(P.STOPPED)), NOW
-    )
+    suspended = plan_session(facts(suspend=True), desired(), ready(sandbox=sandbox(P.STOPPED)), NOW)
     session = facts(status=status_after(suspended))
 
     plan = plan_session(session, desired(), ready(sandbox=sandbox(P.STOPPED)), NOW)
@@ -473,4 +515,3 @@ def test_a_failed_session_is_not_recreated_when_its_sandbox_is_missing() -> None
 
     assert plan.action is Action.NONE
     assert plan.phase is Phase.FAILED
-

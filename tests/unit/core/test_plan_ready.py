@@ -8,6 +8,7 @@ Also: the three conditions come in the same order from every rule.
 from __future__ import annotations
 
 import pytest
+
 from conftest import (
     NOW,
     OTHER_UID,
@@ -24,7 +25,6 @@ from conftest import (
     sandbox,
     status_after,
 )
-
 from helmdeck_operator.core.plan import (
     SOON,
     Action,
@@ -63,13 +63,21 @@ def test_ready_sandbox_without_a_loaded_policy_is_still_provisioning() -> None:
     assert plan.requeue_after == SOON
 
 
-@pytest.mark.parametrize("phase", [P.PROVISIONING, P.STARTING, P.UNKNOWN, P.UNSPECIFIED])
+@pytest.mark.parametrize("phase", [P.PROVISIONING, P.STARTING, P.UNSPECIFIED])
 def test_booting_sandbox_is_provisioning(phase: gw.SandboxPhase) -> None:
     plan = plan_session(facts(), desired(), ready(REV_A, sandbox=sandbox(phase)), NOW)
 
     assert plan.phase is Phase.PROVISIONING
     assert plan.action is Action.NONE
     assert phase.value.lower() in plan.conditions[0].message
+    assert plan.requeue_after == SOON
+
+
+def test_a_sandbox_the_driver_lost_track_of_is_looked_at_on_the_resync_pace() -> None:
+    plan = plan_session(facts(), desired(), ready(REV_A, sandbox=sandbox(P.UNKNOWN)), NOW)
+
+    assert plan.phase is Phase.PROVISIONING
+    assert plan.requeue_after is None
 
 
 def test_ready_with_the_desired_policy_loaded_is_ready() -> None:
@@ -211,6 +219,7 @@ def test_a_static_change_under_recreate_replaces_the_sandbox() -> None:
     plan = plan_session(_ready_on_a(), desired(REV_B, static_changes="Recreate"), obs, NOW)
 
     assert plan.action is Action.DELETE_SANDBOX
+    assert plan.rollout
     assert [(e.type, e.reason) for e in plan.events] == [("Normal", "Recreating")]
     assert condition(plan, "PolicyApplied") == ("False", "Recreating")
     assert plan.requeue_after == 0.0

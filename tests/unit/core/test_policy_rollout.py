@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import REV_A, REV_B
 
+from conftest import REV_A, REV_B
 from helmdeck_operator.core.conditions import Status
 from helmdeck_operator.core.policy_rollout import PolicyState, RolloutStep, next_rollout_step
 from helmdeck_operator.gateway import models as gw
@@ -40,6 +40,11 @@ def step(**overrides: Any) -> RolloutStep:
     return next_rollout_step(**values)
 
 
+def flags(result: RolloutStep) -> set[str]:
+    """Which of push / recreate / poll / warn the step asks for."""
+    return {name for name in ("push", "recreate", "poll", "warn") if getattr(result, name)}
+
+
 def revision_b(status: gw.PolicyLoadState, load_error: str = "") -> gw.PolicyRevision:
     return gw.PolicyRevision(version=3, hash=HEX_B, status=status, load_error=load_error)
 
@@ -53,8 +58,7 @@ def test_a_failed_load_of_the_desired_revision_is_reported_with_the_gateway_erro
         PolicyState.FAILED,
     )
     assert result.message == f"the gateway failed to load {REV_B}: unknown field 'foo'"
-    assert result.warn
-    assert not (result.push or result.recreate or result.poll)
+    assert flags(result) == {"warn"}
 
 
 def test_a_failed_load_warns_only_the_first_time() -> None:
@@ -72,8 +76,7 @@ def test_a_stored_desired_revision_not_yet_active_is_polled(status: gw.PolicyLoa
     result = step(latest=revision_b(status))
 
     assert (result.reason, result.state) == ("PolicyPending", PolicyState.PENDING)
-    assert result.poll
-    assert not (result.push or result.warn)
+    assert flags(result) == {"poll"}
     assert "gateway version 3" in result.message
 
 
@@ -94,14 +97,13 @@ def test_a_stored_revision_with_another_hash_does_not_count() -> None:
 def test_a_live_or_unclassified_change_is_pushed(change: ChangeClass | None) -> None:
     result = step(change=change)
 
-    assert result.push
     assert (result.status, result.reason, result.state) == (
         Status.FALSE,
         "PolicyPending",
         PolicyState.PENDING,
     )
     assert result.message == f"pushing {REV_B}"
-    assert not (result.warn or result.recreate)
+    assert flags(result) == {"push"}
 
 
 def test_a_refusal_is_reported_with_the_gateway_message_and_a_warning() -> None:
@@ -109,8 +111,7 @@ def test_a_refusal_is_reported_with_the_gateway_message_and_a_warning() -> None:
 
     assert (result.reason, result.state) == ("PolicyRejected", PolicyState.FAILED)
     assert result.message == f"the gateway refused {REV_B}: network_policies[a]: bad host"
-    assert result.warn
-    assert not result.push
+    assert flags(result) == {"warn"}
 
 
 def test_a_repeated_refusal_does_not_warn_again() -> None:
@@ -120,8 +121,7 @@ def test_a_repeated_refusal_does_not_warn_again() -> None:
 def test_a_refused_revision_is_not_pushed_on_later_passes() -> None:
     result = step(change=LIVE, reported=REFUSED_B)
 
-    assert not result.push
-    assert not result.warn
+    assert flags(result) == set()
     assert (result.reason, result.state) == ("PolicyRejected", PolicyState.FAILED)
     assert result.message == "the gateway refused it"
 
@@ -141,8 +141,7 @@ def test_a_static_change_under_reject_is_refused_naming_every_blocker() -> None:
     assert str(LANDLOCK) in result.message
     assert str(RO_PATH) in result.message
     assert "staticChanges is Reject" in result.message
-    assert result.warn
-    assert not (result.push or result.recreate)
+    assert flags(result) == {"warn"}
 
 
 def test_a_static_change_under_reject_warns_once() -> None:
@@ -152,18 +151,16 @@ def test_a_static_change_under_reject_warns_once() -> None:
 def test_a_static_change_under_recreate_recreates_the_sandbox() -> None:
     result = step(change=STATIC, static_changes="Recreate")
 
-    assert result.recreate
+    assert flags(result) == {"recreate"}
     assert (result.reason, result.state) == ("Recreating", PolicyState.PENDING)
     assert str(LANDLOCK) in result.message
-    assert not (result.push or result.warn or result.poll)
 
 
 def test_a_static_change_under_recreate_waits_for_a_slot() -> None:
     result = step(change=STATIC, static_changes="Recreate", may_recreate=False)
 
     assert (result.reason, result.state) == ("RecreatePending", PolicyState.PENDING)
-    assert result.poll
-    assert not (result.recreate or result.push or result.warn)
+    assert flags(result) == {"poll"}
 
 
 def test_switching_a_rejected_policy_to_recreate_rolls_it_out() -> None:

@@ -10,7 +10,6 @@ import copy
 from typing import Any
 
 from conftest import NOW, later, policy_spec
-
 from helmdeck_operator.core.policy_status import PolicyReport, report_policy
 from helmdeck_operator.policy import revision, translate
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import NOW, REPO_ROOT, UID
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import NOW, REPO_ROOT, UID
 from helmdeck_operator.config import FamilyDefaults, Resources
 from helmdeck_operator.core.session import (
     SandboxShape,
@@ -119,7 +119,8 @@ def test_session_spec_and_crd_agree_on_names_types_enums_and_defaults(
             lambda s: s["properties"]["lifetime"]["properties"]["onExpiry"].update(
                 default="Retain"
             ),
-            "spec.lifetime.onExpiry: default 'Retain' != 'Delete'",
+            "spec.lifetime: the model defaults to {'ttl': None, 'onExpiry': 'Delete'}, the CRD "
+            "not; spec.lifetime.onExpiry: default 'Retain' != 'Delete'",
         ),
         (
             lambda s: s["properties"]["lifetime"]["properties"]["onExpiry"].update(
@@ -152,7 +153,7 @@ def test_the_walk_notices_a_disagreement(
     mutate(drifted)
     schema, defs = _model_schema()
 
-    assert _compare(drifted, schema, defs, "spec") == [problem]
+    assert "; ".join(_compare(drifted, schema, defs, "spec")) == problem
 
 
 def test_a_spec_as_the_apiserver_stores_it_is_read_by_its_camel_case_names() -> None:
@@ -308,9 +309,7 @@ def test_shape_takes_defaults_field_by_field() -> None:
 
 
 def test_a_zero_gpu_in_the_spec_is_kept_not_replaced_by_the_default() -> None:
-    gpu_family = FamilyDefaults.model_validate(
-        {**DEFAULTS.model_dump(), "resources": {"gpu": 1}}
-    )
+    gpu_family = FamilyDefaults.model_validate({**DEFAULTS.model_dump(), "resources": {"gpu": 1}})
     spec = SessionSpec.model_validate({"family": "vision", "resources": {"gpu": 0}})
 
     assert sandbox_shape(spec, gpu_family).gpu == 0
@@ -324,6 +323,13 @@ def test_shape_digest_is_stable_and_short() -> None:
 
 def test_shape_digest_ignores_provider_order() -> None:
     assert shape(providers=["github", "npm"]).digest == shape(providers=["npm", "github"]).digest
+
+
+def test_shape_digest_ignores_env_order() -> None:
+    """env is a list-map keyed by name and reaches the sandbox as a mapping."""
+    a, b = {"name": "A", "value": "1"}, {"name": "B", "value": "2"}
+
+    assert shape(env=[a, b]).digest == shape(env=[b, a]).digest
 
 
 def test_an_integer_cpu_and_its_string_spelling_are_the_same_shape() -> None:
