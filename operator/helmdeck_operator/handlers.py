@@ -94,13 +94,13 @@ def build_registry() -> kopf.OperatorRegistry:
 
     @kopf.on.event(*_POLICY, registry=registry, id="policy_event")
     def policy_event(
-        meta: kopf.Meta, namespace: str | None, name: str, memo: Any, **kwargs: Any
+        type: str, meta: kopf.Meta, namespace: str | None, name: str, memo: Any, **kwargs: Any
     ) -> None:
         rt: Runtime = memo.runtime
         key = ("policy", namespace, name)
-        # Only a spec change (or the policy appearing) concerns the sessions; the policy's
-        # own status writes must not cost every bound session an extra pass.
-        if rt.generation_changed(key, meta.get("generation")):
+        # Only a spec change, or the policy appearing or going, concerns the sessions; the
+        # policy's own status writes must not cost every bound session an extra pass.
+        if rt.generation_changed(key, meta.get("generation")) or type == "DELETED":
             for session in _bound(kwargs, namespace, name):
                 rt.wake(session["uid"])
         rt.wake(key)

@@ -82,6 +82,8 @@ def _load(args: argparse.Namespace) -> OperatorConfig | None:
 def _family_policy_problems(config: OperatorConfig) -> list[str]:
     """Each family's policy_file must exist and translate: checked before kopf starts, so a
     bad file stops the operator with its path instead of failing inside a start-up handler."""
+    import yaml
+
     from helmdeck_operator.config import FAMILIES
     from helmdeck_operator.policy.errors import PolicyValidationError
     from helmdeck_operator.runtime import load_family_policy
@@ -93,7 +95,7 @@ def _family_policy_problems(config: OperatorConfig) -> list[str]:
             load_family_policy(family, path)
         except OSError as err:
             problems.append(f"families.{family}.policy_file: cannot read {path}: {err.strerror}")
-        except PolicyValidationError as err:
+        except (PolicyValidationError, ValueError, yaml.YAMLError) as err:
             problems.append(f"families.{family}.policy_file: {path}: {err}")
     return problems
 

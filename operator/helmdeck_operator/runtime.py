@@ -31,7 +31,9 @@ logger = logging.getLogger(__name__)
 def load_family_policy(family: Family, path: Path) -> DesiredPolicy:
     """The family default: a SidecarPolicy manifest file, translated once at start-up."""
     manifest = yaml.safe_load(path.read_text())
-    spec = manifest.get("spec", {}) if isinstance(manifest, dict) else {}
+    if not isinstance(manifest, dict) or manifest.get("kind") != "SidecarPolicy":
+        raise ValueError("not a SidecarPolicy manifest")
+    spec = manifest.get("spec") or {}
     policy = translate.to_sandbox_policy(spec)
     name = (manifest.get("metadata") or {}).get("name") or f"helmdeck-default-{family}"
     return DesiredPolicy(

@@ -10,16 +10,19 @@ The rules, in order (docs/reconcile.md draws them as a state diagram):
 
 1. Past `expiresAt`: Delete removes the session (its finalizer removes the sandbox);
    Retain removes the sandbox and keeps the session as Expired.
-2. A permanent failure already reported for this generation stays Failed (no retry loop).
-3. No sandbox: create one, unless it existed and was lost behind our back (SandboxLost:
+2. A refusal of our create (or a missing gateway) is Failed; a permanent failure already
+   reported for this generation stays Failed (no retry loop; `PERMANENT_REASONS`).
+3. The gateway cannot be asked: phase kept, Ready Unknown with the error's reason.
+4. No sandbox: create one, unless it existed and was lost behind our back (SandboxLost:
    recreate, or Failed when so configured), or the policy cannot be resolved (Pending).
-4. A sandbox of that name carrying another session's UID is a conflict: Failed.
-5. A sandbox whose shape (image, command, resources, env, providers) differs from the spec
+5. A sandbox of that name carrying another session's UID is a conflict: Failed.
+6. A sandbox being deleted is waited for.
+7. A sandbox whose shape (image, command, resources, env, providers) differs from the spec
    is recreated: the shape cannot change on a live sandbox.
-6. ERROR on the gateway: Failed with the gateway's reason.
-7. Suspend maps to Stop / Start; STOPPED is Suspended.
-8. READY with its first policy loaded is Ready; a different desired revision is pushed,
-   refused or rolled out by recreation (`policy_rollout`).
+8. ERROR or COMPLETED on the gateway: Failed with the gateway's reason.
+9. Suspend maps to Stop / Start; STOPPED is Suspended.
+10. READY with its first policy loaded is Ready; a different desired revision is pushed,
+    refused or rolled out by recreation (`policy_rollout`).
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ PERMANENT_REASONS = frozenset(
     }
 )
 
-#: Seconds between looks while something is expected to change soon.
+#: "Look again soon": the shell waits its `pending_seconds` for any positive requeue.
 SOON = 1.0
 
 

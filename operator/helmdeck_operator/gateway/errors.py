@@ -17,7 +17,9 @@ CamelCase word fit for a Kubernetes condition reason and Event reason::
     └── GatewayCredentialsError      our own credentials could not be obtained (no RPC made)
 
 Only ``GatewayTransient`` (and a ``GatewayCredentialsError`` from an unreachable token
-endpoint) is transient; everything else is permanent until the spec or the gateway changes.
+endpoint) is retried inside a call. What a failed call means for a session is the
+reconciler's decision (docs/failure-behaviour.md): a refused create fails the session until
+its spec changes; everything else is retried by later passes with back-off.
 Texts carry the gateway's message but never metadata, and known secret values are redacted.
 """
 

@@ -19,6 +19,7 @@ from helmdeck_operator import crashpoints
 from helmdeck_operator.core.conditions import format_time, merge_conditions
 from helmdeck_operator.core.naming import (
     FINALIZER,
+    LABEL_SESSION_UID,
     sandbox_annotations,
     sandbox_labels,
     sandbox_name,
@@ -137,13 +138,14 @@ async def reconcile_session(
             plan.rollout,
         )
         if acted is not None:
-            if plan.action is Action.CREATE and acted.sandbox is not None:
+            made = acted.sandbox
+            if plan.action is Action.CREATE and made is not None and _ours(made, meta.uid):
                 crashpoints.reached(crashpoints.AFTER_CREATE)
-                created = f"sandbox {acted.sandbox.name} created on gateway {gateway_name}"
+                created = f"sandbox {made.name} created on gateway {gateway_name}"
                 events += (EventSpec("Normal", "Provisioned", created),)
             if plan.action is Action.DELETE_SANDBOX and acted.error is None:
                 # Our own deletion: its absence later is not a loss.
-                facts = replace(facts, status={**status, "sandbox": {}})
+                facts = replace(facts, status={**status, "sandbox": {"gateway": gateway_name}})
             obs = acted
             replanned = plan_session(facts, desired, obs, now)
             events = _merge_events(events, replanned.events)
@@ -325,6 +327,11 @@ async def _create(
         return existing
 
 
+def _ours(sandbox: models.Sandbox | None, uid: str) -> bool:
+    """A sandbox of this session (or one without an owner label, created under its name)."""
+    return sandbox is not None and sandbox.labels.get(LABEL_SESSION_UID, uid) == uid
+
+
 def _merge_events(
     first: tuple[EventSpec, ...], then: tuple[EventSpec, ...]
 ) -> tuple[EventSpec, ...]:
@@ -333,13 +340,15 @@ def _merge_events(
 
 
 def _next_wait(rt: Runtime, plan: Plan, failing: bool, errors: int) -> float:
+    """Resync when settled, at once after an action, `pending_seconds` while waiting on the
+    gateway, and with jittered exponential back-off while the gateway keeps failing."""
     intervals = rt.config.intervals
     if failing:
         ceiling = min(MAX_ERROR_BACKOFF, intervals.pending_seconds * 2 ** min(errors, 10))
-        return random.uniform(ceiling / 2, ceiling)
+        return random.uniform(ceiling / 2, ceiling)  # jitter, not security
     if plan.requeue_after is None:
         return intervals.resync_seconds
-    return max(plan.requeue_after, 0.0)
+    return 0.0 if plan.requeue_after <= 0 else intervals.pending_seconds
 
 
 def render_status(
@@ -361,12 +370,17 @@ def render_status(
         ),
         "policy": plan.policy,
     }
+    if not _ours(sandbox, facts.uid):
+        sandbox = None  # another session's sandbox (a name conflict): never show its details
     if obs.error is not None:
         # Unreachable: what we knew about the sandbox stays as it was.
         for key in ("sandbox", "endpoints"):
             if key in old:
                 status[key] = old[key]
-    elif sandbox is not None:
+    elif sandbox is None:
+        # Recorded even without a sandbox: the session stays on this gateway (session_gateway).
+        status["sandbox"] = {"gateway": gateway}
+    else:
         status["sandbox"] = {
             "name": sandbox.name,
             "gateway": gateway,

@@ -100,7 +100,8 @@ class Kube:
             self.namespace,
             f"--field-selector=involvedObject.name={name}",
         )
-        ordered = sorted(listing["items"], key=lambda e: e.get("lastTimestamp") or "")
+        # Timestamps have second resolution; etcd's resourceVersion orders creations exactly.
+        ordered = sorted(listing["items"], key=lambda e: int(e["metadata"]["resourceVersion"]))
         return [(e["type"], e["reason"]) for e in ordered]
 
 
