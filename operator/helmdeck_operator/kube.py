@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from lightkube import AsyncClient, KubeConfig
 from lightkube.core.exceptions import ApiError
@@ -19,6 +19,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
+from lightkube.resources.coordination_v1 import Lease
 from lightkube.types import PatchType
 
 from helmdeck_operator import API_GROUP, API_VERSION
@@ -42,6 +43,10 @@ FIELD_MANAGER = "helmdeck-operator"
 
 class KubeError(RuntimeError):
     """A Kubernetes API call failed; the message names the call and the apiserver's reason."""
+
+
+class KubeConflict(KubeError):
+    """An optimistic write lost: the object changed (or appeared) since it was read."""
 
 
 def status_changed(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
@@ -132,3 +137,45 @@ class Kube:
         )
         result = await self._client.create(review)
         return bool(result.status and result.status.allowed)
+
+    # -- leader election (coordination.k8s.io Lease) ---------------------------------------
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """holder, duration, transitions, acquireTime and resourceVersion; None if absent."""
+        try:
+            lease = await self._client.get(Lease, name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise KubeError(f"reading lease {namespace}/{name}: {err.status.message}") from err
+        spec = lease.spec
+        return {
+            "holder": (spec.holderIdentity if spec else "") or "",
+            "duration": spec.leaseDurationSeconds if spec else None,
+            "transitions": spec.leaseTransitions if spec else 0,
+            "acquireTime": str(spec.acquireTime) if spec and spec.acquireTime else None,
+            "resourceVersion": lease.metadata.resourceVersion if lease.metadata else "",
+        }
+
+    async def create_lease(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        body = {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        try:
+            await self._client.create(cast(Lease, Lease.from_dict(body)))
+        except ApiError as err:
+            if err.status.code == 409:
+                raise KubeConflict(f"lease {namespace}/{name} already exists") from err
+            raise KubeError(f"creating lease {namespace}/{name}: {err.status.message}") from err
+
+    async def write_lease(
+        self, namespace: str, name: str, spec: dict[str, Any], resource_version: str
+    ) -> None:
+        """Replace the spec only if the Lease is still at `resource_version`."""
+        body = {
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "spec": spec,
+        }
+        try:
+            await self._client.replace(cast(Lease, Lease.from_dict(body)))
+        except ApiError as err:
+            if err.status.code == 409:
+                raise KubeConflict(f"lease {namespace}/{name} changed meanwhile") from err
+            raise KubeError(f"writing lease {namespace}/{name}: {err.status.message}") from err

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         )
         parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         parser.set_defaults(handler=handler)
+        if name == "run":
+            parser.add_argument(
+                "--leader-election",
+                action="store_true",
+                help="run only while holding a coordination.k8s.io Lease (for several replicas)",
+            )
+            parser.add_argument("--lease-name", default="helmdeck-operator")
+            parser.add_argument(
+                "--lease-namespace", help="namespace of the Lease (default: $POD_NAMESPACE)"
+            )
+            parser.add_argument(
+                "--health-port",
+                type=int,
+                default=0,
+                help="serve /healthz and /readyz on this port (0: off)",
+            )
 
 
 def _load(args: argparse.Namespace) -> OperatorConfig | None:
@@ -101,10 +118,6 @@ def _family_policy_problems(config: OperatorConfig) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import kopf
-
-    from helmdeck_operator.handlers import build_registry
-
     config = _load(args)
     if config is None:
         return 2
@@ -113,17 +126,58 @@ def _run(args: argparse.Namespace) -> int:
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    namespaces = list(config.namespaces)
-    asyncio.run(
-        kopf.operator(
+    return asyncio.run(_operate(config, args))
+
+
+async def _operate(config: OperatorConfig, args: argparse.Namespace) -> int:
+    """Serve probes, wait for the Lease when electing, run kopf until stopped or deposed."""
+    import kopf
+
+    from helmdeck_operator.handlers import build_registry
+    from helmdeck_operator.health import Health, serve_health
+    from helmdeck_operator.kube import Kube
+    from helmdeck_operator.leader import LeaderElector
+
+    health = Health()
+    probes = await serve_health(health, args.health_port) if args.health_port else None
+    elector: LeaderElector | None = None
+    lost = asyncio.Event()
+    keeper: asyncio.Task[None] | None = None
+    kube = Kube.from_environment() if args.leader_election else None
+    try:
+        if kube is not None:
+            identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+            elector = LeaderElector(
+                kube,
+                name=args.lease_name,
+                namespace=args.lease_namespace or os.environ.get("POD_NAMESPACE", "default"),
+                identity=identity,
+            )
+            health.role = "standby"
+            await elector.acquire()
+            keeper = asyncio.create_task(elector.keep(lost))
+        health.role = "leader"
+        namespaces = list(config.namespaces)
+        await kopf.operator(
             registry=build_registry(),
             clusterwide=not namespaces,
             namespaces=namespaces,
             memo=kopf.Memo(config=config),
             standalone=True,
+            stop_flag=lost,
+            ready_flag=health.watching,
         )
-    )
-    return 0
+    finally:
+        if keeper is not None:
+            keeper.cancel()
+        if elector is not None and not lost.is_set():
+            await elector.release()
+        if kube is not None:
+            await kube.close()
+        if probes is not None:
+            await probes.cleanup()
+    # A deposed leader exits non-zero: its pod restarts and comes back as a standby.
+    return 1 if lost.is_set() else 0
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,14 @@ class OperatorProcess:
     """`helmdeck-operator run` in a subprocess; its output goes to `log_path`."""
 
     def __init__(
-        self, config: Path, kubeconfig: Path, log_path: Path, env: Mapping[str, str] | None = None
+        self,
+        config: Path,
+        kubeconfig: Path,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
+        self.args = list(args)
         self.config = config
         self.kubeconfig = kubeconfig
         self.log_path = log_path
@@ -101,7 +107,15 @@ class OperatorProcess:
         with self.log_path.open("ab") as log:
             log.write(f"\n==== start #{self.starts} ====\n".encode())
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "helmdeck_operator", "run", "--config", str(self.config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "helmdeck_operator",
+                    "run",
+                    "--config",
+                    str(self.config),
+                    *self.args,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=environment,
