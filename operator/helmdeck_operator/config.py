@@ -92,6 +92,19 @@ class Concurrency(_Frozen):
     """Create / delete / stop / start / config-update calls in flight per gateway."""
 
 
+class Observability(_Frozen):
+    """Following sandboxes' OCSF events to surface policy denials."""
+
+    follow_denials: bool = True
+    """Follow each session's sandbox log stream and turn OCSF denials into Events and
+    helmdeck_policy_denials_total."""
+    max_followers: int = Field(default=1000, ge=1, le=100000)
+    """At most this many log streams at once (one per session); sessions beyond it are not
+    followed (logged once), which bounds memory and gateway streams."""
+    denial_window_seconds: float = Field(default=60.0, ge=1, le=3600)
+    """Repeats of the same denial within this window become one summary Event."""
+
+
 class OperatorConfig(_Frozen):
     """The whole operator configuration."""
 
@@ -106,6 +119,7 @@ class OperatorConfig(_Frozen):
     families: dict[Family, FamilyDefaults]
     intervals: Intervals = Intervals()
     concurrency: Concurrency = Concurrency()
+    observability: Observability = Observability()
     on_sandbox_lost: Literal["Recreate", "Fail"] = "Recreate"
     """A sandbox deleted behind the operator's back is recreated, or the session Failed."""
 

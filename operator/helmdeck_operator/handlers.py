@@ -24,6 +24,7 @@ from helmdeck_operator import API_GROUP, API_VERSION
 from helmdeck_operator.core.naming import FINALIZER
 from helmdeck_operator.core.plan import EventSpec
 from helmdeck_operator.kube import POLICIES, SESSIONS, Kube
+from helmdeck_operator.reconcile.denials import follow_denials
 from helmdeck_operator.reconcile.policy import reconcile_policy
 from helmdeck_operator.reconcile.session import delete_sandbox_for, reconcile_session
 from helmdeck_operator.reconcile.sweep import sweep_orphans
@@ -58,7 +59,14 @@ def build_registry() -> kopf.OperatorRegistry:
         )
         # Our own Events say what happened; kopf mirrors only critical log lines as Events.
         settings.posting.level = logging.CRITICAL
-        memo.runtime = await Runtime.start(memo.config, Kube.from_environment())
+        # The operator knows its resources; scanning CRDs and namespaces would need
+        # cluster-wide list/watch on both, beyond least privilege (and stalls without it).
+        settings.scanning.disabled = True
+        memo.runtime = await Runtime.start(
+            memo.config, Kube.from_environment(), metrics=memo.get("metrics")
+        )
+        if memo.get("health") is not None:
+            memo.health.gateways = memo.runtime.gateways
         memo.sweeper = asyncio.create_task(_sweep_forever(memo.runtime))
 
     @kopf.on.cleanup(registry=registry, id="stop")
@@ -118,6 +126,11 @@ def build_registry() -> kopf.OperatorRegistry:
         specs: kopf.Index[Any, Any] = kwargs["policy_specs"]
         wake = rt.wakeup(uid)
         errors = 0
+
+        def post(type_: str, reason: str, message: str) -> None:
+            kopf.event(body, type=type_, reason=reason, message=message)
+
+        denials = asyncio.create_task(follow_denials(rt, body, post))
         try:
             while not stopped:
                 ref = _policy_ref(body.spec)
@@ -127,7 +140,9 @@ def build_registry() -> kopf.OperatorRegistry:
                 _post(body, outcome.events)
                 await _pause(wake, stopped, outcome.requeue_after)
         finally:
+            denials.cancel()
             rt.forget(uid)
+            rt.metrics.forget_session(uid)
 
     @kopf.on.delete(*_SESSION, registry=registry, id="session_deleted")
     async def session_deleted(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> None:
@@ -198,6 +213,6 @@ async def _sweep_forever(rt: Runtime) -> None:
     while True:
         await asyncio.sleep(rt.config.intervals.orphan_sweep_seconds)
         try:
-            await sweep_orphans(rt)
+            rt.metrics.record_orphans(await sweep_orphans(rt))
         except Exception:  # a sweep must never take the operator down; the next one retries
             logger.exception("orphan sweep failed")

@@ -77,6 +77,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 default=0,
                 help="serve /healthz and /readyz on this port (0: off)",
             )
+            parser.add_argument(
+                "--metrics-port",
+                type=int,
+                default=0,
+                help="serve Prometheus /metrics on this port (0: off)",
+            )
 
 
 def _load(args: argparse.Namespace) -> OperatorConfig | None:
@@ -134,12 +140,17 @@ async def _operate(config: OperatorConfig, args: argparse.Namespace) -> int:
     import kopf
 
     from helmdeck_operator.handlers import build_registry
-    from helmdeck_operator.health import Health, serve_health
+    from helmdeck_operator.health import Health, serve_health, serve_metrics
     from helmdeck_operator.kube import Kube
     from helmdeck_operator.leader import LeaderElector
+    from helmdeck_operator.observability.metrics import Metrics
+    from helmdeck_operator.observability.tracing import configure_tracing
 
+    configure_tracing()
+    metrics = Metrics()
     health = Health()
     probes = await serve_health(health, args.health_port) if args.health_port else None
+    scrape = await serve_metrics(metrics, args.metrics_port) if args.metrics_port else None
     elector: LeaderElector | None = None
     lost = asyncio.Event()
     keeper: asyncio.Task[None] | None = None
@@ -162,7 +173,7 @@ async def _operate(config: OperatorConfig, args: argparse.Namespace) -> int:
             registry=build_registry(),
             clusterwide=not namespaces,
             namespaces=namespaces,
-            memo=kopf.Memo(config=config),
+            memo=kopf.Memo(config=config, metrics=metrics, health=health),
             standalone=True,
             stop_flag=lost,
             ready_flag=health.watching,
@@ -174,8 +185,9 @@ async def _operate(config: OperatorConfig, args: argparse.Namespace) -> int:
             await elector.release()
         if kube is not None:
             await kube.close()
-        if probes is not None:
-            await probes.cleanup()
+        for server in (probes, scrape):
+            if server is not None:
+                await server.cleanup()
     # A deposed leader exits non-zero: its pod restarts and comes back as a standby.
     return 1 if lost.is_set() else 0
 

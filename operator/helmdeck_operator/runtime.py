@@ -21,6 +21,7 @@ from helmdeck_operator.config import FAMILIES, Family, OperatorConfig
 from helmdeck_operator.core.plan import DesiredPolicy
 from helmdeck_operator.gateway import GatewayClient
 from helmdeck_operator.kube import Kube
+from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.policy import revision, translate
 
 __all__ = ["RolloutSlots", "Runtime", "load_family_policy"]
@@ -76,12 +77,22 @@ class Runtime:
     mutation_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     wakeups: dict[object, asyncio.Event] = field(default_factory=dict)
     rollouts: RolloutSlots = field(default_factory=RolloutSlots)
+    metrics: Metrics = field(default_factory=Metrics)
+    followers: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1000))
+    propagation: dict[tuple[str, str], tuple[str, float | None]] = field(default_factory=dict)
+    """Per policy: the revision being rolled out and when (monotonic) the change was seen;
+    None once its propagation was measured."""
     generations: dict[object, object] = field(default_factory=dict)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     @classmethod
-    async def start(cls, config: OperatorConfig, kube: Kube) -> Runtime:
-        gateways = {g.name: GatewayClient(g) for g in config.gateways}
+    async def start(
+        cls, config: OperatorConfig, kube: Kube, metrics: Metrics | None = None
+    ) -> Runtime:
+        metrics = metrics or Metrics()
+        gateways = {
+            g.name: GatewayClient(g, observers=[metrics.record_call]) for g in config.gateways
+        }
         for client in gateways.values():
             await client.start()
         return cls(
@@ -94,6 +105,8 @@ class Runtime:
             mutation_slots={
                 name: asyncio.Semaphore(config.concurrency.gateway_mutations) for name in gateways
             },
+            metrics=metrics,
+            followers=asyncio.Semaphore(config.observability.max_followers),
         )
 
     async def close(self) -> None:

@@ -29,7 +29,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, cast
@@ -319,7 +319,7 @@ class GatewayClient:
         follow_logs: bool = False,
         follow_events: bool = False,
         resume_after: str = "",
-    ) -> AsyncIterator[models.WatchEvent]:
+    ) -> AsyncGenerator[models.WatchEvent, None]:
         """Snapshots (and optionally logs and events) of a sandbox as they happen.
 
         The first event carries a snapshot. The iterator ends when the gateway ends the

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from opentelemetry.trace import Span
+
 from helmdeck_operator import crashpoints
 from helmdeck_operator.core.conditions import format_time, merge_conditions
 from helmdeck_operator.core.naming import (
@@ -51,6 +53,7 @@ from helmdeck_operator.gateway.errors import (
     GatewayPreconditionFailed,
 )
 from helmdeck_operator.kube import SESSIONS, status_changed
+from helmdeck_operator.observability.tracing import reconcile_span, trace_id
 from helmdeck_operator.policy.classify import classify_change
 from helmdeck_operator.runtime import Runtime
 
@@ -81,6 +84,18 @@ async def reconcile_session(
     rt: Runtime, body: Mapping[str, Any], policy_spec: Mapping[str, Any] | None, errors: int = 0
 ) -> Outcome:
     """Observe, plan, act and report once. `errors` counts consecutive failed passes."""
+    meta = body["metadata"]
+    with reconcile_span("session", meta["namespace"], meta["name"], meta["uid"]) as span:
+        return await _pass(rt, body, policy_spec, errors, span)
+
+
+async def _pass(
+    rt: Runtime,
+    body: Mapping[str, Any],
+    policy_spec: Mapping[str, Any] | None,
+    errors: int,
+    span: Span,
+) -> Outcome:
     meta = SessionMeta.from_body(body)
     spec = SessionSpec.model_validate(body.get("spec") or {})
     status = dict(body.get("status") or {})
@@ -122,6 +137,7 @@ async def reconcile_session(
             )
 
     plan = plan_session(facts, desired, obs, now)
+    span.set_attribute("helmdeck.action", plan.action.value)  # what this pass set out to do
     events = plan.events
     if plan.action is not Action.NONE and client is not None:
         acted = await _act(
@@ -155,14 +171,45 @@ async def reconcile_session(
     ):
         rt.rollouts.release(meta.uid)
 
+    span.set_attribute("openshell.sandbox.name", facts.sandbox_name)
+    if obs.sandbox is not None and _ours(obs.sandbox, meta.uid):
+        span.set_attribute("openshell.sandbox.id", obs.sandbox.id)
+    span.set_attribute("helmdeck.session.phase", plan.phase.value)
+
     new_status = render_status(facts, plan, obs, gateway_name, client, status, now)
     if status_changed(status, new_status):
+        # The trace of the pass that last changed something, to jump from kubectl to it.
+        new_status["lastTraceId"] = trace_id(span) or status.get("lastTraceId")
         await rt.kube.patch_status(SESSIONS, meta.namespace, meta.name, new_status)
     if plan.action is Action.DELETE_SESSION:
         await rt.kube.delete_session(meta.namespace, meta.name)
 
     failing = obs.error is not None
+    _record(rt, meta, spec, gateway_name, plan, events, status, obs, now)
     return Outcome(plan, _next_wait(rt, plan, failing, errors), events, failing)
+
+
+def _record(
+    rt: Runtime,
+    meta: SessionMeta,
+    spec: SessionSpec,
+    gateway: str,
+    plan: Plan,
+    events: tuple[EventSpec, ...],
+    old: Mapping[str, Any],
+    obs: Observed,
+    now: datetime,
+) -> None:
+    metrics = rt.metrics
+    metrics.record_session(meta.uid, plan.phase.value, spec.family, gateway)
+    if plan.phase is Phase.READY and not old.get("readyAt"):
+        metrics.record_ready(spec.family, gateway, (now - meta.created_at).total_seconds())
+    if any(e.reason == "Expired" for e in events):
+        metrics.record_expiry(spec.family, spec.lifetime.on_expiry)
+    if obs.error is not None:
+        metrics.record_error("HelmdeckSession", obs.error_reason)
+    elif obs.failure is not None:
+        metrics.record_error("HelmdeckSession", obs.failure[0])
 
 
 def session_gateway(rt: Runtime, spec: SessionSpec, status: Mapping[str, Any]) -> str:

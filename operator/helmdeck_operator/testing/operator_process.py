@@ -67,6 +67,7 @@ def write_config(path: Path, gateway_address: str, **overrides: Any) -> Path:
             "orphan_sweep_seconds": 2,
             "orphan_grace_seconds": 1,
         },
+        "observability": {"denial_window_seconds": 2},
     }
     _merge(config, overrides)
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helmdeck_operator.testing.controlplane import ControlPlane
+from helmdeck_operator.testing.controlplane import ControlPlane, free_port
 from helmdeck_operator.testing.emulator_process import EmulatorProcess
 from helmdeck_operator.testing.operator_process import OperatorProcess, write_config
 
@@ -52,10 +54,39 @@ def operator_config(gateway: EmulatorProcess, tmp_path_factory: pytest.TempPathF
 @pytest.fixture(scope="module")
 def operator(cluster: ControlPlane, operator_config: Path) -> Iterator[OperatorProcess]:
     process = OperatorProcess(
-        operator_config, cluster.kubeconfig, operator_config.parent / "operator.log"
+        operator_config,
+        cluster.kubeconfig,
+        operator_config.parent / "operator.log",
+        args=["--metrics-port", str(free_port())],
     ).start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def scrape(operator: OperatorProcess) -> Callable[[], dict[str, float]]:
+    """The operator's /metrics as {'name{labels}': value} (labels sorted as exposed)."""
+    port = int(operator.args[operator.args.index("--metrics-port") + 1])
+
+    def read() -> dict[str, float]:
+        deadline = time.monotonic() + CONVERGE_S  # the operator may still be starting
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                break
+            except urllib.error.URLError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                samples[key] = float(value)
+        return samples
+
+    return read
 
 
 class Kube:

@@ -93,6 +93,11 @@ def test_probes_answer_without_leader_election(
     ).start()
     try:
         assert eventually(lambda: probe(port, "/healthz")[0] == 200, "alive")
-        eventually(lambda: probe(port, "/readyz") == (200, "leader: watching\n"), "ready")
+        _, body = eventually(
+            lambda: (answer := probe(port, "/readyz"))[0] == 200 and answer, "ready"
+        )
+        assert body.startswith("leader: watching")
+        assert "gateway pods: reachable" in body
+        assert "gateway microvm: reachable" in body
     finally:
         process.stop()

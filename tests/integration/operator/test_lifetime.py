@@ -47,8 +47,9 @@ def test_suspend_stops_the_sandbox_and_resume_starts_it(
 
 
 def test_ttl_expiry_deletes_or_retains(
-    kube: Any, eventually: Any, gateway: EmulatorProcess
+    kube: Any, eventually: Any, gateway: EmulatorProcess, scrape: Any
 ) -> None:
+    before = scrape()
     # The CRD's smallest TTL is one minute: both sessions expire in the same minute.
     kube.apply(
         session("gone", "python", lifetime={"ttl": "1m", "onExpiry": "Delete"}),
@@ -73,3 +74,7 @@ def test_ttl_expiry_deletes_or_retains(
         "both sandboxes deleted",
     )
     assert ("Normal", "Expired") in kube.events("kept")
+    after = scrape()
+    for on_expiry in ("Delete", "Retain"):
+        key = f'helmdeck_session_expiries_total{{family="python",on_expiry="{on_expiry}"}}'
+        assert after.get(key, 0) >= before.get(key, 0) + 1

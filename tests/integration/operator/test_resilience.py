@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import pytest
 
-from helmdeck_operator.core.naming import sandbox_name
-from helmdeck_operator.testing.controlplane import ControlPlane
+from helmdeck_operator.core.naming import sandbox_annotations, sandbox_labels, sandbox_name
+from helmdeck_operator.gateway import GatewayClient, GatewayConfig
 from helmdeck_operator.testing.emulator_process import EmulatorProcess
 from helmdeck_operator.testing.objects import condition, phase, session
 
@@ -115,20 +116,42 @@ def test_a_sandbox_in_error_fails_the_session_with_the_gateway_reason(
     assert ("Warning", "SandboxError") in kube.events("crashy")
 
 
-def test_orphaned_sandboxes_are_swept(
-    cluster: ControlPlane, kube: Any, eventually: Any, gateway: EmulatorProcess
+async def test_orphaned_sandboxes_are_swept(
+    kube: Any, eventually: Any, gateway: EmulatorProcess, scrape: Any
 ) -> None:
-    kube.apply(session("abandoned", "python"), session("kept", "python"))
-    eventually(lambda: len([s for s in kube.list("hds") if phase(s) == "Ready"]) == 2, "both Ready")
-    assert set(owned(gateway, kube.namespace)) == {"abandoned", "kept"}
+    kube.apply(session("kept", "python"))
+    kept = eventually(lambda: (s := kube.get("hds", "kept")) and phase(s) == "Ready" and s, "Ready")
+    swept = 'helmdeck_orphans_collected_total{gateway="pods"}'
+    before = scrape().get(swept, 0)
 
-    # Force-delete one session past its finalizer, as `kubectl patch` by a hurried admin
-    # would: its sandbox is now an orphan only the sweep can find.
-    kube.run("patch", "hds", "abandoned", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
-    kube.run("delete", "hds", "abandoned", "--wait=true")
+    # What a crash leaves behind: sandboxes labelled as ours whose session is gone (never
+    # existed here), or exists with another UID (deleted and recreated under the same name).
+    config = GatewayConfig(name="pods", endpoint=gateway.address, plaintext=True)
+    async with GatewayClient(config) as client:
+        for name, uid in (("ghost", str(uuid.uuid4())), ("kept", str(uuid.uuid4()))):
+            await client.create_sandbox(
+                sandbox_name(uid),
+                labels=sandbox_labels(session_uid=uid, family="python", instance="helmdeck-test"),
+                annotations=sandbox_annotations(namespace=kube.namespace, name=name),
+            )
+        # Not ours at all (another instance's label): never touched.
+        stranger = str(uuid.uuid4())
+        await client.create_sandbox(
+            sandbox_name(stranger),
+            labels=sandbox_labels(session_uid=stranger, family="python", instance="someone-else"),
+            annotations=sandbox_annotations(namespace=kube.namespace, name="ghost"),
+        )
+
+    def survivors() -> list[str]:
+        return sorted(
+            s["labels"]["helmdeck.dev/session-uid"]
+            for s in gateway.snapshot()["sandboxes"]
+            if s["annotations"].get("helmdeck.dev/session", "").startswith(kube.namespace + "/")
+        )
 
     eventually(
-        lambda: set(owned(gateway, kube.namespace)) == {"kept"},
-        "the orphan is swept, the other kept",
+        lambda: survivors() == sorted([kept["metadata"]["uid"], stranger]),
+        "both orphans swept; the live session's and the stranger's sandboxes kept",
     )
     assert phase(kube.get("hds", "kept")) == "Ready"
+    eventually(lambda: scrape().get(swept, 0) >= before + 2, "the sweep is counted")

@@ -1,0 +1,142 @@
+"""Every Prometheus metric the operator exports, each with bounded labels and a recorder.
+
+One module so the whole metrics surface reads in one sitting (docs/metrics.md is its
+reference, and a test checks the two agree). Labels are bounded sets only: family, gateway
+(from configuration), phase, RPC, gRPC code, reason, namespace for denials; never a
+session or sandbox name. Metrics live in their own registry so tests get a fresh one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from helmdeck_operator.gateway import CallRecord
+
+__all__ = ["PHASES", "Metrics", "SessionGauge"]
+
+PHASES = ("Pending", "Provisioning", "Ready", "Suspended", "Failed", "Expired", "Terminating")
+#: Seconds: sandboxes take from well under a second (pods, warm) to minutes (cold MicroVMs).
+READY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+#: Seconds: a policy edit reaches all bound sessions within one to a few reconcile passes.
+PROPAGATION_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+#: Seconds: one gateway round trip.
+RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclass(eq=False)  # registries key collectors by identity
+class SessionGauge(Collector):
+    """helmdeck_sessions{phase,family,gateway}: computed at scrape time from what each
+    session's last reconcile pass reported, so a deleted session simply disappears."""
+
+    by_uid: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "helmdeck_sessions",
+            "HelmdeckSessions known to this operator, by phase, family and gateway.",
+            labels=["phase", "family", "gateway"],
+        )
+        counts: dict[tuple[str, str, str], int] = {}
+        for key in self.by_uid.values():
+            counts[key] = counts.get(key, 0) + 1
+        for (phase, family, gateway), count in sorted(counts.items()):
+            gauge.add_metric([phase, family, gateway], count)
+        yield gauge
+
+
+class Metrics:
+    """The registry and a `record_*` method per thing worth counting."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.sessions = SessionGauge()
+        self.registry.register(self.sessions)
+        self.time_to_ready = Histogram(
+            "helmdeck_session_time_to_ready_seconds",
+            "From a session's creation to its first Ready (sandbox READY, policy loaded).",
+            ["family", "gateway"],
+            buckets=READY_BUCKETS,
+            registry=self.registry,
+        )
+        self.propagation = Histogram(
+            "helmdeck_policy_propagation_seconds",
+            "From a SidecarPolicy change being seen to its revision loaded on every bound session.",
+            buckets=PROPAGATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.gateway_requests = Counter(
+            "helmdeck_gateway_requests",
+            "Gateway RPC attempts, by gateway, RPC and gRPC status code.",
+            ["gateway", "rpc", "code"],
+            registry=self.registry,
+        )
+        self.gateway_latency = Histogram(
+            "helmdeck_gateway_request_duration_seconds",
+            "Gateway RPC attempt latency, by gateway and RPC.",
+            ["gateway", "rpc"],
+            buckets=RPC_BUCKETS,
+            registry=self.registry,
+        )
+        self.reconcile_errors = Counter(
+            "helmdeck_reconcile_errors",
+            "Reconcile passes that met a gateway or API problem, by kind and reason.",
+            ["kind", "reason"],
+            registry=self.registry,
+        )
+        self.orphans = Counter(
+            "helmdeck_orphans_collected",
+            "Sandboxes deleted by the orphan sweep because their session was gone.",
+            ["gateway"],
+            registry=self.registry,
+        )
+        self.expiries = Counter(
+            "helmdeck_session_expiries",
+            "Sessions that reached the end of their lifetime, by family and onExpiry.",
+            ["family", "on_expiry"],
+            registry=self.registry,
+        )
+        self.denials = Counter(
+            "helmdeck_policy_denials",
+            "OCSF policy-denial events from sandboxes, by session namespace and family.",
+            ["namespace", "family"],
+            registry=self.registry,
+        )
+
+    # -- recorders ------------------------------------------------------------------------
+    def record_call(self, call: CallRecord) -> None:
+        """The gateway client's observer: one call per RPC attempt."""
+        self.gateway_requests.labels(call.gateway, call.rpc, call.code).inc()
+        self.gateway_latency.labels(call.gateway, call.rpc).observe(call.seconds)
+
+    def record_session(self, uid: str, phase: str, family: str, gateway: str) -> None:
+        self.sessions.by_uid[uid] = (phase, family, gateway)
+
+    def forget_session(self, uid: str) -> None:
+        self.sessions.by_uid.pop(uid, None)
+
+    def record_ready(self, family: str, gateway: str, seconds: float) -> None:
+        self.time_to_ready.labels(family, gateway).observe(max(seconds, 0.0))
+
+    def record_propagation(self, seconds: float) -> None:
+        self.propagation.observe(max(seconds, 0.0))
+
+    def record_error(self, kind: str, reason: str) -> None:
+        self.reconcile_errors.labels(kind, reason).inc()
+
+    def record_orphans(self, deleted: Iterable[str]) -> None:
+        for item in deleted:
+            self.orphans.labels(item.split("/", 1)[0]).inc()
+
+    def record_expiry(self, family: str, on_expiry: str) -> None:
+        self.expiries.labels(family, on_expiry).inc()
+
+    def record_denials(self, namespace: str, family: str, count: int) -> None:
+        self.denials.labels(namespace, family).inc(count)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

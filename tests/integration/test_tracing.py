@@ -1,0 +1,148 @@
+"""Traces: a span per reconcile pass with the session and sandbox attributes, the gateway
+calls beneath it, the same trace id in the traceparent the gateway received and on the
+session's status. In process (an in-memory span exporter), against the real apiserver and
+the emulator over real gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from helmdeck_operator.config import load_config
+from helmdeck_operator.core.naming import sandbox_name
+from helmdeck_operator.emulator.server import EmulatorHandle
+from helmdeck_operator.kube import Kube
+from helmdeck_operator.reconcile.session import reconcile_session
+from helmdeck_operator.runtime import Runtime
+from helmdeck_operator.testing.controlplane import ControlPlane
+from helmdeck_operator.testing.objects import policy, session
+from helmdeck_operator.testing.operator_process import write_config
+
+ROOT = "reconcile session"
+
+
+@pytest.fixture(scope="module")
+def exporter() -> InMemorySpanExporter:
+    # The global provider can be set once per process; no other test sets one.
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    trace.set_tracer_provider(provider)
+    return memory
+
+
+@pytest.fixture
+async def runtime(
+    cluster: ControlPlane,
+    openshell_emulator: EmulatorHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    config = load_config(write_config(tmp_path / "config.yaml", openshell_emulator.address))
+    rt = await Runtime.start(config, Kube.from_environment())
+    yield rt
+    await rt.close()
+
+
+def get(cluster: ControlPlane, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = cluster.kubectl_json("get", kind, name, "-n", namespace)
+    return found
+
+
+def create(cluster: ControlPlane, namespace: str, obj: dict[str, Any]) -> None:
+    result = cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(obj))
+    assert result.returncode == 0, result.stderr
+
+
+def pass_spans(exporter: InMemorySpanExporter) -> tuple[ReadableSpan, list[ReadableSpan]]:
+    """The last reconcile span and the gateway spans under it."""
+    spans = exporter.get_finished_spans()
+    root = [s for s in spans if s.name == ROOT][-1]
+    children = [
+        s for s in spans if s.parent is not None and s.parent.span_id == root.context.span_id
+    ]
+    return root, children
+
+
+async def until_ready(
+    rt: Runtime, cluster: ControlPlane, namespace: str, name: str, spec: Any
+) -> dict[str, Any]:
+    for _ in range(60):
+        body = get(cluster, namespace, "hds", name)
+        if (body.get("status") or {}).get("phase") == "Ready":
+            return body
+        await reconcile_session(rt, body, spec)
+        await asyncio.sleep(0.1)
+    pytest.fail("session never Ready")
+
+
+async def test_a_create_is_one_trace_from_reconcile_to_gateway(
+    cluster: ControlPlane,
+    namespace: str,
+    runtime: Runtime,
+    exporter: InMemorySpanExporter,
+    openshell_emulator: EmulatorHandle,
+) -> None:
+    create(cluster, namespace, session("traced", "python"))
+    body = get(cluster, namespace, "hds", "traced")
+    uid = body["metadata"]["uid"]
+    exporter.clear()
+
+    await reconcile_session(runtime, body, None)
+
+    root, children = pass_spans(exporter)
+    created = get(cluster, namespace, "hds", "traced")
+    assert root.attributes is not None
+    assert root.attributes["k8s.namespace.name"] == namespace
+    assert root.attributes["helmdeck.session.name"] == "traced"
+    assert root.attributes["helmdeck.session.uid"] == uid
+    assert root.attributes["openshell.sandbox.name"] == sandbox_name(uid)
+    assert root.attributes["openshell.sandbox.id"] == created["status"]["sandbox"]["id"]
+    assert root.attributes["helmdeck.action"] == "Create"
+    rpcs = [s.name for s in children]
+    assert "openshell.v1.OpenShell/GetSandbox" in rpcs
+    assert "openshell.v1.OpenShell/CreateSandbox" in rpcs
+    trace_hex = format(root.context.trace_id, "032x")
+    assert all(s.context.trace_id == root.context.trace_id for s in children)
+
+    sent = [r for r in openshell_emulator.requests if r["method"] == "CreateSandbox"][-1]
+    assert sent["traceparent"].split("-")[1] == trace_hex
+    assert created["status"]["lastTraceId"] == trace_hex
+
+
+async def test_a_policy_reload_is_traced_to_the_config_update(
+    cluster: ControlPlane,
+    namespace: str,
+    runtime: Runtime,
+    exporter: InMemorySpanExporter,
+    openshell_emulator: EmulatorHandle,
+) -> None:
+    first = {"network": [{"name": "a", "endpoints": [{"host": "a.example.com", "port": 443}]}]}
+    create(cluster, namespace, policy("p", **first))
+    create(cluster, namespace, session("reloaded", "node", policyRef={"name": "p"}))
+    await until_ready(runtime, cluster, namespace, "reloaded", first)
+
+    second = {"network": [{"name": "b", "endpoints": [{"host": "b.example.com", "port": 443}]}]}
+    exporter.clear()
+    await reconcile_session(runtime, get(cluster, namespace, "hds", "reloaded"), second)
+
+    root, children = pass_spans(exporter)
+    assert root.attributes is not None
+    assert root.attributes["helmdeck.action"] == "PushPolicy"
+    update = [s for s in children if s.name == "openshell.v1.OpenShell/UpdateConfig"]
+    assert len(update) == 1
+    assert update[0].attributes is not None
+    assert (
+        update[0].attributes["openshell.sandbox.name"] == root.attributes["openshell.sandbox.name"]
+    )
+    sent = [r for r in openshell_emulator.requests if r["method"] == "UpdateConfig"][-1]
+    assert sent["traceparent"].split("-")[1] == format(root.context.trace_id, "032x")
