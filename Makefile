@@ -35,19 +35,41 @@ cluster-down: venv ## stop the local control plane
 
 .PHONY: lint
 lint: venv ## formatter, linter, strict types, import layers
-	$(BIN)/ruff format --check operator tests benchmarks
-	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks e2e
+	$(BIN)/ruff check operator tests benchmarks e2e
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+.PHONY: tools
+tools: ## build (or reuse) helm and actionlint from Go modules
+	@bash hack/build-tools.sh
+
 .PHONY: test-unit
-test-unit: venv ## pure tests only (no control plane)
-	$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
+test-unit: venv ## pure tests only (no control plane, no helm)
+	$(BIN)/pytest -m "not cluster" --ignore=tests/chart $(PYTEST_ARGS)
 
 .PHONY: test
-test: venv lint ## the whole suite: lint, unit, emulator, and integration against the real apiserver
+test: venv lint ## the whole suite: lint, unit, emulator, chart, integration against the real apiserver
 	@bash hack/build-controlplane.sh >/dev/null
+	@bash hack/build-tools.sh >/dev/null
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: test-chart
+test-chart: venv ## Helm chart: lint, schema, render, RBAC, server dry-run on the local apiserver
+	@bash hack/build-tools.sh >/dev/null
+	@bash hack/build-controlplane.sh >/dev/null
+	$(BIN)/pytest tests/chart $(PYTEST_ARGS)
+
+.PHONY: e2e
+e2e: venv ## e2e suite on the local control plane, operator running as the chart's ServiceAccount
+	@bash hack/build-controlplane.sh >/dev/null
+	@bash hack/build-tools.sh >/dev/null
+	$(PY) e2e/run_local.py $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
+
+.PHONY: chart-sync
+chart-sync: ## copy crds/ and policies/ into the chart (a test fails when they drift)
+	cp crds/*.yaml charts/helmdeck-operator/crds/
+	cp policies/*.yaml charts/helmdeck-operator/files/policies/
 
 .PHONY: demo
 demo: venv ## run the product end to end on this machine, narrate it, tear it down

@@ -10,8 +10,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 src="$here/controlplane"
-# The required version of a module, whether go.mod lists it on a `require` line or in a block.
-required() { awk -v m="$1" '$1 == m && $2 ~ /^v/ {print $2} $1 == "require" && $2 == m {print $3}' "$2"; }
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$here/lib.sh"
 k8s_version="$(required k8s.io/kubernetes "$src/kubernetes/go.mod")"
 etcd_version="$(required go.etcd.io/etcd/server/v3 "$src/etcd/go.mod")"
 [[ -n "$k8s_version" && -n "$etcd_version" ]] || { echo "cannot read versions from $src/*/go.mod" >&2; exit 1; }
@@ -24,9 +24,8 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   exit 0
 fi
 
-tree_hash="$(cd "$src" && find . -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) -print0 \
-  | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)"
-cache_root="${HELMDECK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/helmdeck-operator}"
+tree_hash="$(tree_hash "$src")"
+cache_root="$(cache_root)"
 out="$cache_root/controlplane/k8s-$k8s_version-etcd-$etcd_version-$tree_hash"
 
 if [[ -f "$out/.complete" ]]; then
@@ -35,7 +34,6 @@ if [[ -f "$out/.complete" ]]; then
 fi
 
 mkdir -p "$out"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 minor="${k8s_version#v1.}"; minor="${minor%%.*}"
 k8s_ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -43,13 +41,6 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkg.gitTreeState=clean"
 done
 
-build() { # name dir package ldflags
-  local name="$1" dir="$2" pkg="$3" ldflags="$4" start
-  start=$(date +%s)
-  echo "building $name ..." >&2
-  (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$out/$name" "$pkg") >&2
-  echo "built $name in $(( $(date +%s) - start ))s" >&2
-}
 
 build etcd "$src/etcd" . "-s -w"
 build kube-apiserver "$src/kubernetes" ./kube-apiserver "$k8s_ldflags"

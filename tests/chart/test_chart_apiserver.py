@@ -1,0 +1,170 @@
+"""The rendered chart against the real apiserver: every posture passes a server-side dry-run
+(schema, defaulting, admission, RBAC escalation checks), and the RBAC, applied for real,
+grants the chart's ServiceAccount exactly the operator's permissions where they belong.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helmdeck_operator.run import PERMISSIONS
+from helmdeck_operator.testing.controlplane import ControlPlane
+
+from .conftest import POSTURES, Helm, posture
+
+pytestmark = pytest.mark.cluster
+
+SERVICEMONITOR_CRD = Path(__file__).with_name("servicemonitor-crd.yaml")
+
+
+@pytest.fixture(scope="module")
+def servicemonitor_crd(cluster: ControlPlane) -> ControlPlane:
+    applied = cluster.kubectl("apply", "-f", str(SERVICEMONITOR_CRD))
+    assert applied.returncode == 0, applied.stderr
+    established = cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "-f", str(SERVICEMONITOR_CRD)
+    )
+    assert established.returncode == 0, established.stderr
+    return cluster
+
+
+@pytest.fixture
+def namespaces(cluster: ControlPlane) -> Iterator[list[str]]:
+    """Two fresh namespaces to watch in the namespaced posture."""
+    names = [f"team-{secrets.token_hex(3)}" for _ in range(2)]
+    for name in names:
+        created = cluster.kubectl("create", "namespace", name)
+        assert created.returncode == 0, created.stderr
+    yield names
+    for name in names:
+        cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.mark.parametrize("name", sorted(POSTURES))
+def test_server_side_dry_run(
+    helm: Helm,
+    servicemonitor_crd: ControlPlane,
+    namespace: str,
+    namespaces: list[str],
+    name: str,
+) -> None:
+    values = posture(name)
+    if name == "namespaced":
+        values["watchNamespaces"] = namespaces
+    manifest = helm.template(values, "--include-crds", namespace=namespace)
+    result = servicemonitor_crd.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest)
+    assert result.returncode == 0, result.stderr
+    applied = result.stdout.splitlines()
+    assert all(line.endswith("(server dry run)") for line in applied), result.stdout
+    kinds = {line.split("/")[0].split(".")[0] for line in applied}
+    assert {"customresourcedefinition", "serviceaccount", "configmap", "deployment"} <= kinds
+    if name == "servicemonitor":
+        assert "servicemonitor" in kinds
+    if name == "networkpolicy":
+        assert "networkpolicy" in kinds
+
+
+def _can_i(cluster: ControlPlane, account: str, verb: str, resource: str, *where: str) -> bool:
+    result = cluster.kubectl("auth", "can-i", verb, resource, *where, f"--as={account}")
+    assert result.stdout.strip() in {"yes", "no"}, result.stderr
+    return result.stdout.strip() == "yes"
+
+
+def _resource(group: str, resource: str, sub: str | None) -> str:
+    return f"{resource}{'.' + group if group else ''}{'/' + sub if sub else ''}"
+
+
+def test_namespaced_rbac_grants_exactly_the_operators_permissions(
+    helm: Helm, cluster: ControlPlane, namespace: str, namespaces: list[str]
+) -> None:
+    """Applied for real: allowed in the watched namespaces, nowhere else, and nothing more."""
+    release = f"r{secrets.token_hex(3)}"
+    values = posture("namespaced")
+    values["watchNamespaces"] = namespaces
+    manifest = helm.template(
+        values,
+        "--show-only",
+        "templates/rbac.yaml",
+        "--show-only",
+        "templates/serviceaccount.yaml",
+        namespace=namespace,
+        release=release,
+    )
+    applied = cluster.kubectl("apply", "-f", "-", stdin=manifest)
+    assert applied.returncode == 0, applied.stderr
+    fullname = f"{release}-helmdeck-operator"
+    account = f"system:serviceaccount:{namespace}:{fullname}"
+    try:
+        for verb, group, resource, sub in PERMISSIONS:
+            what = _resource(group, resource, sub)
+            for watched in namespaces:
+                assert _can_i(cluster, account, verb, what, "-n", watched), (
+                    f"{verb} {what} in {watched}"
+                )
+            assert not _can_i(cluster, account, verb, what, "-n", namespace), (
+                f"{verb} {what} outside"
+            )
+            assert not _can_i(cluster, account, verb, what, "--all-namespaces"), (
+                f"{verb} {what} everywhere"
+            )
+        watched = namespaces[0]
+        for verb, what in [
+            ("get", "sidecarpolicies.helmdeck.dev"),  # the operator reads policies from its index
+            ("create", "helmdecksessions.helmdeck.dev"),
+            ("update", "helmdecksessions.helmdeck.dev"),
+            ("delete", "sidecarpolicies.helmdeck.dev"),
+            ("patch", "events"),
+            ("get", "secrets"),
+            ("list", "pods"),
+        ]:
+            assert not _can_i(cluster, account, verb, what, "-n", watched), f"{verb} {what}"
+        # Leader election: its own Lease in the release namespace.
+        lease = f"leases.coordination.k8s.io/{fullname}"
+        for verb in ("get", "update"):
+            assert _can_i(cluster, account, verb, lease, "-n", namespace)
+            assert not _can_i(
+                cluster, account, verb, "leases.coordination.k8s.io/other", "-n", namespace
+            )
+            assert not _can_i(cluster, account, verb, lease, "-n", watched)
+        assert _can_i(cluster, account, "create", "leases.coordination.k8s.io", "-n", namespace)
+        assert not _can_i(cluster, account, "delete", lease, "-n", namespace)
+        # `check`: its two CRDs, nothing else cluster-scoped.
+        crds = "customresourcedefinitions.apiextensions.k8s.io"
+        assert _can_i(cluster, account, "get", f"{crds}/helmdecksessions.helmdeck.dev")
+        assert _can_i(cluster, account, "get", f"{crds}/sidecarpolicies.helmdeck.dev")
+        assert not _can_i(cluster, account, "get", f"{crds}/servicemonitors.monitoring.coreos.com")
+        assert not _can_i(cluster, account, "list", crds)
+    finally:
+        cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest)
+
+
+def test_cluster_rbac_grants_the_operators_permissions_everywhere(
+    helm: Helm, cluster: ControlPlane, namespace: str
+) -> None:
+    release = f"r{secrets.token_hex(3)}"
+    manifest = helm.template(
+        None,
+        "--show-only",
+        "templates/rbac.yaml",
+        "--show-only",
+        "templates/serviceaccount.yaml",
+        namespace=namespace,
+        release=release,
+    )
+    applied = cluster.kubectl("apply", "-f", "-", stdin=manifest)
+    assert applied.returncode == 0, applied.stderr
+    account = f"system:serviceaccount:{namespace}:{release}-helmdeck-operator"
+    try:
+        for verb, group, resource, sub in PERMISSIONS:
+            what = _resource(group, resource, sub)
+            assert _can_i(cluster, account, verb, what, "--all-namespaces"), f"{verb} {what}"
+        assert not _can_i(
+            cluster, account, "get", "sidecarpolicies.helmdeck.dev", "--all-namespaces"
+        )
+        assert not _can_i(cluster, account, "get", "secrets", "--all-namespaces")
+    finally:
+        cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest)

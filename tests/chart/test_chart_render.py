@@ -1,0 +1,353 @@
+"""What the chart renders, checked offline: lint, the operator configuration, the Deployment,
+the optional objects. RBAC has its own module; the apiserver's verdict is in test_chart_apiserver.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from helmdeck_operator.config import FAMILIES, OperatorConfig, load_config
+from helmdeck_operator.runtime import load_family_policy
+
+from .conftest import CHART, FULLNAME, POSTURES, RELEASE_NAMESPACE, Helm, find, one, posture
+
+
+@pytest.mark.parametrize("name", sorted(POSTURES))
+def test_lint_strict(helm: Helm, name: str) -> None:
+    result = helm.run("lint", "--strict", str(CHART), values=posture(name))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_kube_version_older_than_129_is_refused(helm: Helm) -> None:
+    result = helm.render(None, "--kube-version", "1.28.0")
+    assert result.returncode != 0
+    assert "requires kubeVersion: >=1.29.0-0" in result.stderr
+
+
+def load_rendered_config(helm: Helm, values: dict[str, Any], workdir: Path) -> OperatorConfig:
+    """The rendered config.yaml and policies/, laid out as the pod mounts them, through the
+    operator's own loader (the gateway credential paths need not exist to validate)."""
+    objects = helm.objects(values)
+    config_text = one(objects, "ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"]
+    (workdir / "policies").mkdir()
+    for name, text in one(objects, "ConfigMap", f"{FULLNAME}-policies")["data"].items():
+        (workdir / "policies" / name).write_text(text)
+    (workdir / "config.yaml").write_text(config_text)
+    return load_config(workdir / "config.yaml", environ={})
+
+
+@pytest.mark.parametrize("name", sorted(POSTURES))
+def test_rendered_config_is_valid_for_the_operator(helm: Helm, name: str, tmp_path: Path) -> None:
+    config = load_rendered_config(helm, posture(name), tmp_path)
+    for family in FAMILIES:
+        policy_file = config.families[family].policy_file
+        assert policy_file == tmp_path / "policies" / f"{family}.yaml"
+        assert load_family_policy(family, policy_file).name == f"helmdeck-default-{family}"
+
+
+def test_rendered_config_follows_the_values(helm: Helm, tmp_path: Path) -> None:
+    values = posture("gateways")
+    values["config"] = {
+        "instance": "team-blue",
+        "defaultGateway": "microvm",
+        "onSandboxLost": "Fail",
+        "intervals": {"resyncSeconds": 15, "orphanGraceSeconds": 0},
+        "concurrency": {"gatewayMutations": 8},
+        "observability": {"followDenials": False, "maxFollowers": 50, "denialWindowSeconds": 5},
+    }
+    values["families"] = {"vision": {"image": "registry.local:5000/vision@sha256:" + "0" * 64}}
+    config = load_rendered_config(helm, values, tmp_path)
+
+    assert (config.instance, config.default_gateway, config.on_sandbox_lost) == (
+        "team-blue",
+        "microvm",
+        "Fail",
+    )
+    assert config.namespaces == ()
+    assert config.intervals.resync_seconds == 15
+    assert config.intervals.orphan_grace_seconds == 0
+    assert config.intervals.pending_seconds == 1  # untouched values keep their defaults
+    assert config.concurrency.gateway_mutations == 8
+    assert config.observability.model_dump() == {
+        "follow_denials": False,
+        "max_followers": 50,
+        "denial_window_seconds": 5,
+    }
+    assert config.families["vision"].image.startswith("registry.local:5000/vision@sha256:")
+    assert config.families["vision"].command == (
+        "/usr/local/bin/helmdeck-sidecar",
+        "--mode",
+        "desktop",
+    )
+    assert config.families["vision"].resources.memory == "2Gi"
+
+    pods, microvm, static = config.gateways
+    d = Path("/etc/helmdeck/gateways")
+    assert pods.tls is not None
+    assert microvm.tls is not None
+    assert static.tls is not None
+    assert (pods.tls.ca_file, pods.tls.cert_file, pods.tls.key_file) == (
+        d / "pods/ca.crt",
+        d / "pods/tls.crt",
+        d / "pods/tls.key",
+    )
+    assert pods.auth.type == "mtls"
+    assert (microvm.driver, microvm.workspace, microvm.deadline_seconds) == ("vm", "agents", 20)
+    assert (microvm.tls.ca_file, microvm.tls.cert_file, microvm.tls.server_name) == (
+        d / "microvm/ca.crt",
+        None,
+        "vm",
+    )
+    assert microvm.auth.model_dump() == {
+        "type": "oidc",
+        "issuer": "https://login.example.com/realms/platform",
+        "token_url": None,
+        "client_id": "helmdeck-operator",
+        "client_secret_file": d / "microvm/client-secret",
+        "audience": "openshell",
+        "scopes": ("sandboxes",),
+        "ca_file": d / "microvm/oidc-ca.crt",
+    }
+    assert microvm.retry.model_dump() == {
+        "max_attempts": 6,
+        "initial_backoff": 0.5,
+        "max_backoff": 10,
+        "multiplier": 3,
+    }
+    assert static.endpoint == "[fd00::10]:9443"
+    assert static.auth.model_dump() == {"type": "bearer", "token_file": d / "static/token"}
+
+
+def test_namespaced_mode_writes_the_namespaces_into_the_config(helm: Helm, tmp_path: Path) -> None:
+    config = load_rendered_config(helm, posture("namespaced"), tmp_path)
+    assert config.namespaces == ("team-a", "team-b")
+
+
+def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+@pytest.mark.parametrize("name", sorted(POSTURES))
+def test_pod_is_locked_down(helm: Helm, name: str) -> None:
+    objects = helm.objects(posture(name))
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["enableServiceLinks"] is False
+    assert pod["serviceAccountName"] == FULLNAME
+    container = _container(objects)
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "health": 8080,
+        "metrics": 9090,
+    }
+
+
+def test_image_defaults_to_the_app_version_and_can_be_pinned_by_digest(helm: Helm) -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    default = _container(helm.objects())
+    assert default["image"] == f"ghcr.io/helmdeck/helmdeck-operator:{app_version}"
+    assert default["imagePullPolicy"] == "IfNotPresent"
+    pinned = _container(helm.objects(posture("gateways")))
+    assert pinned["image"] == "ghcr.io/helmdeck/helmdeck-operator:0.1.0@sha256:" + "ab" * 32
+
+
+_ELECTION = ["--leader-election", "--lease-name", FULLNAME, "--lease-namespace", RELEASE_NAMESPACE]
+_PORTS = ["--health-port", "8080", "--metrics-port", "9090"]
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("default", ["run", *_ELECTION, *_PORTS]),
+        (
+            "namespaced",
+            ["run", *_ELECTION, *_PORTS, "--namespace", "team-a", "--namespace", "team-b"],
+        ),
+        ("single", ["run", *_PORTS]),
+    ],
+)
+def test_args(helm: Helm, name: str, args: list[str]) -> None:
+    assert _container(helm.objects(posture(name)))["args"] == args
+
+
+def test_environment(helm: Helm) -> None:
+    values = {"extraEnv": [{"name": "HELMDECK_INTERVALS__RESYNC_SECONDS", "value": "10"}]}
+    env = {e["name"]: e for e in _container(helm.objects(values))["env"]}
+    assert env["HELMDECK_CONFIG"]["value"] == "/etc/helmdeck/config.yaml"
+    assert env["HELMDECK_LOG_LEVEL"]["value"] == "INFO"
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["HELMDECK_INTERVALS__RESYNC_SECONDS"]["value"] == "10"
+
+
+def test_gateway_credentials_are_mounted_from_the_named_secrets(helm: Helm) -> None:
+    objects = helm.objects(posture("gateways"))
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in _container(objects)["volumeMounts"]}
+    assert mounts["config"] == {
+        "name": "config",
+        "mountPath": "/etc/helmdeck/config.yaml",
+        "subPath": "config.yaml",
+        "readOnly": True,
+    }
+    assert mounts["policies"]["mountPath"] == "/etc/helmdeck/policies"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    files: dict[str, dict[str, tuple[str, str]]] = {}
+    for gateway in ("pods", "microvm", "static"):
+        mount = mounts[f"gateway-{gateway}"]
+        assert (mount["mountPath"], mount["readOnly"]) == (
+            f"/etc/helmdeck/gateways/{gateway}",
+            True,
+        )
+        projected = volumes[f"gateway-{gateway}"]["projected"]
+        assert projected["defaultMode"] == 0o440
+        files[gateway] = {
+            item["path"]: (source["secret"]["name"], item["key"])
+            for source in projected["sources"]
+            for item in source["secret"]["items"]
+        }
+    assert files == {
+        "pods": {
+            "ca.crt": ("openshell-pods-client", "ca.crt"),
+            "tls.crt": ("openshell-pods-client", "tls.crt"),
+            "tls.key": ("openshell-pods-client", "tls.key"),
+        },
+        "microvm": {
+            "ca.crt": ("openshell-vm-ca", "bundle.pem"),
+            "client-secret": ("helmdeck-oidc", "secret"),
+            "oidc-ca.crt": ("corporate-ca", "ca.crt"),
+        },
+        "static": {
+            "ca.crt": ("openshell-static-ca", "ca.crt"),
+            "token": ("openshell-static-token", "token"),
+        },
+    }
+    # One source per Secret, even when a Secret provides several files.
+    assert len(volumes["gateway-pods"]["projected"]["sources"]) == 1
+
+
+def _checksum(objects: list[dict[str, Any]]) -> str:
+    annotations = one(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    return str(annotations["checksum/config"])
+
+
+def test_a_config_change_rolls_the_pods_and_a_replica_change_does_not(helm: Helm) -> None:
+    base = _checksum(helm.objects())
+    assert _checksum(helm.objects({"config": {"intervals": {"resyncSeconds": 10}}})) != base
+    assert _checksum(helm.objects({"families": {"node": {"image": "n:1.0.1"}}})) != base
+    assert _checksum(helm.objects({"replicas": 3})) == base
+
+
+@pytest.mark.parametrize(
+    ("name", "pdb", "strategy"),
+    [
+        ("default", True, "RollingUpdate"),
+        ("ha", True, "RollingUpdate"),
+        ("single", False, "Recreate"),
+    ],
+)
+def test_replicas_pdb_and_strategy(helm: Helm, name: str, pdb: bool, strategy: str) -> None:
+    values = posture(name)
+    objects = helm.objects(values)
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == values.get("replicas", 2)
+    assert deployment["spec"]["strategy"]["type"] == strategy
+    budgets = find(objects, "PodDisruptionBudget")
+    assert bool(budgets) is pdb
+    if pdb:
+        assert budgets[0]["spec"]["maxUnavailable"] == 1
+        assert budgets[0]["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+def test_metrics_service_and_service_monitor(helm: Helm) -> None:
+    default = helm.objects()
+    service = one(default, "Service", f"{FULLNAME}-metrics")
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert not find(default, "ServiceMonitor")
+    monitor = one(helm.objects(posture("servicemonitor")), "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    # honorLabels keeps helmdeck_policy_denials_total's own (session) namespace label.
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "honorLabels": True, "interval": "30s"}
+    ]
+
+
+def test_network_policy(helm: Helm) -> None:
+    assert not find(helm.objects(), "NetworkPolicy")
+    policy = one(helm.objects(posture("networkpolicy")), "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [
+        {
+            "ports": [
+                {"port": "health", "protocol": "TCP"},
+                {"port": "metrics", "protocol": "TCP"},
+            ],
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    }
+                }
+            ],
+        }
+    ]
+    dns, apiserver, pods, microvm, static, extra = policy["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert apiserver == {
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}, {"ipBlock": {"cidr": "172.18.0.2/32"}}],
+    }
+    assert pods["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert pods["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "openshell"}}}
+    ]
+    assert microvm == {
+        "ports": [{"port": 443, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}],
+    }
+    assert static["ports"] == [{"port": 9443, "protocol": "TCP"}]
+    assert extra == {"to": [{"ipBlock": {"cidr": "198.51.100.7/32"}}], "ports": [{"port": 443}]}
+
+
+def test_network_policy_needs_a_peer_for_every_gateway(helm: Helm) -> None:
+    values = posture("networkpolicy")
+    del values["gateways"][1]["egress"]
+    result = helm.render(values)
+    assert result.returncode != 0
+    assert "/gateways/1" in result.stderr
+    assert "missing property 'egress'" in result.stderr
+
+
+def test_grafana_dashboard(helm: Helm) -> None:
+    assert not find(helm.objects(), "ConfigMap", f"{FULLNAME}-dashboard")
+    dashboard = one(helm.objects(posture("servicemonitor")), "ConfigMap", f"{FULLNAME}-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["helmdeck-operator.json"]) == json.loads(
+        (CHART / "dashboards" / "helmdeck-operator.json").read_text()
+    )

@@ -1,0 +1,171 @@
+"""values.schema.json (and the chart's own cross-field checks) refuse bad values, naming the field.
+
+Each case is one kind of mistake a user makes; helm must fail before rendering anything, with
+an error that points at the value to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .conftest import Helm, posture
+
+_GATEWAY = {"name": "pods", "endpoint": "openshell.openshell.svc:8080", "auth": {"type": "mtls"}}
+
+#: id -> (values, text the error must contain: the field's path and what is wrong)
+BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "rbac-scope-not-in-enum": (
+        {"rbac": {"scope": "cluster-wide"}},
+        ["/rbac/scope", "'cluster', 'namespaces'"],
+    ),
+    "namespaces-mode-without-namespaces": (
+        {"rbac": {"scope": "namespaces"}},
+        ["/watchNamespaces", "minItems"],
+    ),
+    "namespaces-with-cluster-scope": (
+        {"watchNamespaces": ["team-a"]},
+        ["/watchNamespaces", "maxItems"],
+    ),
+    "namespace-not-a-dns-label": (
+        {"rbac": {"scope": "namespaces"}, "watchNamespaces": ["Team_A"]},
+        ["/watchNamespaces/0", "does not match pattern"],
+    ),
+    "replicas-negative": ({"replicas": -1}, ["/replicas", "minimum"]),
+    "two-replicas-without-leader-election": (
+        {"leaderElection": {"enabled": False}},
+        ["/replicas", "maximum: got 2, want 1"],
+    ),
+    "image-tag-latest": ({"image": {"tag": "latest"}}, ["/image/tag", "'not' failed"]),
+    "image-tag-empty": ({"image": {"tag": ""}}, ["/image/tag", "minLength"]),
+    "image-digest-malformed": ({"image": {"digest": "sha256:abc"}}, ["/image/digest"]),
+    "family-image-latest": (
+        {"families": {"node": {"image": "ghcr.io/x/node:latest"}}},
+        ["/families/node/image"],
+    ),
+    "unknown-top-level-key": ({"replicaCount": 2}, ["additional properties 'replicaCount'"]),
+    "unknown-nested-key": ({"rbac": {"scopes": "cluster"}}, ["/rbac", "'scopes' not allowed"]),
+    "gateway-without-endpoint": (
+        {"gateways": [{"name": "pods", "auth": {"type": "mtls"}}]},
+        ["/gateways/0", "missing property 'endpoint'"],
+    ),
+    "gateway-endpoint-without-port": (
+        {"gateways": [{**_GATEWAY, "endpoint": "openshell.openshell.svc"}]},
+        ["/gateways/0/endpoint", "does not match pattern"],
+    ),
+    "gateway-name-too-long-for-its-volume": (
+        {"gateways": [{**_GATEWAY, "name": "g" * 56}], "config": {"defaultGateway": "g" * 56}},
+        ["/gateways/0/name", "maxLength"],
+    ),
+    "no-gateway": ({"gateways": []}, ["/gateways", "minItems"]),
+    "auth-type-unknown": (
+        {"gateways": [{**_GATEWAY, "auth": {"type": "basic"}}]},
+        ["/gateways/0/auth/type", "'none', 'mtls', 'bearer', 'oidc'"],
+    ),
+    "bearer-without-token-secret": (
+        {"gateways": [{**_GATEWAY, "auth": {"type": "bearer"}}]},
+        ["/gateways/0/auth", "missing property 'tokenSecret'"],
+    ),
+    "oidc-without-client-secret": (
+        {
+            "gateways": [
+                {**_GATEWAY, "auth": {"type": "oidc", "issuer": "https://id", "clientId": "op"}}
+            ]
+        },
+        ["/gateways/0/auth", "missing property 'clientSecret'"],
+    ),
+    "mtls-without-client-certificate": (
+        {"gateways": [_GATEWAY]},
+        ["/gateways/0", "missing property 'tls'"],
+    ),
+    "gateway-driver-unknown": (
+        {"gateways": [{**_GATEWAY, "driver": "firecracker"}]},
+        ["/gateways/0/driver"],
+    ),
+    "resources-not-an-object": ({"resources": "500m"}, ["/resources", "want object"]),
+    "resource-quantity-malformed": (
+        {"resources": {"limits": {"memory": "lots"}}},
+        ["/resources/limits/memory", "does not match pattern"],
+    ),
+    "servicemonitor-enabled-not-boolean": (
+        {"serviceMonitor": {"enabled": "yes"}},
+        ["/serviceMonitor/enabled", "want boolean"],
+    ),
+    "resync-interval-zero": (
+        {"config": {"intervals": {"resyncSeconds": 0}}},
+        ["/config/intervals/resyncSeconds", "exclusiveMinimum"],
+    ),
+    "pending-interval-too-long": (
+        {"config": {"intervals": {"pendingSeconds": 61}}},
+        ["/config/intervals/pendingSeconds", "maximum"],
+    ),
+    "concurrency-zero": (
+        {"config": {"concurrency": {"gatewayMutations": 0}}},
+        ["/config/concurrency/gatewayMutations", "minimum"],
+    ),
+    "on-sandbox-lost-unknown": (
+        {"config": {"onSandboxLost": "Ignore"}},
+        ["/config/onSandboxLost", "'Recreate', 'Fail'"],
+    ),
+    "instance-not-a-dns-label": ({"config": {"instance": "Helmdeck_1"}}, ["/config/instance"]),
+    "family-gpu-out-of-range": (
+        {"families": {"vision": {"resources": {"gpu": 9}}}},
+        ["/families/vision/resources/gpu", "maximum"],
+    ),
+    "family-without-command": (
+        {"families": {"python": {"command": []}}},
+        ["/families/python/command", "minItems"],
+    ),
+    "network-policy-without-apiserver": (
+        {"networkPolicy": {"enabled": True}},
+        ["/networkPolicy/apiServer/cidrs", "minItems"],
+    ),
+    "health-port-is-the-metrics-port": ({"healthPort": 9090}, ["/healthPort"]),
+    "log-level-unknown": ({"logLevel": "TRACE"}, ["/logLevel"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_schema_rejects(helm: Helm, case: str) -> None:
+    values, expected = BAD_VALUES[case]
+    result = helm.render(values)
+    assert result.returncode != 0, f"{case}: accepted"
+    assert "values don't meet the specifications of the schema" in result.stderr
+    for text in expected:
+        assert text in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param(
+            {"config": {"defaultGateway": "vm"}},
+            'config.defaultGateway: "vm" is not one of the gateways: pods',
+            id="default-gateway-unknown",
+        ),
+        pytest.param(
+            {"gateways": [posture("networkpolicy")["gateways"][0]] * 2},
+            'gateways: the name "pods" is used twice',
+            id="gateway-names-repeated",
+        ),
+        pytest.param(
+            {"serviceAccount": {"create": False}},
+            "serviceAccount.name must name an existing ServiceAccount",
+            id="existing-serviceaccount-without-name",
+        ),
+    ],
+)
+def test_cross_field_rules_fail_the_render(
+    helm: Helm, values: dict[str, Any], expected: str
+) -> None:
+    result = helm.render(values)
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr
+
+
+def test_documented_examples_are_accepted(helm: Helm) -> None:
+    """The rejections above are not the schema refusing everything."""
+    for name in ("default", "namespaced", "networkpolicy", "gateways", "single"):
+        result = helm.render(posture(name))
+        assert result.returncode == 0, f"{name}: {result.stderr}"
