@@ -5,7 +5,7 @@ a parse of the Dockerfile: pinned base, two stages, a final stage holding only t
 numeric non-root user, the console script as entrypoint. The .dockerignore is evaluated
 with Docker's rules (last matching pattern wins, `!` re-includes) on real paths.
 
-The wheel test (HELMDECK_TEST_WHEEL=1, about 20 s with a warm pip cache) does what the
+The wheel test (WHEEL_INSTALL_TEST=1, about 20 s with a warm pip cache) does what the
 builder stage does, outside Docker: build the wheel, install it into a fresh venv, drop pip,
 run the console script.
 """
@@ -255,8 +255,8 @@ def test_every_file_the_builder_copies_is_in_the_context(stages: list[Stage]) ->
 
 
 @pytest.mark.skipif(
-    os.environ.get("HELMDECK_TEST_WHEEL") != "1",
-    reason="set HELMDECK_TEST_WHEEL=1: builds the wheel and installs it with its "
+    os.environ.get("WHEEL_INSTALL_TEST") != "1",
+    reason="set WHEEL_INSTALL_TEST=1: builds the wheel and installs it with its "
     "dependencies from the package index into a fresh venv (about 20 s with a warm pip cache)",
 )
 def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
