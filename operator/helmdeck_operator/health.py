@@ -72,10 +72,7 @@ async def serve_health(health: Health, port: int) -> web.AppRunner:
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", port).start()
-    return runner
+    return await _serve(app, port)
 
 
 async def serve_metrics(metrics: Metrics, port: int) -> web.AppRunner:
@@ -89,6 +86,11 @@ async def serve_metrics(metrics: Metrics, port: int) -> web.AppRunner:
 
     app = web.Application()
     app.router.add_get("/metrics", exposition)
+    return await _serve(app, port)
+
+
+async def _serve(app: web.Application, port: int) -> web.AppRunner:
+    """Serve `app` on every interface: the kubelet and Prometheus reach the pod's IP."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()

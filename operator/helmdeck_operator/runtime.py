@@ -18,11 +18,10 @@ from pathlib import Path
 import yaml
 
 from helmdeck_operator.config import FAMILIES, Family, OperatorConfig
-from helmdeck_operator.core.plan import DesiredPolicy
+from helmdeck_operator.core.plan import DesiredPolicy, desired_policy
 from helmdeck_operator.gateway import GatewayClient
 from helmdeck_operator.kube import Kube
 from helmdeck_operator.observability.metrics import Metrics
-from helmdeck_operator.policy import revision, translate
 
 __all__ = ["RolloutSlots", "Runtime", "load_family_policy"]
 
@@ -34,16 +33,8 @@ def load_family_policy(family: Family, path: Path) -> DesiredPolicy:
     manifest = yaml.safe_load(path.read_text())
     if not isinstance(manifest, dict) or manifest.get("kind") != "SidecarPolicy":
         raise ValueError("not a SidecarPolicy manifest")
-    spec = manifest.get("spec") or {}
-    policy = translate.to_sandbox_policy(spec)
     name = (manifest.get("metadata") or {}).get("name") or f"helmdeck-default-{family}"
-    return DesiredPolicy(
-        name=name,
-        revision=revision.revision(policy),
-        policy=policy,
-        static_changes=spec.get("staticChanges", "Reject"),
-        max_unavailable=(spec.get("rollout") or {}).get("maxUnavailable", 1),
-    )
+    return desired_policy(name, manifest.get("spec") or {})
 
 
 @dataclass

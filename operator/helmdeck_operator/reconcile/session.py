@@ -36,6 +36,7 @@ from helmdeck_operator.core.plan import (
     Plan,
     PolicyProblem,
     SessionFacts,
+    desired_policy,
     plan_session,
 )
 from helmdeck_operator.core.session import (
@@ -55,6 +56,7 @@ from helmdeck_operator.gateway.errors import (
 from helmdeck_operator.kube import SESSIONS, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span, trace_id
 from helmdeck_operator.policy.classify import classify_change
+from helmdeck_operator.policy.errors import PolicyValidationError
 from helmdeck_operator.runtime import Runtime
 
 __all__ = ["Outcome", "delete_sandbox_for", "reconcile_session"]
@@ -224,9 +226,6 @@ def resolve_policy(
     rt: Runtime, namespace: str, spec: SessionSpec, policy_spec: Mapping[str, Any] | None
 ) -> DesiredPolicy | PolicyProblem:
     """The policy the session should run: its policyRef, or its family's default."""
-    from helmdeck_operator.policy import errors as policy_errors
-    from helmdeck_operator.policy import revision, translate
-
     if spec.policy_ref is None:
         return rt.family_policies[spec.family]
     name = spec.policy_ref.name
@@ -237,17 +236,9 @@ def resolve_policy(
             f"SidecarPolicy {namespace}/{name} does not exist; waiting for it",
         )
     try:
-        policy = translate.to_sandbox_policy(dict(policy_spec))
-    except policy_errors.PolicyValidationError as err:
+        return desired_policy(name, policy_spec)
+    except PolicyValidationError as err:
         return PolicyProblem(name, "PolicyInvalid", f"SidecarPolicy {name}: {err}")
-    rollout = policy_spec.get("rollout") or {}
-    return DesiredPolicy(
-        name=name,
-        revision=revision.revision(policy),
-        policy=policy,
-        static_changes=str(policy_spec.get("staticChanges", "Reject")),
-        max_unavailable=int(rollout.get("maxUnavailable", 1)),
-    )
 
 
 def _policy_key(namespace: str, spec: SessionSpec) -> tuple[str, str]:
