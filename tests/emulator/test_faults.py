@@ -101,12 +101,29 @@ async def test_boot_failure_fault_sends_the_next_sandbox_to_error(emulator_facto
         await wait_ready(stub, "good")
 
 
+async def test_slow_boots_keep_new_sandboxes_provisioning_until_cleared(
+    openshell_emulator: EmulatorHandle, emulator_stub: Stub
+) -> None:
+    openshell_emulator.faults.apply(parse_fault_spec("slow-boots=0.6"))
+    await create(emulator_stub, "slow")
+    await asyncio.sleep(0.3)
+    assert (await get(emulator_stub, "slow")).status.phase == pb.SANDBOX_PHASE_PROVISIONING
+    await wait_ready(emulator_stub, "slow")
+    openshell_emulator.faults.clear(["slow_boots"])
+    assert openshell_emulator.faults.to_dict()["slow_boots"] is None
+    started = time.monotonic()
+    await create(emulator_stub, "fast")
+    await wait_ready(emulator_stub, "fast")
+    assert time.monotonic() - started < 0.6
+
+
 def test_fault_specs_parse_to_the_admin_json_shape() -> None:
     assert parse_fault_spec("latency=0.2") == {"latency": {"*": 0.2}}
     assert parse_fault_spec("error:GetSandbox=INTERNAL@0.5x3") == {
         "errors": {"GetSandbox": {"code": "INTERNAL", "rate": 0.5, "count": 3}}
     }
     assert parse_fault_spec("outage=on") == {"outage": {"until_cleared": True}}
+    assert parse_fault_spec("slow-boots=5") == {"slow_boots": {"seconds": 5.0}}
     assert parse_fault_spec("fail-loads:default/sb=boom") == {
         "policy_load_failures": {
             "sandboxes": [{"workspace": "default", "name": "sb", "message": "boom"}]

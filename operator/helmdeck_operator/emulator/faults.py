@@ -50,6 +50,8 @@ class Faults:
         self.load_failures_for: dict[tuple[str, str], str] = {}
         self.boot_failures_next = 0
         self.boot_failure_message = "main process exited with code 1"
+        self.boot_seconds: float | None = None
+        """While set, sandboxes created or started take this long to become READY."""
 
     # -- consulted by the servicer and the state machine ------------------------------
 
@@ -85,6 +87,10 @@ class Faults:
             return self.load_failure_message
         return None
 
+    def boot_delay(self, default: float) -> float:
+        """How long a sandbox created or started now takes to become READY."""
+        return default if self.boot_seconds is None else self.boot_seconds
+
     def take_boot_failure(self) -> str | None:
         """The error for the next sandbox that would become READY, or None."""
         if self.boot_failures_next > 0:
@@ -96,7 +102,14 @@ class Faults:
 
     def clear(self, sections: list[str] | None = None) -> None:
         """Reset the named sections (all when None) to "no fault"."""
-        every = ["latency", "errors", "outage", "policy_load_failures", "boot_failures"]
+        every = [
+            "latency",
+            "errors",
+            "outage",
+            "policy_load_failures",
+            "boot_failures",
+            "slow_boots",
+        ]
         for section in sections or every:
             if section == "latency":
                 self.latency.clear()
@@ -109,6 +122,8 @@ class Faults:
                 self.load_failures_for.clear()
             elif section == "boot_failures":
                 self.boot_failures_next = 0
+            elif section == "slow_boots":
+                self.boot_seconds = None
             else:
                 raise ValueError(f"unknown fault section {section!r}")
 
@@ -148,6 +163,9 @@ class Faults:
         if boots:
             self.boot_failures_next += int(boots.get("next", 0))
             self.boot_failure_message = str(boots.get("message", self.boot_failure_message))
+        if "slow_boots" in spec:
+            slow = spec["slow_boots"]
+            self.boot_seconds = None if not slow else float(slow["seconds"])
 
     def to_dict(self) -> dict[str, Any]:
         """The current knobs as JSON-ready data (for `GET /faults` and snapshots)."""
@@ -172,6 +190,7 @@ class Faults:
                 ],
             },
             "boot_failures": {"next": self.boot_failures_next},
+            "slow_boots": None if self.boot_seconds is None else {"seconds": self.boot_seconds},
         }
 
 
@@ -181,7 +200,7 @@ def parse_fault_spec(text: str) -> dict[str, Any]:
     Forms: `latency=0.2`, `latency:GetSandbox=0.5`, `error:CreateSandbox=UNAVAILABLE`,
     `error:*=UNAVAILABLE@0.3` (rate), `error:GetSandbox=INTERNAL@1x2` (rate and count),
     `outage=10` (seconds) or `outage=on`, `fail-loads=2`, `fail-loads:default/sbx1=msg`,
-    `fail-boots=1`, `seed=42`.
+    `fail-boots=1`, `slow-boots=5` (seconds to READY), `seed=42`.
     """
     key, sep, value = text.partition("=")
     if not sep:
@@ -206,6 +225,8 @@ def parse_fault_spec(text: str) -> dict[str, Any]:
         return {"policy_load_failures": {"next": int(value)}}
     if kind == "fail-boots":
         return {"boot_failures": {"next": int(value)}}
+    if kind == "slow-boots":
+        return {"slow_boots": {"seconds": float(value)}}
     if kind == "seed":
         return {"seed": int(value)}
     raise ValueError(f"fault {text!r}: unknown kind {kind!r}")

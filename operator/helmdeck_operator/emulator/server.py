@@ -43,6 +43,11 @@ class TlsFiles:
     client_ca: Path | None = None
 
 
+#: hyper's default SETTINGS_MAX_CONCURRENT_STREAMS for HTTP/2 servers (the real gateway
+#: serves gRPC through it).
+MAX_CONCURRENT_STREAMS = 200
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
     """Everything an emulator instance is started with."""
@@ -131,7 +136,9 @@ async def start_emulator(config: EmulatorConfig | None = None) -> EmulatorHandle
     wake = asyncio.Event()
     gateway.on_schedule = wake.set
     servicer = EmulatorServicer(gateway, AuthSettings(config.tokens), config.watch_queue_size)
-    server = grpc.aio.server()
+    # Streams one connection may hold open, as the real gateway's HTTP/2 server (hyper)
+    # advertises them: a client that opens more waits for a free one.
+    server = grpc.aio.server(options=[("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS)])
     openshell_pb2_grpc.add_OpenShellServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     bind = f"{config.host}:{config.port}"
     if config.tls is not None:

@@ -270,7 +270,7 @@ class Gateway:
         record.logs = type(record.logs)(maxlen=self.settings.log_buffer)
         if spec.HasField("policy"):
             self._store_revision(record, spec.policy, {})
-        record.phase_due = self._schedule(self.settings.ready_delay)
+        record.phase_due = self._schedule(self.faults.boot_delay(self.settings.ready_delay))
         self._sandboxes[(ws, name)] = record
         self._event(record, "created")
         self._gateway_log(record, "sandbox created")
@@ -346,7 +346,7 @@ class Gateway:
                 Code.FAILED_PRECONDITION,
                 f"sandbox '{name}' cannot be started in phase {phase_name(record.phase)}",
             )
-        record.phase_due = self._schedule(self.settings.start_delay)
+        record.phase_due = self._schedule(self.faults.boot_delay(self.settings.start_delay))
         self._set_phase(record, P.SANDBOX_PHASE_STARTING, "starting")
         return record
 

@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -55,6 +56,7 @@ from helmdeck_operator.gateway.errors import (
     GatewayUnauthenticated,
     from_rpc_error,
 )
+from helmdeck_operator.ratelimit import TokenBucket
 
 __all__ = ["CallRecord", "GatewayClient", "new_traceparent"]
 
@@ -129,7 +131,10 @@ class GatewayClient:
         self._tls_watch = FileWatch(*(f for f in files if f is not None))
         self._channel: Any = None
         self._stub: Any = None
+        self._stream_channel: Any = None
+        self._stream_stub: Any = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._limiter = TokenBucket(config.rate_limit.qps, config.rate_limit.burst)
 
     def __repr__(self) -> str:
         return f"GatewayClient(name={self.name!r}, endpoint={self._config.endpoint!r})"
@@ -150,8 +155,10 @@ class GatewayClient:
 
     async def close(self) -> None:
         if self._channel is not None:
-            channel, self._channel, self._stub = self._channel, None, None
-            await channel.close()
+            channels = (self._channel, self._stream_channel)
+            self._channel = self._stub = self._stream_channel = self._stream_stub = None
+            for channel in channels:
+                await channel.close()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         if self._owns_credentials:
@@ -300,8 +307,10 @@ class GatewayClient:
         lines: int = DEFAULT_LOG_LINES,
         sources: Sequence[str] = (),
         min_level: str = "",
+        since: datetime | None = None,
     ) -> list[models.LogLine]:
-        """Recent log lines of a sandbox (OCSF events included, ``level == "OCSF"``)."""
+        """Recent log lines of a sandbox (OCSF events included, ``level == "OCSF"``),
+        only those at or after ``since`` when given."""
         request = openshell_pb2.GetSandboxLogsRequest(
             workspace_scope=self._scope(),
             sandbox=sandbox,
@@ -309,6 +318,8 @@ class GatewayClient:
             sources=list(sources),
             min_level=min_level,
         )
+        if since is not None:
+            request.since_time.FromDatetime(since)
         response = await self._call("GetSandboxLogs", request, sandbox=sandbox)
         return [convert.log_line(line) for line in response.logs]
 
@@ -342,12 +353,13 @@ class GatewayClient:
                 follow_events=follow_events,
                 resume_after_cursor=cursor,
             )
+            await self._limiter.take()
             opened = time.monotonic()
             cause: Exception
             err: GatewayError
             try:
                 metadata = await self._metadata(request_id, traceparent)
-                call = self._current_stub().WatchSandbox(request, metadata=metadata)
+                call = self._current_stub(stream=True).WatchSandbox(request, metadata=metadata)
             except GatewayCredentialsError as exc:
                 failures += 1
                 cause, err = exc, exc.for_call("WatchSandbox", request_id, failures)
@@ -381,36 +393,48 @@ class GatewayClient:
         return convert.workspace_scope(self._config.workspace)
 
     def _open(self) -> None:
+        """Open the channels: one for unary calls, one for watch streams.
+
+        A gateway caps the streams one connection may hold open (HTTP/2
+        MAX_CONCURRENT_STREAMS; hyper, under the real gateway, defaults to 200), and a
+        client queues calls beyond the cap. Streams therefore get their own connection, so
+        a create or an update never waits behind open watches.
+        """
+        self._channel, self._stub = self._new_channel("unary")
+        self._stream_channel, self._stream_stub = self._new_channel("streams")
+
+    def _new_channel(self, purpose: str) -> tuple[Any, Any]:
         target = self._config.endpoint
         options: list[tuple[str, Any]] = [
             ("grpc.primary_user_agent", f"helmdeck-operator/{__version__}"),
             ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            # Distinct channel arguments keep gRPC from sharing one subchannel between them.
+            ("helmdeck.channel", purpose),
         ]
         tls = self._config.effective_tls
         if tls is None:
-            self._channel = grpc.aio.insecure_channel(target, options=options)
+            channel = grpc.aio.insecure_channel(target, options=options)
         else:
             if tls.server_name:
                 options.append(("grpc.ssl_target_name_override", tls.server_name))
-            self._channel = grpc.aio.secure_channel(
-                target, channel_credentials(tls), options=options
-            )
+            channel = grpc.aio.secure_channel(target, channel_credentials(tls), options=options)
         # The generated stub is untyped; the cast keeps strict mypy honest about that.
         stub_class = cast(Callable[[Any], Any], openshell_pb2_grpc.OpenShellStub)
-        self._stub = stub_class(self._channel)
+        return channel, stub_class(channel)
 
-    def _current_stub(self) -> Any:
-        """The stub, on a new channel when the TLS files changed (certificate rotation)."""
+    def _current_stub(self, *, stream: bool = False) -> Any:
+        """The stub, on new channels when the TLS files changed (certificate rotation)."""
         if self._channel is None:
             raise RuntimeError(f"{self!r} is not started")
         if self._tls_watch.changed():
-            logger.info("gateway %s: TLS files changed, opening a new channel", self.name)
-            old = self._channel
+            logger.info("gateway %s: TLS files changed, opening new channels", self.name)
+            old = (self._channel, self._stream_channel)
             self._open()
-            task = asyncio.create_task(old.close(grace=CHANNEL_CLOSE_GRACE))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-        return self._stub
+            for channel in old:
+                task = asyncio.create_task(channel.close(grace=CHANNEL_CLOSE_GRACE))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        return self._stream_stub if stream else self._stub
 
     async def _metadata(self, request_id: str, traceparent: str) -> list[tuple[str, str]]:
         metadata = [("x-request-id", request_id), ("traceparent", traceparent)]
@@ -459,6 +483,7 @@ class GatewayClient:
             reauthenticated = False
             while True:
                 attempt += 1
+                await self._limiter.take()
                 started = time.monotonic()
                 try:
                     metadata = await self._metadata(request_id, traceparent)

@@ -27,6 +27,7 @@ __all__ = [
     "MtlsAuth",
     "NoAuth",
     "OidcAuth",
+    "RateLimit",
     "RetryPolicy",
     "TlsConfig",
     "is_loopback_host",
@@ -175,6 +176,17 @@ class RetryPolicy(_Frozen):
         return self
 
 
+class RateLimit(_Frozen):
+    """How fast the operator may call one gateway: a token bucket over every RPC attempt
+    (watch streams count once per connection). Protects a gateway shared with other
+    clients from a reconcile storm; 0 turns it off."""
+
+    qps: float = Field(default=500.0, ge=0, le=100000)
+    """Sustained calls per second."""
+    burst: int = Field(default=1000, ge=1, le=100000)
+    """Calls allowed at once before the rate applies."""
+
+
 class GatewayConfig(_Frozen):
     """One named OpenShell gateway as the operator reaches it."""
 
@@ -194,6 +206,7 @@ class GatewayConfig(_Frozen):
     deadline_seconds: float = Field(default=10.0, gt=0, le=300)
     """Deadline of each attempt of a unary call."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
 
     @field_validator("name")
     @classmethod
