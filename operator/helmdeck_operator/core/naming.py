@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping
 
 __all__ = [
+    "ANNOTATION_INITIAL_POLICY",
     "ANNOTATION_SESSION",
     "FINALIZER",
     "LABEL_FAMILY",
@@ -36,6 +37,10 @@ LABEL_SESSION_UID = "helmdeck.dev/session-uid"
 LABEL_FAMILY = "helmdeck.dev/family"
 #: namespace/name of the owning session; an annotation because names may exceed label limits.
 ANNOTATION_SESSION = "helmdeck.dev/session"
+#: The policy revision (sha256:...) the sandbox was created with: its policy version 1, the
+#: baseline OpenShell's live-change rules compare with. Nothing relabels a sandbox, and this
+#: never changes, so it tells the gateway cache the hash of version 1 without asking.
+ANNOTATION_INITIAL_POLICY = "helmdeck.dev/initial-policy"
 
 
 def sandbox_name(session_uid: str) -> str:

@@ -1,0 +1,391 @@
+"""What the operator knows about one gateway's sandboxes: one `SandboxCache` per gateway.
+
+Reconcile passes read sandboxes from here instead of asking the gateway, and a sandbox that
+changes wakes exactly its session. The cache is kept current three ways:
+
+- **Snapshots**: a paginated `ListSandboxes`, filtered by this instance's managed-by label,
+  at start-up (nothing is reconciled on a gateway before its first snapshot) and every
+  `resync_seconds`. A snapshot is how drift is caught (a sandbox deleted or failed behind
+  the operator's back), batched per gateway: one call for all sandboxes, never one per
+  session. Only sandboxes whose `resource_version` moved wake their session.
+- **Watches for sandboxes in transition**: a pass that waits on the gateway (provisioning,
+  a policy loading, stopping, starting, deleting) asks to `follow` its sandbox; the cache
+  opens a `WatchSandbox` status stream for it, so READY or LOADED is seen when it happens,
+  not a poll later, and closes it when the pass no longer waits (`unfollow`). At most
+  `max_watches` streams are open per gateway (a gateway caps concurrent streams per
+  connection); sandboxes beyond that are observed by a snapshot every `pending_seconds`
+  while any is waiting.
+- **Action results**: a create, stop, start, delete or policy push records what the gateway
+  answered (`put`, `put_revision`, `mark_deleting`, `drop`), so the next pass sees it even
+  before a stream reports it.
+
+The cache also knows whether its gateway answers. A failed snapshot, a stream cut for
+good, or a worker's call failing with an outage code marks it **down**: passes then report
+the gateway's error without calling it, failing keys are `park`ed here instead of backing
+off on their own, sessions are told after `outage_grace_seconds` (so their Ready turns
+Unknown), and a snapshot is retried every `pending_seconds`. The first one that succeeds
+marks it up again and wakes everything parked and every session with a sandbox here at
+once (the controller bounds the rate): recovery is driven by the gateway coming back, not
+by each session's back-off running out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
+
+from helmdeck_operator.core.observation import loaded_pair
+from helmdeck_operator.gateway import GatewayClient, GatewayError, models
+from helmdeck_operator.gateway.errors import GatewayCredentialsError
+
+__all__ = ["OUTAGE_CODES", "SandboxCache", "is_outage"]
+
+logger = logging.getLogger(__name__)
+
+#: gRPC codes that mean "the gateway cannot be reached", as opposed to an answer.
+OUTAGE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+
+K = TypeVar("K", bound=Hashable)
+
+
+def is_outage(err: GatewayError) -> bool:
+    """The gateway did not answer (or we could not even authenticate to ask it)."""
+    return err.code in OUTAGE_CODES or isinstance(err, GatewayCredentialsError)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    sandbox: models.Sandbox
+    seen: float
+    """Monotonic time of the last report; a snapshot started later may remove the entry."""
+    loaded: tuple[int, str] | None
+    """The last (version, hash) seen accepted: names the loaded revision after a newer one
+    is stored on top of it."""
+    service_urls: Mapping[str, str] | None
+    """Service URLs, known only from responses that carry them (create, get, start)."""
+
+
+def _observable(sandbox: models.Sandbox) -> tuple[object, ...]:
+    """What a reconcile reads of a sandbox: a change of anything else wakes nobody."""
+    admission = sandbox.admission
+    return (
+        sandbox.id,
+        sandbox.phase,
+        sandbox.deleting,
+        sandbox.current_policy_version,
+        None
+        if admission is None
+        else (admission.state, admission.policy_version, admission.policy_hash, admission.error),
+        sandbox.restart_count,
+        sandbox.exit_code,
+        tuple(c.message for c in sandbox.conditions),
+        tuple(sorted(sandbox.annotations.items())),
+    )
+
+
+class SandboxCache(Generic[K]):
+    """`K`: the reconcile key type; `key_of` gives a sandbox's session key (None: not one
+    of ours), `notify` queues one key, `wake_many` many at a bounded rate."""
+
+    def __init__(
+        self,
+        client: GatewayClient,
+        *,
+        selector: Mapping[str, str],
+        key_of: Callable[[models.Sandbox], K | None],
+        notify: Callable[[K], None],
+        wake_many: Callable[[Iterable[K]], None],
+        resync_seconds: float,
+        pending_seconds: float,
+        max_watches: int,
+        outage_grace_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self._selector = dict(selector)
+        self._key_of = key_of
+        self._notify = notify
+        self._wake_many = wake_many
+        self._resync = resync_seconds
+        self._pending = pending_seconds
+        self._max_watches = max_watches
+        self._grace = outage_grace_seconds
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._wanted: set[str] = set()
+        self._watches: dict[str, asyncio.Task[None]] = {}
+        self._waiting: dict[str, None] = {}
+        """Followed sandboxes without a stream (no slot, or the gateway is down), in order."""
+        self._parked: set[K] = set()
+        self._kick = asyncio.Event()
+        self._lister: asyncio.Task[None] | None = None
+        self.synced = asyncio.Event()
+        self.up = True
+        self.error: GatewayError | None = None
+        self._down_since = 0.0
+        self._announced = False
+        self.snapshots = 0
+
+    @property
+    def name(self) -> str:
+        return self.client.name
+
+    # -- life -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._lister is None:
+            self._lister = asyncio.create_task(self._run(), name=f"sandbox-cache-{self.name}")
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._lister, *self._watches.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._watches.clear()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get(self, name: str) -> models.Sandbox | None:
+        entry = self._entries.get(name)
+        return entry.sandbox if entry is not None else None
+
+    def remembered_load(self, name: str) -> tuple[int, str] | None:
+        entry = self._entries.get(name)
+        return entry.loaded if entry is not None else None
+
+    def service_urls(self, name: str) -> Mapping[str, str] | None:
+        """The sandbox's service URLs, or None when no response carrying them was seen."""
+        entry = self._entries.get(name)
+        return entry.service_urls if entry is not None else None
+
+    def sandboxes(self) -> list[models.Sandbox]:
+        return [entry.sandbox for entry in self._entries.values()]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def watches(self) -> int:
+        return len(self._watches)
+
+    # -- what only the gateway can tell, asked once -------------------------------------
+
+    async def lookup_revision_hash(self, name: str, version: int) -> str | None:
+        """The hash of one stored policy version (versions never change, so it is kept)."""
+        found = await self.client.get_policy_status(name, version)
+        if found is None:
+            return None
+        entry = self._entries.get(name)
+        if entry is not None and entry.sandbox.current_policy_version == version:
+            self._entries[name] = replace(entry, loaded=(version, found.revision.hash))
+        return found.revision.hash
+
+    async def fetch_service_urls(self, name: str) -> Mapping[str, str]:
+        sandbox = await self.client.get_sandbox(name)
+        if sandbox is None:
+            return {}
+        self.put(sandbox)
+        return sandbox.service_urls
+
+    # -- what the operator's own actions reported --------------------------------------
+
+    def put(self, sandbox: models.Sandbox) -> None:
+        """Record an action's answer; it does not wake the session (its pass acted)."""
+        self._update(sandbox, notify=False, urls=sandbox.service_urls or None)
+
+    def put_revision(self, name: str, revision: models.PolicyRevision) -> None:
+        """A policy push was stored as `revision`: the sandbox is now loading it."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return
+        admission = entry.sandbox.admission
+        if admission is not None and admission.policy_version == revision.version:
+            return  # an identical policy: the gateway kept the version it had
+        pending = models.PolicyAdmission(
+            models.AdmissionState.PENDING, revision.version, revision.hash
+        )
+        self._entries[name] = replace(
+            entry, sandbox=replace(entry.sandbox, admission=pending), seen=self._clock()
+        )
+
+    def mark_deleting(self, name: str) -> None:
+        entry = self._entries.get(name)
+        if entry is not None:
+            self._entries[name] = replace(
+                entry, sandbox=replace(entry.sandbox, deleting=True), seen=self._clock()
+            )
+
+    def drop(self, name: str) -> None:
+        """The gateway confirmed the sandbox gone."""
+        self._entries.pop(name, None)
+
+    # -- transitions ------------------------------------------------------------------
+
+    def follow(self, name: str) -> None:
+        """Watch `name` until `unfollow`: its changes wake its session when they happen."""
+        if name in self._wanted:
+            return
+        self._wanted.add(name)
+        self._waiting[name] = None
+        self._promote()
+
+    def unfollow(self, name: str) -> None:
+        self._wanted.discard(name)
+        self._waiting.pop(name, None)
+        task = self._watches.pop(name, None)
+        if task is not None:
+            task.cancel()
+            self._promote()
+
+    def following(self, name: str) -> bool:
+        return name in self._wanted
+
+    def _promote(self) -> None:
+        """Give free stream slots to waiting sandboxes; poll the rest by snapshot."""
+        while self.up and self._waiting and len(self._watches) < self._max_watches:
+            name = next(iter(self._waiting))
+            del self._waiting[name]
+            self._watches[name] = asyncio.create_task(self._watch(name), name=f"watch-{name}")
+        if self._waiting:
+            self._kick.set()
+
+    async def _watch(self, name: str) -> None:
+        opened = self._clock()
+        sandbox_id = ""
+        task = asyncio.current_task()
+        try:
+            stream = self.client.watch_sandbox(name)
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    if event.sandbox is not None:
+                        sandbox_id = event.sandbox.id
+                        self._update(event.sandbox)
+            self._vanished(name, sandbox_id, opened)
+        except GatewayError as err:
+            # The client already retried; the stream is lost until the gateway answers.
+            logger.info("gateway %s: watch of %s ended: %s", self.name, name, err)
+            self.report(err)
+            if name in self._wanted:
+                self._waiting[name] = None
+        finally:
+            if self._watches.get(name) is task:
+                del self._watches[name]
+                self._promote()
+
+    def _vanished(self, name: str, sandbox_id: str, since: float) -> None:
+        """A watch ended: the gateway removed the sandbox (or never had it)."""
+        self._wanted.discard(name)
+        entry = self._entries.get(name)
+        if entry is None:
+            return
+        if entry.sandbox.id == sandbox_id or (not sandbox_id and entry.seen < since):
+            del self._entries[name]
+            key = self._key_of(entry.sandbox)
+            if key is not None:
+                self._notify(key)
+
+    # -- the gateway's health ---------------------------------------------------------
+
+    def report(self, err: GatewayError) -> None:
+        """A call failed; an outage marks the gateway down until a snapshot succeeds."""
+        if is_outage(err):
+            self._mark_down(err)
+
+    def park(self, key: K) -> None:
+        """Wake `key` when the gateway answers again (or when the first snapshot lands)."""
+        self._parked.add(key)
+
+    def _mark_down(self, err: GatewayError) -> None:
+        self.error = err
+        if self.up:
+            logger.warning("gateway %s is not answering: %s", self.name, err)
+            self.up = False
+            self._down_since = self._clock()
+            self._announced = False
+            self._kick.set()
+
+    def _mark_up(self) -> None:
+        was_down, announced = not self.up, self._announced
+        self.up, self.error, self._announced = True, None, False
+        if was_down:
+            logger.info("gateway %s answers again", self.name)
+        woken: set[K] = set(self._parked)
+        self._parked.clear()
+        if announced:
+            woken.update(self._keys())
+        if woken:
+            self._wake_many(woken)
+        self._promote()
+
+    def _keys(self) -> set[K]:
+        keys = (self._key_of(entry.sandbox) for entry in self._entries.values())
+        return {key for key in keys if key is not None}
+
+    # -- snapshots --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if await self._snapshot():
+                self.synced.set()
+                self._mark_up()
+            elif not self._announced and self._clock() - self._down_since >= self._grace:
+                # Down long enough to tell every session that its gateway is not answering.
+                self._announced = True
+                self._wake_many(self._keys() | self._parked)
+            if self.up and self.synced.is_set() and not self._waiting:
+                self._kick.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), timeout=self._resync)
+                    # Kicked: the gateway failed, or a followed sandbox has no stream.
+                    await asyncio.sleep(self._pending)
+            else:
+                await asyncio.sleep(self._pending)
+
+    async def _snapshot(self) -> bool:
+        started = self._clock()
+        try:
+            listed = await self.client.list_sandboxes(self._selector)
+        except GatewayError as err:
+            self._mark_down(err)  # a gateway the cache cannot list cannot be observed
+            return False
+        self.snapshots += 1
+        names = set()
+        for sandbox in listed:
+            names.add(sandbox.name)
+            self._update(sandbox)
+        for name, entry in list(self._entries.items()):
+            if name not in names and entry.seen < started:
+                del self._entries[name]
+                key = self._key_of(entry.sandbox)
+                if key is not None:
+                    self._notify(key)
+        return True
+
+    def _update(
+        self, sandbox: models.Sandbox, *, notify: bool = True, urls: Mapping[str, str] | None = None
+    ) -> None:
+        now = self._clock()
+        entry = self._entries.get(sandbox.name)
+        same = entry is not None and entry.sandbox.id == sandbox.id
+        if entry is not None and same:
+            if entry.sandbox.resource_version > sandbox.resource_version:
+                return  # an older report than the one we hold
+            if entry.sandbox.resource_version == sandbox.resource_version and urls is None:
+                self._entries[sandbox.name] = replace(entry, seen=now)
+                return
+        loaded = loaded_pair(sandbox) or (entry.loaded if entry is not None and same else None)
+        known_urls = urls if urls is not None else (entry.service_urls if same and entry else None)
+        self._entries[sandbox.name] = _Entry(sandbox, now, loaded, known_urls)
+        if entry is not None and _observable(entry.sandbox) == _observable(sandbox):
+            return  # a new version, but nothing a reconcile reads has changed
+        if notify:
+            key = self._key_of(sandbox)
+            if key is not None:
+                self._notify(key)
