@@ -29,6 +29,7 @@ __all__ = [
     "FamilyDefaults",
     "Intervals",
     "OperatorConfig",
+    "RateLimits",
     "Resources",
     "load_config",
 ]
@@ -76,33 +77,73 @@ class Intervals(_Frozen):
     """How often things are looked at again, in seconds."""
 
     resync_seconds: float = Field(default=30.0, gt=0, le=3600)
-    """A settled session is re-observed this often (drift, expiry, policy state)."""
+    """Each gateway's sandboxes are listed this often (one paginated call per gateway) to
+    catch drift: a sandbox deleted, failed or changed behind the operator's back."""
     pending_seconds: float = Field(default=1.0, gt=0, le=60)
-    """A session waiting on the gateway (provisioning, policy loading) is polled this often."""
+    """Pace of the fallbacks: a listing while a sandbox in transition has no watch stream
+    (more than `concurrency.gateway_watches` at once), probing a gateway that is down, and
+    the first retry of a failed pass (doubling from there, up to 60 s)."""
     orphan_sweep_seconds: float = Field(default=300.0, gt=0, le=86400)
     """How often each gateway is swept for sandboxes whose session no longer exists."""
     orphan_grace_seconds: float = Field(default=120.0, ge=0, le=86400)
     """Sandboxes younger than this are never swept (their session may not be visible yet)."""
+    outage_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    """A gateway that has not answered for this long is reported on every session it
+    serves (Ready Unknown); shorter blips are reported only by sessions that had work."""
 
 
 class Concurrency(_Frozen):
-    """Bounds that keep a burst of work from overwhelming a gateway."""
+    """Bounds that keep a burst of work from overwhelming the operator or a gateway."""
 
+    workers: int = Field(default=32, ge=1, le=1024)
+    """Reconcile passes running at once (each on its own object)."""
     gateway_mutations: int = Field(default=32, ge=1, le=1024)
     """Create / delete / stop / start / config-update calls in flight per gateway."""
+    gateway_watches: int = Field(default=100, ge=0, le=10000)
+    """WatchSandbox streams open at once per gateway, for sandboxes in transition; others
+    are observed by a listing every `intervals.pending_seconds`. Keep it below the
+    gateway's limit of concurrent streams per connection (200 with the real gateway)."""
+
+
+class RateLimits(_Frozen):
+    """How fast the operator may write to the Kubernetes API (gateways: per gateway,
+    `gateways[].rate_limit`). Token buckets: `burst` at once, then `qps` per second; 0
+    turns a limit off."""
+
+    kube_qps: float = Field(default=500.0, ge=0, le=100000)
+    """Reads and writes of the operator's own calls (status, finalizers, Events, deletes)."""
+    kube_burst: int = Field(default=1000, ge=1, le=100000)
+    events_qps: float = Field(default=50.0, ge=0, le=100000)
+    """Event writes, a share of the above: Events never delay a status write."""
+    events_burst: int = Field(default=200, ge=1, le=100000)
+    events_backlog: int = Field(default=5000, ge=1, le=1000000)
+    """Events waiting to be written; beyond it they are dropped and counted."""
+    recovery_wakes_per_second: float = Field(default=500.0, ge=0, le=100000)
+    """Sessions re-queued per second when a gateway answers again after an outage."""
 
 
 class Observability(_Frozen):
-    """Following sandboxes' OCSF events to surface policy denials."""
+    """Reading sandboxes' OCSF events to surface policy denials (reconcile/denials.py)."""
 
     follow_denials: bool = True
-    """Follow each session's sandbox log stream and turn OCSF denials into Events and
+    """Read each READY sandbox's new log lines and turn OCSF denials into Events and
     helmdeck_policy_denials_total."""
-    max_followers: int = Field(default=1000, ge=1, le=100000)
-    """At most this many log streams at once (one per session); sessions beyond it are not
-    followed (logged once), which bounds memory and gateway streams."""
+    denial_poll_min_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """A sandbox is read this often while it produces denials (and first this long after
+    it is seen READY)."""
+    denial_poll_max_seconds: float = Field(default=300.0, gt=0, le=86400)
+    """Each quiet read doubles a sandbox's interval up to this: the longest a denial after a
+    quiet spell waits to be seen."""
+    denial_polls_per_second: float = Field(default=20.0, gt=0, le=10000)
+    """Log reads per second per gateway at most, whatever the number of sandboxes."""
     denial_window_seconds: float = Field(default=60.0, ge=1, le=3600)
     """Repeats of the same denial within this window become one summary Event."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Observability:
+        if self.denial_poll_min_seconds > self.denial_poll_max_seconds:
+            raise ValueError("denial_poll_min_seconds must not exceed denial_poll_max_seconds")
+        return self
 
 
 class OperatorConfig(_Frozen):
@@ -119,6 +160,7 @@ class OperatorConfig(_Frozen):
     families: dict[Family, FamilyDefaults]
     intervals: Intervals = Intervals()
     concurrency: Concurrency = Concurrency()
+    rate_limits: RateLimits = RateLimits()
     observability: Observability = Observability()
     on_sandbox_lost: Literal["Recreate", "Fail"] = "Recreate"
     """A sandbox deleted behind the operator's back is recreated, or the session Failed."""

@@ -34,9 +34,9 @@ PERMISSIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("patch", "helmdeck.dev", "helmdecksessions", "status"),
     ("list", "helmdeck.dev", "sidecarpolicies", None),
     ("watch", "helmdeck.dev", "sidecarpolicies", None),
-    ("patch", "helmdeck.dev", "sidecarpolicies", None),
     ("patch", "helmdeck.dev", "sidecarpolicies", "status"),
     ("create", "", "events", None),
+    ("patch", "", "events", None),
 )
 CRDS = ("helmdecksessions.helmdeck.dev", "sidecarpolicies.helmdeck.dev")
 
@@ -132,6 +132,11 @@ def _run(args: argparse.Namespace) -> int:
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if level != "DEBUG":
+        # A line per HTTP request and per kopf handler call is noise at a thousand sessions
+        # (and costs CPU); their warnings and errors still show.
+        for chatty in ("httpx", "httpx2", "kopf.objects"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     return asyncio.run(_operate(config, args))
 
 

@@ -1,31 +1,73 @@
-"""Everything the handlers share for the life of the operator process.
+"""Everything the reconcile passes share for the life of the operator process.
 
-One `Runtime` lives in kopf's `memo`: the validated configuration, a gateway client per
-configured gateway with its bound on concurrent mutations, the Kubernetes client, the
-translated family default policies, wake-up events and the rollout slots of Recreate
-policies. Nothing here decides anything; it only holds and hands out.
+One `Runtime` lives in kopf's `memo`: the validated configuration, the Kubernetes client,
+a gateway client and a `SandboxCache` per configured gateway with its bound on concurrent
+mutations, the work queue, the Event recorder, read access to kopf's indexes (the stores
+of sessions and policies), translated policies and the memos that spare repeated work
+(translations by policy generation, baseline policies by revision, live-change
+classifications by revision pair), and the rollout slots of Recreate policies. Nothing here
+decides anything; it holds, looks up and hands out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import yaml
 
+from helmdeck_operator import API_GROUP, API_VERSION
 from helmdeck_operator.config import FAMILIES, Family, OperatorConfig
-from helmdeck_operator.core.plan import DesiredPolicy, desired_policy
-from helmdeck_operator.gateway import GatewayClient
-from helmdeck_operator.kube import Kube
+from helmdeck_operator.core.naming import LABEL_MANAGED_BY, session_of
+from helmdeck_operator.core.plan import DesiredPolicy, EventSpec, PolicyProblem, desired_policy
+from helmdeck_operator.events import EventRecorder, ObjectRef
+from helmdeck_operator.gateway import GatewayClient, models
+from helmdeck_operator.kube import POLICIES, SESSIONS, Kube
 from helmdeck_operator.observability.metrics import Metrics
+from helmdeck_operator.policy.classify import ChangeClass, classify_change
+from helmdeck_operator.policy.errors import PolicyValidationError
+from helmdeck_operator.sandbox_cache import SandboxCache
+from helmdeck_operator.workqueue import Backoff, WorkQueue
 
-__all__ = ["RolloutSlots", "Runtime", "load_family_policy"]
+__all__ = [
+    "Cache",
+    "Key",
+    "Kind",
+    "RolloutSlots",
+    "Runtime",
+    "load_family_policy",
+    "merge_patch",
+    "session_key_of",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Translated policies, baseline policies and classifications remembered (LRU).
+MEMO_SIZE = 4096
+
+
+class Kind(StrEnum):
+    SESSION = "HelmdeckSession"
+    POLICY = "SidecarPolicy"
+
+
+class Key(NamedTuple):
+    """What the work queue holds: one object to reconcile."""
+
+    kind: Kind
+    namespace: str
+    name: str
+
+
+Cache = SandboxCache[Key]
+"""A gateway's sandbox cache, keyed by the sessions' reconcile keys."""
 
 
 def load_family_policy(family: Family, path: Path) -> DesiredPolicy:
@@ -37,15 +79,39 @@ def load_family_policy(family: Family, path: Path) -> DesiredPolicy:
     return desired_policy(name, manifest.get("spec") or {})
 
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _Lru(Generic[K, V]):
+    def __init__(self, size: int = MEMO_SIZE) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._size = size
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+
 @dataclass
 class RolloutSlots:
-    """How many sessions of each Recreate policy are being recreated right now.
+    """How many sessions of each Recreate policy are being recreated right now, and who
+    waits for a slot (woken when one frees, instead of polling for it).
 
     In memory on purpose: after a restart, sessions still mid-recreation finish anyway and
     new ones wait for free slots, so the bound can be exceeded only by what was in flight.
     """
 
     holders: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    waiters: dict[tuple[str, str], set[Key]] = field(default_factory=dict)
 
     def may_recreate(self, policy: tuple[str, str], uid: str, limit: int) -> bool:
         holding = self.holders.get(policy, set())
@@ -54,9 +120,49 @@ class RolloutSlots:
     def take(self, policy: tuple[str, str], uid: str) -> None:
         self.holders.setdefault(policy, set()).add(uid)
 
-    def release(self, uid: str) -> None:
-        for holding in self.holders.values():
-            holding.discard(uid)
+    def wait(self, policy: tuple[str, str], key: Key) -> None:
+        self.waiters.setdefault(policy, set()).add(key)
+
+    def release(self, uid: str) -> list[Key]:
+        """Free the session's slot; the sessions that were waiting for one."""
+        woken: list[Key] = []
+        for policy, holding in self.holders.items():
+            if uid in holding:
+                holding.discard(uid)
+                woken.extend(self.waiters.pop(policy, set()))
+        return woken
+
+
+class Stores:
+    """Read access to kopf's indexes: the operator's in-memory view of its objects.
+
+    kopf fills an index from its watch before any handler runs, and keeps it current with
+    every watch event; the reconcile passes read objects from here instead of the API.
+    """
+
+    def __init__(self, indices: Mapping[str, Any]) -> None:
+        self._sessions = indices["session_bodies"]
+        self._policies = indices["policy_bodies"]
+        self._bound = indices["sessions_by_policy"]
+
+    @staticmethod
+    def _one(index: Any, key: tuple[str, str]) -> dict[str, Any] | None:
+        for item in index.get(key, ()):
+            found: dict[str, Any] = item
+            return found
+        return None
+
+    def session(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one(self._sessions, (namespace, name))
+
+    def policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one(self._policies, (namespace, name))
+
+    def bound(self, namespace: str, policy: str) -> list[dict[str, Any]]:
+        """The sessions whose spec.policyRef names `policy`."""
+        names = sorted(set(self._bound.get((namespace, policy), ())))
+        found = (self.session(namespace, name) for name in names)
+        return [body for body in found if body is not None]
 
 
 @dataclass
@@ -64,66 +170,246 @@ class Runtime:
     config: OperatorConfig
     kube: Kube
     gateways: dict[str, GatewayClient]
+    caches: dict[str, Cache]
     family_policies: dict[Family, DesiredPolicy]
+    queue: WorkQueue[Key]
+    events: EventRecorder
+    metrics: Metrics
+    stores: Stores | None = None
     mutation_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
-    wakeups: dict[object, asyncio.Event] = field(default_factory=dict)
     rollouts: RolloutSlots = field(default_factory=RolloutSlots)
-    metrics: Metrics = field(default_factory=Metrics)
-    followers: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1000))
     propagation: dict[tuple[str, str], tuple[str, float | None]] = field(default_factory=dict)
     """Per policy: the revision being rolled out and when (monotonic) the change was seen;
     None once its propagation was measured."""
-    generations: dict[object, object] = field(default_factory=dict)
+    fanned_out: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Per policy: the revision last fanned out (in memory: after a restart the first pass
+    fans out again, which pushes only to sandboxes that still need it)."""
+    written: dict[Key, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    """The operator's own last write per object, (resourceVersion, merge patch), until the
+    watch delivers it: the store is read with it applied, so a pass right after a write
+    never sees the object as it was before it (no double write, no repeated Event), and the
+    watch event it causes is not mistaken for a change to react to."""
+    settling: dict[Key, tuple[float, tuple[EventSpec, ...]]] = field(default_factory=dict)
+    """Sessions whose status write is held back while it only says "waiting on the
+    gateway": since when (monotonic), and the Events to post with the write."""
+    policy_of: dict[Key, str] = field(default_factory=dict)
+    """The policy each session referenced when last seen (to update the old one's counts)."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _translations: _Lru[tuple[str, str, str], DesiredPolicy | PolicyProblem] = field(
+        default_factory=_Lru
+    )
+    _baselines: _Lru[str, Any] = field(default_factory=_Lru)
+    _classified: _Lru[tuple[str, str], ChangeClass] = field(default_factory=_Lru)
 
     @classmethod
-    async def start(
-        cls, config: OperatorConfig, kube: Kube, metrics: Metrics | None = None
+    def build(
+        cls,
+        config: OperatorConfig,
+        kube: Kube,
+        metrics: Metrics,
+        wake_many: Callable[[Iterable[Key]], None],
     ) -> Runtime:
-        metrics = metrics or Metrics()
+        """Everything but the stores (kopf's indexes), which `bind` adds at start-up."""
         gateways = {
             g.name: GatewayClient(g, observers=[metrics.record_call]) for g in config.gateways
         }
-        for client in gateways.values():
-            await client.start()
-        return cls(
+        queue: WorkQueue[Key] = WorkQueue(
+            backoff=Backoff(base=config.intervals.pending_seconds / 2, maximum=60.0),
+            observer=metrics.queue_observer(),
+        )
+        limits = config.rate_limits
+        rt = cls(
             config=config,
             kube=kube,
             gateways=gateways,
+            caches={},
             family_policies={
                 f: load_family_policy(f, config.families[f].policy_file) for f in FAMILIES
             },
+            queue=queue,
+            events=EventRecorder(
+                kube,
+                qps=limits.events_qps,
+                burst=limits.events_burst,
+                backlog=limits.events_backlog,
+                on_drop=metrics.record_event_dropped,
+                instance=config.instance,
+            ),
+            metrics=metrics,
             mutation_slots={
                 name: asyncio.Semaphore(config.concurrency.gateway_mutations) for name in gateways
             },
-            metrics=metrics,
-            followers=asyncio.Semaphore(config.observability.max_followers),
         )
+        for name, client in gateways.items():
+            rt.caches[name] = Cache(
+                client,
+                selector={LABEL_MANAGED_BY: config.instance},
+                key_of=session_key_of,
+                notify=queue.add,
+                wake_many=wake_many,
+                resync_seconds=config.intervals.resync_seconds,
+                pending_seconds=config.intervals.pending_seconds,
+                max_watches=config.concurrency.gateway_watches,
+                outage_grace_seconds=config.intervals.outage_grace_seconds,
+            )
+        for desired in rt.family_policies.values():
+            rt.remember_policy(desired)
+        metrics.watch_caches(rt.caches)
+        return rt
+
+    async def start(self) -> None:
+        for client in self.gateways.values():
+            await client.start()
+        for cache in self.caches.values():
+            cache.start()
+        self.events.start()
 
     async def close(self) -> None:
+        await self.events.close()
+        for cache in self.caches.values():
+            await cache.close()
         for client in self.gateways.values():
             await client.close()
         await self.kube.close()
 
-    def wakeup(self, key: object) -> asyncio.Event:
-        """The event that cuts the wait of the daemon for `key` (a session UID, a policy)."""
-        return self.wakeups.setdefault(key, asyncio.Event())
+    # -- objects ---------------------------------------------------------------------
 
-    def wake(self, key: object) -> None:
-        event = self.wakeups.get(key)
-        if event is not None:
-            event.set()
+    def bind(self, indices: Mapping[str, Any]) -> None:
+        self.stores = Stores(indices)
 
-    def generation_changed(self, key: object, generation: object) -> bool:
-        """True the first time an object's generation is seen: its spec changed.
+    @property
+    def store(self) -> Stores:
+        if self.stores is None:
+            raise RuntimeError("the runtime is not bound to kopf's indexes yet")
+        return self.stores
 
-        Status writes also produce watch events; they must not wake daemons, or every
-        status write would cost an extra reconcile pass.
-        """
-        changed = self.generations.get(key) != generation
-        self.generations[key] = generation
-        return changed
+    def session_body(self, key: Key) -> dict[str, Any] | None:
+        return self._overlaid(key, self.store.session(key.namespace, key.name))
 
-    def forget(self, key: object) -> None:
-        self.wakeups.pop(key, None)
-        self.generations.pop(key, None)
+    def policy_body(self, key: Key) -> dict[str, Any] | None:
+        return self._overlaid(key, self.store.policy(key.namespace, key.name))
+
+    def _overlaid(self, key: Key, body: dict[str, Any] | None) -> dict[str, Any] | None:
+        written = self.written.get(key)
+        if written is None or body is None:
+            return body
+        if not _older(body["metadata"].get("resourceVersion", ""), written[0]):
+            del self.written[key]  # the store has caught up with (or passed) our write
+            return body
+        return merge_patch(body, written[1])
+
+    def wrote(self, key: Key, resource_version: str | None, patch: dict[str, Any]) -> None:
+        """Remember an own write (see `written`); None: the object was gone."""
+        if resource_version is None:
+            return
+        previous = self.written.get(key)
+        combined = merge_patch(previous[1], patch) if previous is not None else dict(patch)
+        combined = merge_patch(combined, {"metadata": {"resourceVersion": resource_version}})
+        self.written[key] = (resource_version, combined)
+
+    def own_event(self, key: Key, resource_version: str) -> bool:
+        """Whether a watch event is the echo of the operator's own last write."""
+        written = self.written.get(key)
+        if written is None:
+            return False
+        if written[0] == resource_version:
+            del self.written[key]
+            return True
+        if not _older(resource_version, written[0]):
+            del self.written[key]  # something newer than our write: the store is current
+        return False
+
+    async def write_status(self, key: Key, status: dict[str, Any]) -> None:
+        plural = SESSIONS if key.kind is Kind.SESSION else POLICIES
+        written = await self.kube.patch_status(plural, key.namespace, key.name, status)
+        self.wrote(key, written, {"status": status})
+
+    def forget(self, key: Key, uid: str | None) -> None:
+        """The object is gone: drop what was kept about it."""
+        self.queue.discard(key)
+        self.written.pop(key, None)
+        self.policy_of.pop(key, None)
+        self.settling.pop(key, None)
+        if uid:
+            self.events.forget(uid)
+            self.metrics.forget_session(uid)
+
+    @staticmethod
+    def ref(kind: Kind, namespace: str, name: str, uid: str) -> ObjectRef:
+        return ObjectRef(kind.value, f"{API_GROUP}/{API_VERSION}", namespace, name, uid)
+
+    def post(self, kind: Kind, body: Mapping[str, Any], events: Iterable[EventSpec]) -> None:
+        """Post Events about an object (through the recorder: aggregated, rate-limited)."""
+        meta = body["metadata"]
+        ref = self.ref(kind, meta["namespace"], meta["name"], meta["uid"])
+        for event in events:
+            self.events.post(ref, event)
+
+    # -- policies --------------------------------------------------------------------
+
+    def remember_policy(self, desired: DesiredPolicy) -> None:
+        """Keep a translated policy by revision: it may be some sandbox's baseline."""
+        self._baselines.put(desired.revision, desired.policy)
+
+    def translate(self, namespace: str, body: Mapping[str, Any]) -> DesiredPolicy | PolicyProblem:
+        """A SidecarPolicy translated, once per generation."""
+        meta = body["metadata"]
+        key = (namespace, meta["name"], str(meta.get("generation", meta.get("uid", ""))))
+        found = self._translations.get(key)
+        if found is None:
+            try:
+                found = desired_policy(meta["name"], body.get("spec") or {})
+                self.remember_policy(found)
+            except PolicyValidationError as err:
+                found = PolicyProblem(
+                    meta["name"], "PolicyInvalid", f"SidecarPolicy {meta['name']}: {err}"
+                )
+            self._translations.put(key, found)
+        return found
+
+    def baseline(self, revision: str) -> Any:
+        return self._baselines.get(revision)
+
+    def classify(
+        self, baseline_revision: str, baseline: Any, desired: DesiredPolicy
+    ) -> ChangeClass:
+        """How `desired` differs from a sandbox's baseline, computed once per pair."""
+        key = (baseline_revision, desired.revision)
+        found = self._classified.get(key)
+        if found is None:
+            found = classify_change(baseline, desired.policy)
+            self._classified.put(key, found)
+            self._baselines.put(baseline_revision, baseline)
+        return found
+
+
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`target` with a JSON merge patch (RFC 7386) applied: None removes a key."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_patch(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _older(version: str, than: str) -> bool:
+    """Whether resourceVersion `version` predates `than`. Opaque by the API's rules, but
+    etcd revisions in practice; anything unparsable counts as not older (the overlay is
+    dropped, at worst costing a redundant write, never hiding a newer change)."""
+    try:
+        return int(version) < int(than)
+    except ValueError:
+        return False
+
+
+def session_key_of(sandbox: models.Sandbox) -> Key | None:
+    """The reconcile key of the session a sandbox belongs to, from its labels."""
+    owner = session_of(sandbox.labels, sandbox.annotations)
+    if owner is None:
+        return None
+    namespace, name, _ = owner
+    return Key(Kind.SESSION, namespace, name)

@@ -99,7 +99,7 @@ class Pass:
         self.facts = facts(status=(after or {}).get("status", {}), **facts_overrides)
         self.plan: Plan = plan_session(self.facts, policy, obs, NOW)
         old = self.facts.status
-        status = render_status(self.facts, self.plan, obs, "pods", None, old, NOW)
+        status = render_status(self.facts, self.plan, obs, "", old, NOW)
         status = {k: v for k, v in status.items() if v is not None}  # merge-patch removals
         on_expiry = self.facts.on_expiry
         self.obj: dict[str, Any] = {

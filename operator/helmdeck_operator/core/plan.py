@@ -154,6 +154,9 @@ class SessionFacts:
     on_sandbox_lost: str = "Recreate"
     status: dict[str, Any] = field(default_factory=dict)
     """The status as last written (empty for a new session)."""
+    bound: bool = False
+    """The desired policy is a SidecarPolicy (spec.policyRef): its hot reloads are announced
+    once on the policy, for all its sessions, not by an Event per session."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,8 @@ class Plan:
     """Seconds until the next look; None means the steady-state resync interval."""
     rollout: bool = False
     """The sandbox is deleted to roll out a Recreate policy: it takes one rollout slot."""
+    awaits_slot: bool = False
+    """Waiting for a rollout slot of its Recreate policy; woken when one frees."""
 
 
 @dataclass(frozen=True)
@@ -487,14 +492,11 @@ def _suspend(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan | None:
 
 def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
     desired, obs = ctx.desired, ctx.obs
-    events = list(
-        ctx.once(
-            EventSpec("Normal", "Ready", f"sandbox {sandbox.name} is ready"),
-            unless_phase=Phase.READY,
-        )
-    )
-    action, requeue = Action.NONE, None
+    first = ctx.old_phase != Phase.READY
+    events: list[EventSpec] = []
+    action, requeue, awaits_slot = Action.NONE, None, False
     reported = ctx.facts.status.get("policy") or {}
+    ready = f"sandbox {sandbox.name} is ready"
     if isinstance(desired, PolicyProblem):
         policy = Condition(
             "PolicyApplied",
@@ -508,18 +510,18 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
             "PolicyApplied", Status.TRUE, "PolicyLoaded", f"{desired.revision} loaded"
         )
         policy_status = ctx.policy_status(PolicyState.LOADED)
-        if (
+        loaded = (
+            f"policy {desired.name} {desired.revision} loaded"
+            f" (gateway version {sandbox.current_policy_version})"
+        )
+        if first:
+            # One Event says both: the sandbox is usable and runs the policy asked for.
+            ready = f"{ready}; {loaded}"
+        elif not ctx.facts.bound and (
             reported.get("revision") != desired.revision
             or reported.get("state") != PolicyState.LOADED
         ):
-            events.append(
-                EventSpec(
-                    "Normal",
-                    "PolicyApplied",
-                    f"policy {desired.name} {desired.revision} loaded"
-                    f" (gateway version {sandbox.current_policy_version})",
-                )
-            )
+            events.append(EventSpec("Normal", "PolicyApplied", loaded))
     else:
         step = next_rollout_step(
             desired_revision=desired.revision,
@@ -539,18 +541,21 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
         elif step.recreate:
             action = Action.DELETE_SANDBOX
             events.append(EventSpec("Normal", "Recreating", step.message))
+        awaits_slot = step.awaits_slot
         requeue = 0.0 if action is not Action.NONE else (SOON if step.poll else None)
-    ready = f"sandbox {sandbox.name} is ready"
+    if first:
+        events.insert(0, EventSpec("Normal", "Ready", ready))
     return Plan(
         rollout=action is Action.DELETE_SANDBOX,
         action=action,
         phase=Phase.READY,
         conditions=(
-            Condition("Ready", Status.TRUE, "SandboxReady", ready),
-            ctx.provisioned("SandboxCreated", ready),
+            Condition("Ready", Status.TRUE, "SandboxReady", f"sandbox {sandbox.name} is ready"),
+            ctx.provisioned("SandboxCreated", f"sandbox {sandbox.name} is ready"),
             policy,
         ),
         policy=policy_status,
         events=tuple(events),
         requeue_after=requeue,
+        awaits_slot=awaits_slot,
     )

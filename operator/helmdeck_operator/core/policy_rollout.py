@@ -39,7 +39,9 @@ class RolloutStep:
     push: bool = False
     recreate: bool = False
     poll: bool = False
-    """Look again soon: the gateway is loading, or a rollout slot may free up."""
+    """Waiting on the gateway: it is loading the revision."""
+    awaits_slot: bool = False
+    """Waiting for a rollout slot of the policy: woken when one frees."""
     warn: bool = field(default=False)
     """Post a PolicyRejected Warning (only the first time this revision is refused)."""
 
@@ -95,7 +97,7 @@ def next_rollout_step(
         if not may_recreate:
             message = f"{desired_revision} needs a new sandbox ({blockers}); waiting for a slot"
             return RolloutStep(
-                Status.FALSE, "RecreatePending", message, PolicyState.PENDING, poll=True
+                Status.FALSE, "RecreatePending", message, PolicyState.PENDING, awaits_slot=True
             )
         message = f"{desired_revision} cannot be hot-reloaded ({blockers}); recreating"
         return RolloutStep(Status.FALSE, "Recreating", message, PolicyState.PENDING, recreate=True)

@@ -8,14 +8,16 @@ session or sandbox name. Metrics live in their own registry so tests get a fresh
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from helmdeck_operator.gateway import CallRecord
+from helmdeck_operator.workqueue import QueueObserver
 
 __all__ = ["PHASES", "Metrics", "SessionGauge"]
 
@@ -26,6 +28,70 @@ READY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 PROPAGATION_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 #: Seconds: one gateway round trip.
 RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+#: Seconds: a key's wait in the work queue, and one reconcile pass.
+QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class GatewayView(Protocol):
+    """What the gateway gauges read from each gateway's sandbox cache at scrape time."""
+
+    @property
+    def up(self) -> bool: ...
+
+    @property
+    def watches(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(eq=False)
+class GatewayGauges(Collector):
+    """helmdeck_gateway_up / _cached_sandboxes / _watches{gateway}, read at scrape time."""
+
+    caches: Mapping[str, GatewayView] = field(default_factory=dict)
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "helmdeck_gateway_up",
+            "1 while the gateway answers, 0 while it is down (an outage, or it cannot be listed).",
+            labels=["gateway"],
+        )
+        cached = GaugeMetricFamily(
+            "helmdeck_gateway_cached_sandboxes",
+            "This instance's sandboxes in the gateway's cache.",
+            labels=["gateway"],
+        )
+        watches = GaugeMetricFamily(
+            "helmdeck_gateway_watches",
+            "WatchSandbox streams open for sandboxes in transition.",
+            labels=["gateway"],
+        )
+        for name, cache in sorted(self.caches.items()):
+            up.add_metric([name], 1 if cache.up else 0)
+            cached.add_metric([name], len(cache))
+            watches.add_metric([name], cache.watches)
+        yield up
+        yield cached
+        yield watches
+
+
+class _QueueMetrics(QueueObserver):
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def added(self, depth: int) -> None:
+        self._m.queue_adds.inc()
+        self._m.queue_depth.set(depth)
+
+    def taken(self, waited: float, depth: int) -> None:
+        self._m.queue_depth.set(depth)
+        self._m.queue_wait.observe(waited)
+
+    def finished(self, seconds: float) -> None:
+        self._m.queue_work.observe(seconds)
+
+    def retried(self) -> None:
+        self._m.queue_retries.inc()
 
 
 @dataclass(eq=False)  # registries key collectors by identity
@@ -56,6 +122,41 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.sessions = SessionGauge()
         self.registry.register(self.sessions)
+        self.gateways = GatewayGauges()
+        self.registry.register(self.gateways)
+        self.queue_depth = Gauge(
+            "helmdeck_workqueue_depth",
+            "Keys waiting in the reconcile work queue.",
+            registry=self.registry,
+        )
+        self.queue_adds = Counter(
+            "helmdeck_workqueue_adds",
+            "Keys added to the work queue (a key already waiting is not added again).",
+            registry=self.registry,
+        )
+        self.queue_retries = Counter(
+            "helmdeck_workqueue_retries",
+            "Keys re-queued with back-off after a failed pass.",
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "helmdeck_workqueue_queue_duration_seconds",
+            "How long a key waited in the work queue before a worker took it.",
+            buckets=QUEUE_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_work = Histogram(
+            "helmdeck_workqueue_work_duration_seconds",
+            "How long one reconcile pass took.",
+            buckets=QUEUE_BUCKETS,
+            registry=self.registry,
+        )
+        self.events_dropped = Counter(
+            "helmdeck_events_dropped",
+            "Kubernetes Events not posted: the per-object spam filter or a full backlog.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.time_to_ready = Histogram(
             "helmdeck_session_time_to_ready_seconds",
             "From a session's creation to its first Ready (sandbox READY, policy loaded).",
@@ -108,6 +209,15 @@ class Metrics:
         )
 
     # -- recorders ------------------------------------------------------------------------
+    def queue_observer(self) -> QueueObserver:
+        return _QueueMetrics(self)
+
+    def watch_caches(self, caches: Mapping[str, GatewayView]) -> None:
+        self.gateways.caches = caches
+
+    def record_event_dropped(self, reason: str) -> None:
+        self.events_dropped.labels(reason).inc()
+
     def record_call(self, call: CallRecord) -> None:
         """The gateway client's observer: one call per RPC attempt."""
         self.gateway_requests.labels(call.gateway, call.rpc, call.code).inc()

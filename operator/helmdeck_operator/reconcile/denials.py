@@ -1,90 +1,173 @@
-"""Follow one session's sandbox log stream and surface OCSF policy denials.
+"""OCSF policy denials at fleet scale: one adaptive log poller per gateway.
 
-Runs beside the session's reconcile daemon for the session's whole life: one gateway
-watch stream with logs, joined to the session by the sandbox id recorded in its status
-(a recreated sandbox has a new id; lines of the old one are ignored). Each denial counts in
-helmdeck_policy_denials_total; the first of a kind becomes a Warning Event at once, repeats
-become one summary Event per window (`ocsf.Aggregator`), so a chatty sandbox cannot flood
-the API. The number of streams is bounded by `observability.max_followers`.
+OpenShell reports a sandbox's OCSF events as lines of its gateway log buffer; there is no
+gateway-wide log stream, only per-sandbox calls. A stream per session (the first design)
+costs a gRPC stream, its buffers and a task per session: at thousands of sessions that is
+hundreds of MiB, and more streams than a gateway lets one connection hold. Instead, per
+gateway, one task asks for the new lines of one sandbox at a time
+(`GetSandboxLogs` since the last line seen, sandbox-sourced lines at level ERROR or OCSF
+only), in order of due time:
+
+- a sandbox is first asked `denial_poll_min_seconds` after it appears READY, and again
+  after the same time while it keeps producing denials;
+- each quiet answer doubles its interval, up to `denial_poll_max_seconds`;
+- all of a gateway's calls share one token bucket (`denial_polls_per_second`), so the cost
+  is bounded whatever the number of sessions, and memory is a few numbers per sandbox.
+
+A busy sandbox is therefore watched closely and an idle one costs almost nothing; the
+trade is latency for idle sandboxes (a denial after a long quiet spell is seen up to
+`denial_poll_max_seconds` late, and the buffer must hold the lines until then). Each denial
+counts in helmdeck_policy_denials_total at once; the first of a kind becomes a Warning
+Event on the session, repeats one summary Event per window (`ocsf.Aggregator`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import heapq
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from helmdeck_operator.core.naming import sandbox_name
-from helmdeck_operator.gateway import GatewayError
+from helmdeck_operator.core.naming import LABEL_FAMILY, session_of
+from helmdeck_operator.core.plan import EventSpec
+from helmdeck_operator.events import ObjectRef
+from helmdeck_operator.gateway import GatewayError, models
 from helmdeck_operator.observability.ocsf import Aggregator, parse_denial
-from helmdeck_operator.runtime import Runtime
+from helmdeck_operator.ratelimit import TokenBucket
+from helmdeck_operator.runtime import Cache, Kind, Runtime
 
-__all__ = ["follow_denials"]
+__all__ = ["REASON", "DenialPoller"]
 
 logger = logging.getLogger(__name__)
 
-Post = Callable[[str, str, str], None]
-"""Post a Kubernetes Event on the session: (type, reason, message)."""
 REASON = "PolicyDenied"
+#: Lines asked for per call: more than a quiet interval produces, bounded for a flood.
+LINES_PER_POLL = 500
+#: Only these lines can be denials: OCSF events come from the sandbox at level OCSF, which
+#: no level filter removes; ERROR keeps the payload of a chatty sandbox small.
+SOURCES = ("sandbox",)
+MIN_LEVEL = "ERROR"
 
 
-async def follow_denials(rt: Runtime, body: Mapping[str, Any], post: Post) -> None:
-    """Until cancelled: follow the sandbox's logs and report its denials."""
-    settings = rt.config.observability
-    if not settings.follow_denials:
-        return
-    meta = body["metadata"]
-    if rt.followers.locked():
-        logger.warning(
-            "not following %s/%s: %d log streams already (observability.max_followers)",
-            meta["namespace"],
-            meta["name"],
-            settings.max_followers,
-        )
-        return
-    async with rt.followers:
-        aggregator = Aggregator(window=settings.denial_window_seconds)
-        flusher = asyncio.create_task(_flush(aggregator, post))
+@dataclass
+class _Sandbox:
+    id: str
+    ref: ObjectRef
+    family: str
+    interval: float
+    since: datetime
+    boundary: set[tuple[str, str]] = field(default_factory=set)
+    """Lines at exactly `since` already seen (`since` is inclusive)."""
+
+
+class DenialPoller:
+    def __init__(self, rt: Runtime, cache: Cache) -> None:
+        settings = rt.config.observability
+        self.rt = rt
+        self.cache = cache
+        self._min = settings.denial_poll_min_seconds
+        self._max = settings.denial_poll_max_seconds
+        self._window = settings.denial_window_seconds
+        self._bucket = TokenBucket(settings.denial_polls_per_second, 1)
+        self._sandboxes: dict[str, _Sandbox] = {}
+        self._due: list[tuple[float, str]] = []
+        self._aggregators: dict[str, tuple[ObjectRef, Aggregator]] = {}
+        self._started = False
+        self.polls = 0
+
+    async def run(self) -> None:
+        refreshed = flushed = 0.0
+        while True:
+            now = time.monotonic()
+            if now - refreshed >= self._min:
+                refreshed = now
+                self._refresh(now)
+            if now - flushed >= self._window / 4:
+                flushed = now
+                self._flush(now)
+            if not self._due or self._due[0][0] > now:
+                wait = self._due[0][0] - now if self._due else self._min
+                await asyncio.sleep(min(wait, self._min, self._window / 4))
+                continue
+            _, name = heapq.heappop(self._due)
+            state = self._sandboxes.get(name)
+            if state is None:
+                continue  # gone since it was scheduled
+            await self._bucket.take()
+            await self._poll(name, state)
+            heapq.heappush(self._due, (time.monotonic() + state.interval, name))
+
+    def _refresh(self, now: float) -> None:
+        """Start polling newly READY sandboxes of ours; stop for those that went."""
+        present: set[str] = set()
+        for sandbox in self.cache.sandboxes():
+            if sandbox.phase is not models.SandboxPhase.READY or sandbox.deleting:
+                continue
+            owner = session_of(sandbox.labels, sandbox.annotations)
+            if owner is None:
+                continue
+            present.add(sandbox.name)
+            known = self._sandboxes.get(sandbox.name)
+            if known is not None and known.id == sandbox.id:
+                continue
+            namespace, name, uid = owner
+            # A sandbox that was there before this process started may have had its
+            # denials reported already: only what happens from now on is news. A new one's
+            # lines count from its creation.
+            since = sandbox.created_at if self._started else None
+            self._sandboxes[sandbox.name] = _Sandbox(
+                id=sandbox.id,
+                ref=self.rt.ref(Kind.SESSION, namespace, name, uid),
+                family=sandbox.labels.get(LABEL_FAMILY, ""),
+                interval=self._min,
+                since=since or datetime.now(UTC),
+            )
+            heapq.heappush(self._due, (now + self._min, sandbox.name))
+        for gone in set(self._sandboxes) - present:
+            del self._sandboxes[gone]
+        self._started = self._started or self.cache.synced.is_set()
+
+    async def _poll(self, name: str, state: _Sandbox) -> None:
+        self.polls += 1
         try:
-            await _follow(rt, body, aggregator, post)
-        finally:
-            flusher.cancel()
-
-
-async def _flush(aggregator: Aggregator, post: Post) -> None:
-    while True:
-        await asyncio.sleep(aggregator.window / 4)
-        for summary in aggregator.flush(time.monotonic()):
-            post("Warning", REASON, summary)
-
-
-async def _follow(rt: Runtime, body: Mapping[str, Any], aggregator: Aggregator, post: Post) -> None:
-    meta = body["metadata"]
-    family = str((body.get("spec") or {}).get("family", ""))
-    name = sandbox_name(meta["uid"])
-    while True:
-        recorded = (body.get("status") or {}).get("sandbox") or {}
-        sandbox_id, client = recorded.get("id"), rt.gateways.get(str(recorded.get("gateway")))
-        if not sandbox_id or client is None:
-            await asyncio.sleep(rt.config.intervals.pending_seconds)
-            continue
-        try:
-            stream = client.watch_sandbox(name, follow_logs=True)
-            async with contextlib.aclosing(stream):
-                async for event in stream:
-                    if event.log is None:
-                        continue
-                    denial = parse_denial(event.log)
-                    if denial is None or denial.sandbox_id not in ("", sandbox_id):
-                        continue
-                    rt.metrics.record_denials(meta["namespace"], family, 1)
-                    message = aggregator.add(denial, time.monotonic())
-                    if message is not None:
-                        post("Warning", REASON, message)
+            lines = await self.cache.client.get_sandbox_logs(
+                name, lines=LINES_PER_POLL, sources=SOURCES, min_level=MIN_LEVEL, since=state.since
+            )
         except GatewayError as err:
-            logger.info("log stream of %s ended: %s", name, err)
-        # The stream ends when the sandbox goes (deleted, recreated): look again shortly.
-        await asyncio.sleep(rt.config.intervals.pending_seconds)
+            logger.debug("denials of %s not read: %s", name, err)
+            state.interval = min(self._max, state.interval * 2)
+            return
+        found = 0
+        now = time.monotonic()
+        for line in lines:
+            if line.time is not None:
+                mark = (line.time.isoformat(), line.message)
+                if line.time < state.since or (line.time == state.since and mark in state.boundary):
+                    continue
+                if line.time > state.since:
+                    state.since, state.boundary = line.time, set()
+                state.boundary.add(mark)
+            denial = parse_denial(line)
+            if denial is None or denial.sandbox_id not in ("", state.id):
+                continue
+            found += 1
+            ref, aggregator = self._aggregators.setdefault(
+                state.ref.uid, (state.ref, Aggregator(window=self._window))
+            )
+            message = aggregator.add(denial, now)
+            if message is not None:
+                self.rt.events.post(ref, EventSpec("Warning", REASON, message))
+        if found:
+            self.rt.metrics.record_denials(state.ref.namespace, state.family, found)
+            state.interval = self._min
+        else:
+            state.interval = min(self._max, state.interval * 2)
+
+    def _flush(self, now: float) -> None:
+        for uid, (ref, aggregator) in list(self._aggregators.items()):
+            for summary in aggregator.flush(now):
+                self.rt.events.post(ref, EventSpec("Warning", REASON, summary))
+            if not aggregator.seen:
+                del self._aggregators[uid]

@@ -1,15 +1,22 @@
-"""One reconcile pass of a HelmdeckSession: observe the gateway, plan, act once, report.
+"""One reconcile pass of a HelmdeckSession: read the cache, plan, act once, report.
 
-The shell around `core.plan.plan_session`: it gathers the inputs (the session object, the
-policy it should run, what the gateway says), performs the single action the plan asks for,
-plans again with the action's result, writes status when it changed and posts the Events.
-It returns when to look again. `delete_sandbox_for` is the finalizer's half.
+The shell around `core.plan.plan_session`, run by a worker of the controller's queue
+whenever something about the session may have changed (its object, its sandbox on the
+gateway, its policy, a deadline). It gathers the inputs from memory (the session from
+kopf's index, the policy translated once per generation, the sandbox from its gateway's
+`Cache`), performs the single action the plan asks for, plans again with the
+action's result, writes status only when it changed, posts the Events, and says what it
+waits for: a sandbox in transition is `follow`ed (its watch stream wakes the session), a
+deadline is returned as a delay, anything else wakes the session when it happens.
+
+The finalizer is the operator's own: added before anything is created, removed once the
+gateway confirms the sandbox gone (`finalize`).
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -18,8 +25,9 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from helmdeck_operator import crashpoints
-from helmdeck_operator.core.conditions import format_time, merge_conditions
+from helmdeck_operator.core.conditions import Condition, Status, format_time, merge_conditions
 from helmdeck_operator.core.naming import (
+    ANNOTATION_INITIAL_POLICY,
     FINALIZER,
     LABEL_SESSION_UID,
     sandbox_annotations,
@@ -36,7 +44,6 @@ from helmdeck_operator.core.plan import (
     Plan,
     PolicyProblem,
     SessionFacts,
-    desired_policy,
     plan_session,
 )
 from helmdeck_operator.core.session import (
@@ -46,66 +53,85 @@ from helmdeck_operator.core.session import (
     expires_at,
     sandbox_shape,
 )
-from helmdeck_operator.gateway import GatewayClient, models
+from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.errors import (
     GatewayAlreadyExists,
     GatewayError,
     GatewayInvalid,
     GatewayPreconditionFailed,
 )
-from helmdeck_operator.kube import SESSIONS, status_changed
+from helmdeck_operator.kube import SESSIONS, KubeConflict, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span, trace_id
-from helmdeck_operator.policy.classify import classify_change
-from helmdeck_operator.policy.errors import PolicyValidationError
-from helmdeck_operator.runtime import Runtime
+from helmdeck_operator.reconcile.observe import observe_sandbox
+from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
 
-__all__ = ["Outcome", "delete_sandbox_for", "reconcile_session"]
+__all__ = ["Outcome", "reconcile_session", "render_status", "session_gateway"]
 
 logger = logging.getLogger(__name__)
 
-#: Longest wait between attempts while the gateway keeps failing.
-MAX_ERROR_BACKOFF = 60.0
 #: Errors that no retry fixes when the gateway answers them to a create: the request
 #: itself is wrong for this gateway (a bad value, an unknown provider). To other calls the
 #: same codes can be a race with a phase change, so there they are retried.
 _CREATE_REFUSALS = (GatewayInvalid, GatewayPreconditionFailed)
+#: After a lost optimistic write (the object changed meanwhile), look again this soon.
+CONFLICT_RETRY_S = 0.2
+#: A status that only says "waiting on the gateway" is written once it has held this long
+#: (or with the next status that does not wait): a sandbox READY with its policy loaded a
+#: moment after its create gets one status write, Ready, instead of three.
+STATUS_SETTLE_S = 0.25
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a pass did: the plan carried out, when to look again, the Events to post."""
+    """What the controller does with the key after a pass."""
 
-    plan: Plan
-    requeue_after: float
-    events: tuple[EventSpec, ...]
-    failing: bool
-    """The gateway could not be reached or refused transiently; the caller backs off."""
+    requeue_after: float | None = None
+    """Look again after this many seconds whatever happens (an action to take next, a
+    deadline); None: only when something about the session changes."""
+    failing: bool = False
+    """The pass could not do its work (the gateway or the apiserver failed): retry with
+    back-off, or when the gateway answers again."""
+    gateway: str | None = None
+    """The gateway the session lives on, where a failing key waits for recovery."""
 
 
-async def reconcile_session(
-    rt: Runtime, body: Mapping[str, Any], policy_spec: Mapping[str, Any] | None, errors: int = 0
-) -> Outcome:
-    """Observe, plan, act and report once. `errors` counts consecutive failed passes."""
+@dataclass(frozen=True)
+class _Inputs:
+    """Everything a pass reads, built once."""
+
+    key: Key
+    body: Mapping[str, Any]
+    meta: SessionMeta
+    spec: SessionSpec
+    status: dict[str, Any]
+    shape: SandboxShape
+    desired: DesiredPolicy | PolicyProblem
+    facts: SessionFacts
+
+    @property
+    def policy_key(self) -> tuple[str, str]:
+        ref = self.spec.policy_ref
+        return (self.meta.namespace, ref.name if ref else f"default/{self.spec.family}")
+
+
+async def reconcile_session(rt: Runtime, key: Key) -> Outcome:
+    """One pass over the session `key`, as stored now."""
+    body = rt.session_body(key)
+    if body is None:
+        return Outcome()  # deleted; the watch's DELETED event already dropped its state
     meta = body["metadata"]
-    with reconcile_span("session", meta["namespace"], meta["name"], meta["uid"]) as span:
-        return await _pass(rt, body, policy_spec, errors, span)
+    with reconcile_span("session", key.namespace, key.name, meta["uid"]) as span:
+        if meta.get("deletionTimestamp"):
+            return await finalize(rt, key, body)
+        return await _pass(rt, _inputs(rt, key, body), span)
 
 
-async def _pass(
-    rt: Runtime,
-    body: Mapping[str, Any],
-    policy_spec: Mapping[str, Any] | None,
-    errors: int,
-    span: Span,
-) -> Outcome:
+def _inputs(rt: Runtime, key: Key, body: Mapping[str, Any]) -> _Inputs:
     meta = SessionMeta.from_body(body)
     spec = SessionSpec.model_validate(body.get("spec") or {})
     status = dict(body.get("status") or {})
-    now = rt.clock()
-    defaults = rt.config.families[spec.family]
-    shape = sandbox_shape(spec, defaults)
-    gateway_name = session_gateway(rt, spec, status)
-    desired = resolve_policy(rt, meta.namespace, spec, policy_spec)
+    shape = sandbox_shape(spec, rt.config.families[spec.family])
+    desired = resolve_policy(rt, meta.namespace, spec)
     facts = SessionFacts(
         uid=meta.uid,
         generation=meta.generation,
@@ -113,100 +139,157 @@ async def _pass(
         shape_digest=shape.digest,
         expires_at=expires_at(spec, meta),
         on_expiry=spec.lifetime.on_expiry,
-        gateway=gateway_name,
+        gateway=session_gateway(rt, spec, status),
         sandbox_name=sandbox_name(meta.uid),
         on_sandbox_lost=rt.config.on_sandbox_lost,
         status=status,
+        bound=spec.policy_ref is not None,
     )
-    client = rt.gateways.get(gateway_name)
-    policy_key = _policy_key(meta.namespace, spec)
-    if client is None:
-        configured = ", ".join(sorted(rt.gateways))
+    return _Inputs(key, body, meta, spec, status, shape, desired, facts)
+
+
+async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
+    key, meta, facts = inputs.key, inputs.meta, inputs.facts
+    if not await _ensure_finalizer(rt, inputs):
+        return Outcome(requeue_after=CONFLICT_RETRY_S)
+    now = rt.clock()
+    cache = rt.caches.get(facts.gateway)
+    if cache is None:
+        configured = ", ".join(sorted(rt.caches))
         obs = Observed(
             failure=(
                 "GatewayNotConfigured",
-                f"gateway {gateway_name!r} is not configured; configured gateways: {configured}",
+                f"gateway {facts.gateway!r} is not configured; configured gateways: {configured}",
             )
         )
+    elif not cache.up:
+        error = cache.error
+        obs = Observed(
+            error=str(error) if error else "the gateway does not answer",
+            error_reason=error.reason if error else "GatewayUnavailable",
+        )
+    elif not cache.synced.is_set():
+        cache.park(key)  # nothing is decided on a gateway before its first listing
+        return Outcome()
     else:
-        obs = await _observe(client, facts.sandbox_name, desired)
-        if isinstance(desired, DesiredPolicy):
+        obs = await observe_sandbox(
+            rt, cache, facts.sandbox_name, meta.uid, inputs.desired, inputs.status
+        )
+        if isinstance(inputs.desired, DesiredPolicy):
             obs = replace(
                 obs,
                 may_recreate=rt.rollouts.may_recreate(
-                    policy_key, meta.uid, desired.max_unavailable
+                    inputs.policy_key, meta.uid, inputs.desired.max_unavailable
                 ),
             )
 
-    plan = plan_session(facts, desired, obs, now)
+    plan = plan_session(facts, inputs.desired, obs, now)
     span.set_attribute("helmdeck.action", plan.action.value)  # what this pass set out to do
     events = plan.events
-    if plan.action is not Action.NONE and client is not None:
-        acted = await _act(
-            rt,
-            client,
-            plan.action,
-            meta,
-            spec,
-            shape,
-            facts,
-            desired,
-            obs,
-            policy_key,
-            plan.rollout,
-        )
+    if plan.action is not Action.NONE and cache is not None:
+        acted = await _act(rt, cache, plan, inputs, obs)
         if acted is not None:
             made = acted.sandbox
             if plan.action is Action.CREATE and made is not None and _ours(made, meta.uid):
                 crashpoints.reached(crashpoints.AFTER_CREATE)
-                created = f"sandbox {made.name} created on gateway {gateway_name}"
+                created = f"sandbox {made.name} created on gateway {facts.gateway}"
                 events += (EventSpec("Normal", "Provisioned", created),)
             if plan.action is Action.DELETE_SANDBOX and acted.error is None:
                 # Our own deletion: its absence later is not a loss.
-                facts = replace(facts, status={**status, "sandbox": {"gateway": gateway_name}})
+                status = {**inputs.status, "sandbox": {"gateway": facts.gateway}}
+                facts = replace(facts, status=status)
             obs = acted
-            replanned = plan_session(facts, desired, obs, now)
-            events = _merge_events(events, replanned.events)
-            plan = replace(replanned, events=events)
+            replanned = plan_session(facts, inputs.desired, obs, now)
+            plan = replace(replanned, events=_merge_events(events, replanned.events))
+
     if plan.phase is Phase.FAILED or (
         plan.phase is Phase.READY and plan.policy.get("state") == "Loaded"
     ):
-        rt.rollouts.release(meta.uid)
+        for waiter in rt.rollouts.release(meta.uid):
+            rt.queue.add(waiter)
+    if plan.awaits_slot:
+        rt.rollouts.wait(inputs.policy_key, key)
 
     span.set_attribute("openshell.sandbox.name", facts.sandbox_name)
     if obs.sandbox is not None and _ours(obs.sandbox, meta.uid):
         span.set_attribute("openshell.sandbox.id", obs.sandbox.id)
     span.set_attribute("helmdeck.session.phase", plan.phase.value)
 
-    new_status = render_status(facts, plan, obs, gateway_name, client, status, now)
-    if status_changed(status, new_status):
-        # The trace of the pass that last changed something, to jump from kubectl to it.
-        new_status["lastTraceId"] = trace_id(span) or status.get("lastTraceId")
-        await rt.kube.patch_status(SESSIONS, meta.namespace, meta.name, new_status)
+    workspace = cache.client.config.workspace if cache is not None else ""
+    new_status = render_status(facts, plan, obs, workspace, inputs.status, now)
+    waits = plan.requeue_after is not None and plan.requeue_after > 0 and not plan.awaits_slot
+    settle = None
+    if status_changed(inputs.status, new_status):
+        settle = _settling(rt, key, plan.events) if waits else None
+        if settle is None:
+            # The trace of the pass that last changed something, to jump from kubectl to it.
+            new_status["lastTraceId"] = trace_id(span) or inputs.status.get("lastTraceId")
+            await rt.write_status(key, new_status)
+    if settle is None:
+        held = rt.settling.pop(key, (0.0, ()))[1]
+        rt.post(Kind.SESSION, inputs.body, _merge_events(held, plan.events))
     if plan.action is Action.DELETE_SESSION:
         await rt.kube.delete_session(meta.namespace, meta.name)
 
-    failing = obs.error is not None
-    _record(rt, meta, spec, gateway_name, plan, events, status, obs, now)
-    return Outcome(plan, _next_wait(rt, plan, failing, errors), events, failing)
+    _record(rt, inputs, plan, inputs.status, obs, now)
+    if cache is not None:
+        if waits:
+            cache.follow(facts.sandbox_name)  # its watch wakes us when it moves
+        else:
+            cache.unfollow(facts.sandbox_name)
+    if obs.error is not None:
+        return Outcome(failing=True, gateway=facts.gateway)
+    if plan.requeue_after == 0:
+        return Outcome(requeue_after=0.0)  # another action is due at once
+    if settle is not None:
+        return Outcome(requeue_after=settle)
+    if facts.expires_at is not None and plan.phase is not Phase.EXPIRED:
+        return Outcome(requeue_after=max(0.0, (facts.expires_at - now).total_seconds()))
+    return Outcome()
+
+
+def _settling(rt: Runtime, key: Key, events: tuple[EventSpec, ...]) -> float | None:
+    """Hold back a "waiting on the gateway" status for up to STATUS_SETTLE_S: seconds left
+    (its Events kept for the write), or None when it has held long enough to be written."""
+    clock = time.monotonic()
+    since, held = rt.settling.get(key, (clock, ()))
+    left = STATUS_SETTLE_S - (clock - since)
+    if left <= 0:
+        return None
+    rt.settling[key] = (since, _merge_events(held, events))
+    return left
+
+
+async def _ensure_finalizer(rt: Runtime, inputs: _Inputs) -> bool:
+    """Add the finalizer before anything is created; False when the write lost a race."""
+    meta = inputs.body["metadata"]
+    current = list(meta.get("finalizers") or [])
+    if FINALIZER in current:
+        return True
+    try:
+        written = await rt.kube.add_finalizer(
+            SESSIONS, inputs.meta.namespace, inputs.meta.name, current, meta["resourceVersion"]
+        )
+    except KubeConflict:
+        return False  # changed meanwhile; its new version is on the way
+    rt.wrote(inputs.key, written, {"metadata": {"finalizers": [*current, FINALIZER]}})
+    return written is not None
 
 
 def _record(
     rt: Runtime,
-    meta: SessionMeta,
-    spec: SessionSpec,
-    gateway: str,
+    inputs: _Inputs,
     plan: Plan,
-    events: tuple[EventSpec, ...],
     old: Mapping[str, Any],
     obs: Observed,
     now: datetime,
 ) -> None:
-    metrics = rt.metrics
+    metrics, meta, spec = rt.metrics, inputs.meta, inputs.spec
+    gateway = inputs.facts.gateway
     metrics.record_session(meta.uid, plan.phase.value, spec.family, gateway)
     if plan.phase is Phase.READY and not old.get("readyAt"):
         metrics.record_ready(spec.family, gateway, (now - meta.created_at).total_seconds())
-    if any(e.reason == "Expired" for e in events):
+    if any(e.reason == "Expired" for e in plan.events):
         metrics.record_expiry(spec.family, spec.lifetime.on_expiry)
     if obs.error is not None:
         metrics.record_error("HelmdeckSession", obs.error_reason)
@@ -222,126 +305,82 @@ def session_gateway(rt: Runtime, spec: SessionSpec, status: Mapping[str, Any]) -
     return spec.gateway or recorded or rt.config.default_gateway
 
 
-def resolve_policy(
-    rt: Runtime, namespace: str, spec: SessionSpec, policy_spec: Mapping[str, Any] | None
-) -> DesiredPolicy | PolicyProblem:
+def resolve_policy(rt: Runtime, namespace: str, spec: SessionSpec) -> DesiredPolicy | PolicyProblem:
     """The policy the session should run: its policyRef, or its family's default."""
     if spec.policy_ref is None:
         return rt.family_policies[spec.family]
     name = spec.policy_ref.name
-    if policy_spec is None:
+    body = rt.store.policy(namespace, name)
+    if body is None:
         return PolicyProblem(
             name,
             "PolicyNotFound",
             f"SidecarPolicy {namespace}/{name} does not exist; waiting for it",
         )
-    try:
-        return desired_policy(name, policy_spec)
-    except PolicyValidationError as err:
-        return PolicyProblem(name, "PolicyInvalid", f"SidecarPolicy {name}: {err}")
-
-
-def _policy_key(namespace: str, spec: SessionSpec) -> tuple[str, str]:
-    return (namespace, spec.policy_ref.name if spec.policy_ref else f"default/{spec.family}")
-
-
-async def _observe(
-    client: GatewayClient, name: str, desired: DesiredPolicy | PolicyProblem
-) -> Observed:
-    try:
-        sandbox = await client.get_sandbox(name)
-        if sandbox is None:
-            return Observed()
-        status = await client.get_policy_status(name)
-        if status is None:
-            return Observed(sandbox=sandbox)
-        latest = status.revision
-        active_hash = ""
-        if status.active_version == latest.version:
-            active_hash = latest.hash if latest.status is models.PolicyLoadState.LOADED else ""
-        elif status.active_version:
-            active = await client.get_policy_status(name, status.active_version)
-            active_hash = active.revision.hash if active is not None else ""
-        obs = Observed(
-            sandbox=sandbox,
-            active_revision=f"sha256:{active_hash}" if active_hash else None,
-            latest=latest,
-        )
-        if (
-            isinstance(desired, DesiredPolicy)
-            and obs.active_revision not in (None, desired.revision)
-            and latest.hash != desired.revision.removeprefix("sha256:")
-        ):
-            # Live-change rules compare with the policy the sandbox started with (version 1).
-            baseline = await client.get_policy_status(name, 1)
-            if baseline is not None and baseline.revision.policy is not None:
-                obs = replace(obs, change=classify_change(baseline.revision.policy, desired.policy))
-        return obs
-    except GatewayError as err:
-        return Observed(error=str(err), error_reason=err.reason)
+    return rt.translate(namespace, body)
 
 
 async def _act(
-    rt: Runtime,
-    client: GatewayClient,
-    action: Action,
-    meta: SessionMeta,
-    spec: SessionSpec,
-    shape: SandboxShape,
-    facts: SessionFacts,
-    desired: DesiredPolicy | PolicyProblem,
-    obs: Observed,
-    policy_key: tuple[str, str],
-    rollout: bool,
+    rt: Runtime, cache: Cache, plan: Plan, inputs: _Inputs, obs: Observed
 ) -> Observed | None:
-    """Perform `action`; the observation as it stands afterwards (None: nothing to re-plan)."""
-    name = facts.sandbox_name
+    """Perform the plan's action; the observation as it stands afterwards (None: nothing
+    to re-plan). Every answer is recorded in the cache, so the next pass sees it."""
+    client, action = cache.client, plan.action
+    name = inputs.facts.sandbox_name
     try:
         async with rt.mutation_slots[client.name]:
             if action is Action.CREATE:
-                assert isinstance(desired, DesiredPolicy)
-                return replace(obs, sandbox=await _create(rt, client, meta, spec, shape, desired))
+                assert isinstance(inputs.desired, DesiredPolicy)
+                made = await _create(rt, cache, inputs, inputs.desired)
+                return replace(obs, sandbox=made)
             if action is Action.PUSH_POLICY:
-                assert isinstance(desired, DesiredPolicy)
+                assert isinstance(inputs.desired, DesiredPolicy)
                 try:
-                    pushed = await client.update_policy(name, desired.policy)
+                    pushed = await client.update_policy(name, inputs.desired.policy)
                 except GatewayInvalid as err:
                     return replace(obs, refusal=err.message)
+                cache.put_revision(name, pushed)
                 crashpoints.reached(crashpoints.MID_FANOUT)
                 return replace(obs, latest=pushed)
             if action is Action.STOP:
-                return replace(obs, sandbox=await client.stop_sandbox(name))
+                stopped = await client.stop_sandbox(name)
+                cache.put(stopped)
+                return replace(obs, sandbox=stopped)
             if action is Action.START:
-                return replace(obs, sandbox=await client.start_sandbox(name))
+                started = await client.start_sandbox(name)
+                cache.put(started)
+                return replace(obs, sandbox=started)
             if action is Action.DELETE_SANDBOX:
-                if rollout:
-                    rt.rollouts.take(policy_key, meta.uid)
+                if plan.rollout:
+                    rt.rollouts.take(inputs.policy_key, inputs.meta.uid)
                 outcome = await client.delete_sandbox(name)
                 if outcome.gone or obs.sandbox is None:
+                    cache.drop(name)
                     return replace(obs, sandbox=None)
+                cache.mark_deleting(name)
                 return replace(obs, sandbox=replace(obs.sandbox, deleting=True))
     except _CREATE_REFUSALS as err:
         if action is not Action.CREATE:
             return replace(obs, error=f"{action.value}: {err}", error_reason=err.reason)
         return replace(obs, failure=(err.reason, err.message))
     except GatewayError as err:
+        cache.report(err)
         return replace(obs, error=f"{action.value}: {err}", error_reason=err.reason)
     return None
 
 
 async def _create(
-    rt: Runtime,
-    client: GatewayClient,
-    meta: SessionMeta,
-    spec: SessionSpec,
-    shape: SandboxShape,
-    desired: DesiredPolicy,
+    rt: Runtime, cache: Cache, inputs: _Inputs, desired: DesiredPolicy
 ) -> models.Sandbox:
-    name = sandbox_name(meta.uid)
-    labels = sandbox_labels(session_uid=meta.uid, family=spec.family, instance=rt.config.instance)
+    meta, shape, client = inputs.meta, inputs.shape, cache.client
+    name = inputs.facts.sandbox_name
+    labels = sandbox_labels(
+        session_uid=meta.uid, family=inputs.spec.family, instance=rt.config.instance
+    )
     annotations = {
         **sandbox_annotations(namespace=meta.namespace, name=meta.name),
         ANNOTATION_SHAPE: shape.digest,
+        ANNOTATION_INITIAL_POLICY: desired.revision,
     }
     sandbox_spec = models.SandboxSpec(
         image=shape.image,
@@ -352,7 +391,7 @@ async def _create(
         providers=shape.providers,
     )
     try:
-        return await client.create_sandbox(
+        made = await client.create_sandbox(
             name, sandbox_spec, policy=desired.policy, labels=labels, annotations=annotations
         )
     except GatewayAlreadyExists:
@@ -362,7 +401,9 @@ async def _create(
         existing = await client.get_sandbox(name)
         if existing is None:
             raise
-        return existing
+        made = existing
+    cache.put(made)
+    return made
 
 
 def _ours(sandbox: models.Sandbox | None, uid: str) -> bool:
@@ -377,24 +418,11 @@ def _merge_events(
     return first + tuple(e for e in then if e.reason not in seen)
 
 
-def _next_wait(rt: Runtime, plan: Plan, failing: bool, errors: int) -> float:
-    """Resync when settled, at once after an action, `pending_seconds` while waiting on the
-    gateway, and with jittered exponential back-off while the gateway keeps failing."""
-    intervals = rt.config.intervals
-    if failing:
-        ceiling = min(MAX_ERROR_BACKOFF, intervals.pending_seconds * 2 ** min(errors, 10))
-        return random.uniform(ceiling / 2, ceiling)  # jitter, not security
-    if plan.requeue_after is None:
-        return intervals.resync_seconds
-    return 0.0 if plan.requeue_after <= 0 else intervals.pending_seconds
-
-
 def render_status(
     facts: SessionFacts,
     plan: Plan,
     obs: Observed,
-    gateway: str,
-    client: GatewayClient | None,
+    workspace: str,
     old: Mapping[str, Any],
     now: datetime,
 ) -> dict[str, Any]:
@@ -417,12 +445,12 @@ def render_status(
                 status[key] = old[key]
     elif sandbox is None:
         # Recorded even without a sandbox: the session stays on this gateway (session_gateway).
-        status["sandbox"] = {"gateway": gateway}
+        status["sandbox"] = {"gateway": facts.gateway}
     else:
         status["sandbox"] = {
             "name": sandbox.name,
-            "gateway": gateway,
-            "workspace": sandbox.workspace or (client.config.workspace if client else ""),
+            "gateway": facts.gateway,
+            "workspace": sandbox.workspace or workspace,
             "phase": "DELETING" if sandbox.deleting else sandbox.phase.value,
         }
         if not sandbox.deleting:
@@ -448,32 +476,72 @@ def _with_removals(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any
     return out
 
 
-async def delete_sandbox_for(rt: Runtime, body: Mapping[str, Any]) -> str | None:
-    """Delete the session's sandbox; None once it is gone, else why we must wait."""
-    meta = SessionMeta.from_body(body)
+# -- deletion ------------------------------------------------------------------------------
+
+
+async def finalize(rt: Runtime, key: Key, body: Mapping[str, Any]) -> Outcome:
+    """The session is being deleted: delete its sandbox, then release the object."""
+    meta = body["metadata"]
+    current = list(meta.get("finalizers") or [])
+    if FINALIZER not in current:
+        return Outcome()  # released already (or never ours to hold)
+    for waiter in rt.rollouts.release(meta["uid"]):
+        rt.queue.add(waiter)
     spec = SessionSpec.model_validate(body.get("spec") or {})
-    rt.rollouts.release(meta.uid)
-    status = body.get("status") or {}
+    status = dict(body.get("status") or {})
     gateway = session_gateway(rt, spec, status)
-    client = rt.gateways.get(gateway)
-    name = sandbox_name(meta.uid)
-    if client is None:
+    cache = rt.caches.get(gateway)
+    name = sandbox_name(meta["uid"])
+    waiting, failing = await _delete_sandbox(rt, cache, gateway, name, status)
+    if waiting is None:
+        if cache is not None:
+            cache.unfollow(name)
+        try:
+            written = await rt.kube.remove_finalizer(SESSIONS, key.namespace, key.name, current)
+        except KubeConflict:
+            return Outcome(requeue_after=CONFLICT_RETRY_S)
+        rt.wrote(key, written, {"metadata": {"finalizers": [f for f in current if f != FINALIZER]}})
+        return Outcome()
+    terminating = {
+        "phase": Phase.TERMINATING.value,
+        "conditions": merge_conditions(
+            status.get("conditions", []),
+            (Condition("Ready", Status.FALSE, "Terminating", waiting),),
+            generation=int(meta.get("generation", 1)),
+            now=rt.clock(),
+        ),
+    }
+    if status_changed(status, terminating):
+        await rt.write_status(key, terminating)
+    if failing:
+        return Outcome(failing=True, gateway=gateway)
+    if cache is not None:
+        cache.follow(name)  # its stream ends when the gateway removes it
+    return Outcome()
+
+
+async def _delete_sandbox(
+    rt: Runtime, cache: Cache | None, gateway: str, name: str, status: Mapping[str, Any]
+) -> tuple[str | None, bool]:
+    """Delete the session's sandbox: (None, _) once it is gone, else (why we wait, failing)."""
+    if cache is None:
         if not (status.get("sandbox") or {}).get("id"):
-            return None  # nothing was ever created there
+            return None, False  # nothing was ever created there
         return (
             f"sandbox {name} lives on gateway {gateway!r}, which is no longer configured: "
             "restore it in the operator configuration so the sandbox can be deleted, or "
-            f"remove the finalizer {FINALIZER} to abandon the sandbox"
+            f"remove the finalizer {FINALIZER} to abandon the sandbox",
+            True,
         )
     try:
-        async with rt.mutation_slots[client.name]:
-            outcome = await client.delete_sandbox(name)
+        async with rt.mutation_slots[gateway]:
+            outcome = await cache.client.delete_sandbox(name)
         crashpoints.reached(crashpoints.AFTER_DELETE)
-        if outcome.gone:
-            return None
-        sandbox = await client.get_sandbox(name)
     except GatewayError as err:
-        return f"cannot delete sandbox {name} yet ({err.reason}): {err}"
-    if sandbox is None:
-        return None
-    return f"sandbox {name} is being deleted by the gateway"
+        cache.report(err)
+        return f"cannot delete sandbox {name} yet ({err.reason}): {err}", True
+    if outcome.gone:
+        cache.drop(name)
+        return None, False
+    cache.mark_deleting(name)
+    return f"sandbox {name} is being deleted by the gateway", False

@@ -66,8 +66,13 @@ def write_config(path: Path, gateway_address: str, **overrides: Any) -> Path:
             "pending_seconds": 0.2,
             "orphan_sweep_seconds": 2,
             "orphan_grace_seconds": 1,
+            "outage_grace_seconds": 2,
         },
-        "observability": {"denial_window_seconds": 2},
+        "observability": {
+            "denial_window_seconds": 2,
+            "denial_poll_min_seconds": 0.5,
+            "denial_poll_max_seconds": 2,
+        },
     }
     _merge(config, overrides)
     path.write_text(yaml.safe_dump(config, sort_keys=False))

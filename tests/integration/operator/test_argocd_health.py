@@ -81,9 +81,9 @@ def reached(kube: Any, kind: str, name: str, test: Any) -> Any:
 def test_a_session_and_its_policy_through_their_phases(
     kube: Any, eventually: Any, gateway: EmulatorProcess
 ) -> None:
-    # A slow GetSandbox keeps the session Provisioning (and its policy rolling out) long
-    # enough to be seen.
-    gateway.set_faults({"latency": {"GetSandbox": 1.0}})
+    # A slow boot keeps the session Provisioning (and its policy rolling out) long enough
+    # to be seen.
+    gateway.set_faults({"slow_boots": {"seconds": 3.0}})
     kube.apply(
         policy("p", **BASE),
         session(
@@ -184,8 +184,9 @@ def test_a_gateway_that_cannot_be_asked_degrades_a_ready_session_until_it_answer
     kube.apply(session("s", "browser"))
     eventually(reached(kube, "hds", "s", lambda o: phase(o) == "Ready"), "Ready")
 
+    # The gateway's listing (how the operator keeps its view current) is refused.
     gateway.set_faults(
-        {"errors": {"GetSandbox": {"code": "PERMISSION_DENIED", "message": "token expired"}}}
+        {"errors": {"ListSandboxes": {"code": "PERMISSION_DENIED", "message": "token expired"}}}
     )
     unknown = eventually(
         reached(kube, "hds", "s", lambda o: condition(o, "Ready").get("status") == "Unknown"),

@@ -108,11 +108,19 @@ def test_a_session_becomes_ready_then_deletes_without_a_trace(
     assert sandbox["annotations"]["helmdeck.dev/session"] == f"{kube.namespace}/s1"
 
     reasons = eventually(
-        lambda: (r := [reason for _, reason in kube.events("s1")]) and "PolicyApplied" in r and r,
+        lambda: (r := [reason for _, reason in kube.events("s1")]) and "Ready" in r and r,
         "Events posted",
     )
-    assert reasons[:1] == ["Provisioned"]
-    assert {"Provisioned", "Ready", "PolicyApplied"} <= set(reasons)
+    assert reasons == ["Provisioned", "Ready"]
+    # The Ready Event also says which policy the sandbox runs (no separate PolicyApplied).
+    [ready_event] = [
+        e
+        for e in kube.plane.kubectl_json(
+            "get", "events", "-n", kube.namespace, "--field-selector=involvedObject.name=s1"
+        )["items"]
+        if e["reason"] == "Ready"
+    ]
+    assert f"{expected_policy} sha256:" in ready_event["message"]
 
     kube.run("delete", "hds", "s1", "--wait=true", "--timeout=60s")
     assert kube.get("hds", "s1") is None

@@ -53,7 +53,8 @@ def test_metrics_follow_sessions_policies_and_gateway_errors(
     assert value(after, "helmdeck_gateway_requests_total", rpc="CreateSandbox", code="OK") > value(
         before, "helmdeck_gateway_requests_total", rpc="CreateSandbox", code="OK"
     )
-    assert value(after, "helmdeck_gateway_request_duration_seconds_count", rpc="GetSandbox") > 0
+    # One listing per gateway, not a call per session, keeps the cache current.
+    assert value(after, "helmdeck_gateway_request_duration_seconds_count", rpc="ListSandboxes") > 0
 
     # A policy edit: propagation is observed once it is loaded on the bound session.
     kube.apply(
@@ -67,14 +68,16 @@ def test_metrics_follow_sessions_policies_and_gateway_errors(
         "policy propagation observed",
     )
 
-    # An injected gateway error shows its code, and the failed pass counts as an error.
-    gateway.set_faults({"errors": {"GetSandbox": {"code": "UNAVAILABLE", "rate": 1.0, "count": 6}}})
-    kube.run("annotate", "hds", "watched", "poke=1")  # no spec change; the resync finds it
+    # An injected gateway error shows its code, and the failed pass counts as an error: the
+    # listing fails, the gateway is down, and after the outage grace (2 s here) every
+    # session on it is told.
+    gateway.set_faults({"errors": {"ListSandboxes": {"code": "UNAVAILABLE", "rate": 1.0}}})
     eventually(
         lambda: (
             (s := scrape())
-            and value(s, "helmdeck_gateway_requests_total", rpc="GetSandbox", code="UNAVAILABLE")
+            and value(s, "helmdeck_gateway_requests_total", rpc="ListSandboxes", code="UNAVAILABLE")
             >= 1
+            and value(s, "helmdeck_gateway_up", gateway="pods") == 0
             and value(s, "helmdeck_reconcile_errors_total", kind="HelmdeckSession") >= 1
         ),
         "UNAVAILABLE counted and the pass reported as a reconcile error",

@@ -7,6 +7,8 @@ Also: the three conditions come in the same order from every rule.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from conftest import (
@@ -98,19 +100,26 @@ def test_ready_with_the_desired_policy_loaded_is_ready() -> None:
         "gatewayVersion": 1,
         "state": "Loaded",
     }
-    assert [(e.type, e.reason) for e in plan.events] == [
-        ("Normal", "Ready"),
-        ("Normal", "PolicyApplied"),
-    ]
-    assert "gateway version 1" in plan.events[1].message
+    # One Event says both: usable, and running the policy asked for.
+    assert [(e.type, e.reason) for e in plan.events] == [("Normal", "Ready")]
+    assert f"policy web {REV_A} loaded (gateway version 1)" in plan.events[0].message
 
 
-def test_ready_and_policy_applied_events_are_posted_once() -> None:
+def test_the_ready_event_is_posted_once() -> None:
     first, second = passes(facts(), desired(), [ready(), ready()])
 
-    assert reasons(first) == ["Ready", "PolicyApplied"]
+    assert reasons(first) == ["Ready"]
     assert second.events == ()
     assert second.phase is Phase.READY
+
+
+def test_a_hot_reload_of_a_bound_policy_is_announced_on_the_policy_not_the_session() -> None:
+    newer = ready(REV_B, sandbox=sandbox(current_policy_version=2))
+
+    plan = plan_session(replace(_ready_on_a(), bound=True), desired(REV_B), newer, NOW)
+
+    assert plan.events == ()
+    assert condition(plan, "PolicyApplied") == ("True", "PolicyLoaded")
 
 
 def test_a_new_revision_loaded_is_announced_without_a_new_ready_event() -> None:
@@ -233,7 +242,9 @@ def test_a_static_change_under_recreate_waits_for_a_rollout_slot() -> None:
     assert plan.action is Action.NONE
     assert plan.events == ()
     assert condition(plan, "PolicyApplied") == ("False", "RecreatePending")
-    assert plan.requeue_after == SOON
+    # Not a poll: the session is woken when a slot frees.
+    assert plan.requeue_after is None
+    assert plan.awaits_slot
 
 
 # -- shape of every plan ------------------------------------------------------------

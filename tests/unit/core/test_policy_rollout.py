@@ -41,8 +41,9 @@ def step(**overrides: Any) -> RolloutStep:
 
 
 def flags(result: RolloutStep) -> set[str]:
-    """Which of push / recreate / poll / warn the step asks for."""
-    return {name for name in ("push", "recreate", "poll", "warn") if getattr(result, name)}
+    """Which of push / recreate / poll / awaits_slot / warn the step asks for."""
+    names = ("push", "recreate", "poll", "awaits_slot", "warn")
+    return {name for name in names if getattr(result, name)}
 
 
 def revision_b(status: gw.PolicyLoadState, load_error: str = "") -> gw.PolicyRevision:
@@ -160,7 +161,7 @@ def test_a_static_change_under_recreate_waits_for_a_slot() -> None:
     result = step(change=STATIC, static_changes="Recreate", may_recreate=False)
 
     assert (result.reason, result.state) == ("RecreatePending", PolicyState.PENDING)
-    assert flags(result) == {"poll"}
+    assert flags(result) == {"awaits_slot"}
 
 
 def test_switching_a_rejected_policy_to_recreate_rolls_it_out() -> None:

@@ -1,0 +1,177 @@
+"""The controller: workers that run reconcile passes from the queue, and the background work.
+
+kopf watches the two kinds, fills the indexes the passes read, and hands every relevant
+watch event to `on_session_event` / `on_policy_event`, which only add keys to the queue.
+From there the controller-runtime model takes over:
+
+    kopf watch events ─┐
+    gateway caches  ───┼──> WorkQueue ──> N workers ──> reconcile_session / reconcile_policy
+    timers (TTL, retry)┘    (de-duplicated keys,          │
+                             one worker per key)          └──> Outcome: done, requeue after a
+                                                               delay, back off, or wait for
+                                                               the gateway to come back
+
+A failing pass backs off per key (jittered, doubling up to 60 s); one that failed because
+its gateway is down is parked on that gateway's cache instead, and all parked keys are
+woken together, at a bounded rate, when the gateway answers again. Beside the workers run
+the orphan sweep and one OCSF denial poller per gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
+
+from helmdeck_operator.kube import KubeError
+from helmdeck_operator.ratelimit import TokenBucket
+from helmdeck_operator.reconcile.denials import DenialPoller
+from helmdeck_operator.reconcile.policy import reconcile_policy
+from helmdeck_operator.reconcile.session import Outcome, reconcile_session
+from helmdeck_operator.reconcile.sweep import sweep_orphans
+from helmdeck_operator.runtime import Key, Kind, Runtime
+from helmdeck_operator.workqueue import QueueShutDown
+
+__all__ = ["POLICY_STATUS_DELAY_S", "Controller"]
+
+logger = logging.getLogger(__name__)
+
+#: A session's status change re-queues its policy this much later, so a rollout over many
+#: sessions recounts (and rewrites the policy's status) a few times a second at most.
+POLICY_STATUS_DELAY_S = 0.5
+
+
+class Controller:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wakes: deque[Hashable] = deque()
+        self._wake_ready = asyncio.Event()
+        self._wake_bucket = TokenBucket(rt.config.rate_limits.recovery_wakes_per_second, 50)
+
+    # -- life -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        rt = self.rt
+        await rt.start()
+        self._spawn(self._waker(), "waker")
+        for i in range(rt.config.concurrency.workers):
+            self._spawn(self._worker(), f"worker-{i}")
+        self._spawn(self._sweep_forever(), "orphan-sweep")
+        if rt.config.observability.follow_denials:
+            for name, cache in rt.caches.items():
+                self._spawn(DenialPoller(rt, cache).run(), f"denials-{name}")
+
+    async def stop(self) -> None:
+        self.rt.queue.shut_down()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.rt.close()
+
+    def _spawn(self, work: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(work, name=name))
+
+    # -- what kopf hands over --------------------------------------------------------
+
+    def on_session_event(self, type_: str | None, body: Mapping[str, Any]) -> None:
+        rt = self.rt
+        meta = body["metadata"]
+        key = Key(Kind.SESSION, meta["namespace"], meta["name"])
+        ref = ((body.get("spec") or {}).get("policyRef") or {}).get("name")
+        previous = rt.policy_of.get(key)
+        for policy in {ref, previous} - {None}:
+            # Its bound/loaded counts may have moved.
+            rt.queue.add_after(Key(Kind.POLICY, key.namespace, str(policy)), POLICY_STATUS_DELAY_S)
+        if type_ == "DELETED":
+            rt.forget(key, meta.get("uid"))
+            return
+        if ref:
+            rt.policy_of[key] = str(ref)
+        else:
+            rt.policy_of.pop(key, None)
+        if not rt.own_event(key, str(meta.get("resourceVersion", ""))):
+            rt.queue.add(key)
+
+    def on_policy_event(self, type_: str | None, body: Mapping[str, Any]) -> None:
+        rt = self.rt
+        meta = body["metadata"]
+        key = Key(Kind.POLICY, meta["namespace"], meta["name"])
+        if type_ == "DELETED":
+            rt.queue.add(key)  # its pass wakes the bound sessions
+            rt.written.pop(key, None)
+            return
+        if not rt.own_event(key, str(meta.get("resourceVersion", ""))):
+            rt.queue.add(key)
+
+    def wake_many(self, keys: Iterable[Hashable]) -> None:
+        """Queue many keys at a bounded rate (a gateway back after an outage)."""
+        self._wakes.extend(keys)
+        self._wake_ready.set()
+
+    # -- the loops --------------------------------------------------------------------
+
+    async def _waker(self) -> None:
+        while True:
+            if not self._wakes:
+                self._wake_ready.clear()
+                await self._wake_ready.wait()
+                continue
+            await self._wake_bucket.take()
+            key = self._wakes.popleft()
+            if isinstance(key, Key):
+                self.rt.queue.add(key)
+
+    async def _worker(self) -> None:
+        queue = self.rt.queue
+        while True:
+            try:
+                key = await queue.get()
+            except QueueShutDown:
+                return
+            try:
+                outcome = await self._process(key)
+            except asyncio.CancelledError:
+                queue.done(key)
+                raise
+            except KubeError as err:
+                logger.warning("%s %s/%s: %s", key.kind.value, key.namespace, key.name, err)
+                self.rt.metrics.record_error(key.kind.value, "KubernetesAPIError")
+                outcome = Outcome(failing=True)
+            except Exception:  # a pass must never take a worker down; back off and retry
+                logger.exception("%s %s/%s: reconcile failed", key.kind.value, *key[1:])
+                self.rt.metrics.record_error(key.kind.value, "InternalError")
+                outcome = Outcome(failing=True)
+            self._apply(key, outcome)
+            queue.done(key)
+
+    async def _process(self, key: Key) -> Outcome:
+        if key.kind is Kind.SESSION:
+            return await reconcile_session(self.rt, key)
+        return await reconcile_policy(self.rt, key)
+
+    def _apply(self, key: Key, outcome: Outcome) -> None:
+        queue = self.rt.queue
+        if outcome.failing:
+            cache = self.rt.caches.get(outcome.gateway) if outcome.gateway else None
+            if cache is not None and not cache.up:
+                cache.park(key)  # woken when the gateway answers again
+            else:
+                queue.add_rate_limited(key)
+            return
+        queue.forget(key)
+        if outcome.requeue_after is not None:
+            queue.add_after(key, outcome.requeue_after)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.rt.config.intervals.orphan_sweep_seconds)
+            try:
+                self.rt.metrics.record_orphans(await sweep_orphans(self.rt))
+            except Exception:  # a sweep must never take the operator down; the next one retries
+                logger.exception("orphan sweep failed")

@@ -1,0 +1,88 @@
+"""The runtime's bookkeeping: own writes overlaid on the store until the watch delivers
+them, merge patches, rollout slots and their waiters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from helmdeck_operator.runtime import Key, Kind, RolloutSlots, Runtime, merge_patch
+
+KEY = Key(Kind.SESSION, "team", "s1")
+
+
+def body(resource_version: str, phase: str = "Provisioning") -> dict[str, Any]:
+    return {
+        "metadata": {"name": "s1", "namespace": "team", "resourceVersion": resource_version},
+        "spec": {"family": "python"},
+        "status": {"phase": phase, "policy": {"name": "p", "state": "Pending"}},
+    }
+
+
+def bare_runtime() -> Runtime:
+    return Runtime.__new__(Runtime)  # only the bookkeeping fields are used below
+
+
+def test_merge_patch_sets_merges_and_removes() -> None:
+    target = {"a": 1, "b": {"c": 2, "d": 3}, "e": [1]}
+    patch = {"a": None, "b": {"c": 9, "d": None}, "e": [2], "f": {"g": 1}}
+
+    assert merge_patch(target, patch) == {"b": {"c": 9}, "e": [2], "f": {"g": 1}}
+    assert target == {"a": 1, "b": {"c": 2, "d": 3}, "e": [1]}  # untouched
+
+
+def test_an_own_write_is_read_back_until_the_store_catches_up() -> None:
+    rt = bare_runtime()
+    rt.written = {}
+    status = {"phase": "Ready", "policy": {"state": "Loaded"}}
+    rt.wrote(KEY, "12", {"status": status})
+
+    stale = rt._overlaid(KEY, body("10"))
+    assert stale is not None
+    assert stale["status"]["phase"] == "Ready"
+    assert stale["status"]["policy"] == {"name": "p", "state": "Loaded"}
+    assert stale["metadata"]["resourceVersion"] == "12"
+
+    assert rt.own_event(KEY, "12")  # the echo of our write: nothing to react to
+    assert KEY not in rt.written
+    current = rt._overlaid(KEY, body("12", phase="Ready"))
+    assert current is not None
+    assert current["metadata"]["resourceVersion"] == "12"
+
+
+def test_a_newer_change_by_someone_else_drops_the_overlay() -> None:
+    rt = bare_runtime()
+    rt.written = {}
+    rt.wrote(KEY, "12", {"status": {"phase": "Ready"}})
+
+    assert not rt.own_event(KEY, "15")
+    assert KEY not in rt.written
+    rt.wrote(KEY, "20", {"status": {"phase": "Ready"}})
+    newer = rt._overlaid(KEY, body("21", phase="Suspended"))
+    assert newer is not None
+    assert newer["status"]["phase"] == "Suspended"
+    assert KEY not in rt.written
+
+
+def test_successive_own_writes_combine() -> None:
+    rt = bare_runtime()
+    rt.written = {}
+    rt.wrote(KEY, "11", {"metadata": {"finalizers": ["f"]}})
+    rt.wrote(KEY, "12", {"status": {"phase": "Provisioning"}})
+
+    overlaid = rt._overlaid(KEY, body("10", phase=""))
+    assert overlaid is not None
+    assert overlaid["metadata"]["finalizers"] == ["f"]
+    assert overlaid["status"]["phase"] == "Provisioning"
+
+
+def test_a_freed_rollout_slot_wakes_the_sessions_waiting_for_one() -> None:
+    slots = RolloutSlots()
+    policy = ("team", "p")
+    slots.take(policy, "uid-1")
+    assert not slots.may_recreate(policy, "uid-2", limit=1)
+    waiting = Key(Kind.SESSION, "team", "s2")
+    slots.wait(policy, waiting)
+
+    assert slots.release("uid-1") == [waiting]
+    assert slots.may_recreate(policy, "uid-2", limit=1)
+    assert slots.release("uid-1") == []
