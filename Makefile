@@ -84,9 +84,9 @@ dev-down: venv ## stop what make dev started
 	@$(BIN)/helmdeck-operator dev down --state-dir .local/dev
 
 .PHONY: bench
-bench: venv ## benchmarks: gateway client round trips; operator at N=100 and N=500 sessions
+bench: venv ## benchmarks: gateway client round trips; operator at N=1000 and N=5000 beside the apiserver floor
 	$(PY) benchmarks/gateway_client.py --calls 1000
-	$(PY) benchmarks/operator_scale.py --sessions 100 --sessions 500
+	$(PY) benchmarks/operator_scale.py --sessions 1000 --sessions 5000 --outage 60 --json .local/bench/operator_scale.json
 
 .PHONY: clean
 clean: cluster-down ## remove local state (the control-plane binary cache is kept)
