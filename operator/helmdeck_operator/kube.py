@@ -5,25 +5,36 @@ write through this module: status as a merge patch of `/status` (skipped by the 
 nothing changed), finalizers with an optimistic-concurrency precondition, Events for the
 recorder. Every call takes a token from one bucket (`rate_limits.kube_qps`/`kube_burst`), so
 no storm of reconciles can overrun the apiserver, and every apiserver error is translated in
-one place (`_translated`). Only this module imports lightkube.
+one place (`_raise_for`). Only this module imports lightkube.
+
+Two transports, one configuration. The calls made once per session or more (status,
+finalizers, Events, session reads and deletes) go over a plain aiohttp session: measured on
+the local apiserver, a patch costs the operator about 0.25 ms of CPU that way against about
+1 ms through lightkube's httpx stack, which was a third of the operator's CPU in a burst.
+Both are built from the same lightkube `KubeConfig` (in-cluster or kubeconfig), with
+lightkube's own TLS context and credential logic (static and rotating token files, exec
+plugins, client certificates): a 401 lets the credential refresh and retries once, as
+lightkube does. The rare calls (Leases, access reviews, CRDs) stay on lightkube.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, cast
+from urllib.parse import quote
 
+import aiohttp
 from lightkube import AsyncClient, KubeConfig
+from lightkube.config.client_adapter import user_auth, verify_cluster
 from lightkube.core.exceptions import ApiError
-from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import Event
-from lightkube.types import PatchType
 
 from helmdeck_operator import API_GROUP, API_VERSION
 from helmdeck_operator.core.naming import FINALIZER
@@ -40,17 +51,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-HelmdeckSession = create_namespaced_resource(
-    API_GROUP, API_VERSION, "HelmdeckSession", "helmdecksessions"
-)
-SidecarPolicy = create_namespaced_resource(
-    API_GROUP, API_VERSION, "SidecarPolicy", "sidecarpolicies"
-)
 SESSIONS = "helmdecksessions"
 POLICIES = "sidecarpolicies"
-_KINDS = {SESSIONS: HelmdeckSession, POLICIES: SidecarPolicy}
 #: The operator's name in managedFields.
 FIELD_MANAGER = "helmdeck-operator"
+#: Seconds a single API call may take (lightkube's default too).
+TIMEOUT_S = 10.0
+_MERGE = "application/merge-patch+json"
+_JSON_PATCH = "application/json-patch+json"
 
 
 class KubeError(RuntimeError):
@@ -67,55 +75,153 @@ def status_changed(current: Mapping[str, Any] | None, desired: Mapping[str, Any]
     return any(current.get(key) != value for key, value in desired.items())
 
 
-class Kube:
-    """A lightkube client with the handful of calls the operator makes itself."""
+@dataclass
+class _Request:
+    """What a credential's auth flow sets headers on (duck-typed as an httpx request)."""
 
-    def __init__(self, client: AsyncClient, limiter: TokenBucket | None = None) -> None:
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Response:
+    status_code: int
+
+
+class _Http:
+    """JSON calls over aiohttp with the kubeconfig's server, TLS and credentials."""
+
+    def __init__(self, config: KubeConfig) -> None:
+        single = config.get()
+        if single is None or single.user is None:
+            raise KubeError("the kubeconfig has no current context with a user")
+        self._server = single.cluster.server.rstrip("/")
+        self._ssl = verify_cluster(single.cluster, single.user, single.abs_file)
+        self._auth = user_auth(single.user)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=64),
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT_S),
+                json_serialize=json.dumps,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def call(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
+        """(HTTP status, parsed JSON body) of one call; transport failures raise KubeError."""
+        url = f"{self._server}{path}"
+        data = None if body is None else json.dumps(body)
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        flow = self._auth.async_auth_flow(_Request(headers)) if self._auth else None  # type: ignore[arg-type]
+        if flow is not None:
+            await flow.__anext__()
+        try:
+            while True:
+                status, parsed = await self._send(method, url, data, headers)
+                if status != 401 or flow is None:
+                    return status, parsed
+                try:  # let the credential refresh (a rotated token file, an exec plugin)
+                    await flow.asend(_Response(status))  # type: ignore[arg-type]
+                except StopAsyncIteration:
+                    return status, parsed
+                flow = None
+        finally:
+            if flow is not None:
+                await flow.aclose()
+
+    async def _send(
+        self, method: str, url: str, data: str | None, headers: dict[str, str]
+    ) -> tuple[int, Any]:
+        try:
+            async with self._open().request(method, url, data=data, headers=headers) as reply:
+                raw = await reply.read()
+                return reply.status, (json.loads(raw) if raw else None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            raise KubeError(f"{method} {url}: {type(err).__name__}: {err}") from err
+
+
+class Kube:
+    """The operator's Kubernetes edge: aiohttp for per-session calls, lightkube for the rest."""
+
+    def __init__(
+        self, client: AsyncClient, http: _Http, limiter: TokenBucket | None = None
+    ) -> None:
         self._client = client
+        self._http = http
         self._limiter = limiter or TokenBucket(0, 1)
 
     @classmethod
     def from_environment(cls, qps: float = 0, burst: int = 1) -> Kube:
         """In-cluster credentials when running in a pod, else the current kubeconfig."""
+        config = KubeConfig.from_env()
         return cls(
-            AsyncClient(config=KubeConfig.from_env(), field_manager=FIELD_MANAGER),
+            AsyncClient(config=config, field_manager=FIELD_MANAGER),
+            _Http(config),
             TokenBucket(qps, burst),
         )
 
     async def close(self) -> None:
+        await self._http.close()
         await self._client.close()
+
+    async def _call(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        missing_ok: bool = False,
+        conflicts: tuple[int, ...] = (409,),
+    ) -> Any:
+        """One rate-limited call; its JSON answer, or None for a missing object (missing_ok)."""
+        await self._limiter.take()
+        status, answer = await self._http.call(method, path, body, content_type)
+        if status < 300:
+            return answer
+        message = (answer or {}).get("message", "") if isinstance(answer, dict) else ""
+        _raise_for(status, message, what, missing_ok=missing_ok, conflicts=conflicts)
+        return None
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
     ) -> str | None:
         """Merge-patch `status`; the new resourceVersion, or None when the object is gone."""
-        await self._limiter.take()
-        with _translated(f"patching {plural}/{namespace}/{name} status", missing_ok=True):
-            obj = await self._client.patch(
-                _KINDS[plural].Status,
-                name,
-                {"status": dict(status)},
-                namespace=namespace,
-                patch_type=PatchType.MERGE,
-            )
-            return _version(obj)
-        return None
+        obj = await self._call(
+            f"patching {plural}/{namespace}/{name} status",
+            "PATCH",
+            _path(plural, namespace, name, "/status"),
+            {"status": dict(status)},
+            content_type=_MERGE,
+            missing_ok=True,
+        )
+        return _version(obj)
 
     async def add_finalizer(
         self, plural: str, namespace: str, name: str, current: list[str], resource_version: str
     ) -> str | None:
         """Append `FINALIZER` if the object is still at `resource_version` (KubeConflict
         otherwise); the new resourceVersion, or None when the object is gone."""
-        await self._limiter.take()
         patch = {
             "metadata": {"finalizers": [*current, FINALIZER], "resourceVersion": resource_version}
         }
-        with _translated(f"adding the finalizer to {plural}/{namespace}/{name}", missing_ok=True):
-            obj = await self._client.patch(
-                _KINDS[plural], name, patch, namespace=namespace, patch_type=PatchType.MERGE
-            )
-            return _version(obj)
-        return None
+        obj = await self._call(
+            f"adding the finalizer to {plural}/{namespace}/{name}",
+            "PATCH",
+            _path(plural, namespace, name),
+            patch,
+            content_type=_MERGE,
+            missing_ok=True,
+        )
+        return _version(obj)
 
     async def remove_finalizer(
         self, plural: str, namespace: str, name: str, current: list[str]
@@ -124,53 +230,56 @@ class Kube:
         patch: a concurrent status write does not conflict, a reordered list does)."""
         if FINALIZER not in current:
             return None
-        await self._limiter.take()
         path = f"/metadata/finalizers/{current.index(FINALIZER)}"
-        patch = [{"op": "test", "path": path, "value": FINALIZER}, {"op": "remove", "path": path}]
-        # A failed test (the list changed under us) is 422: a conflict like any other.
-        with _translated(
+        obj = await self._call(
             f"removing the finalizer from {plural}/{namespace}/{name}",
+            "PATCH",
+            _path(plural, namespace, name),
+            [{"op": "test", "path": path, "value": FINALIZER}, {"op": "remove", "path": path}],
+            content_type=_JSON_PATCH,
             missing_ok=True,
-            conflicts=(409, 422),
-        ):
-            obj = await self._client.patch(
-                _KINDS[plural], name, patch, namespace=namespace, patch_type=PatchType.JSON
-            )
-            return _version(obj)
-        return None
+            conflicts=(409, 422),  # a failed test is 422: the list changed under us
+        )
+        return _version(obj)
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        await self._limiter.take()
-        with _translated(f"reading {plural}/{namespace}/{name}", missing_ok=True):
-            obj = await self._client.get(_KINDS[plural], name, namespace=namespace)
-            found: dict[str, Any] = obj.to_dict()  # type: ignore[no-untyped-call]
-            return found
-        return None
+        found = await self._call(
+            f"reading {plural}/{namespace}/{name}",
+            "GET",
+            _path(plural, namespace, name),
+            missing_ok=True,
+        )
+        return cast(dict[str, Any] | None, found)
 
     async def delete_session(self, namespace: str, name: str) -> None:
-        await self._limiter.take()
-        with _translated(f"deleting {namespace}/{name}", missing_ok=True):
-            await self._client.delete(HelmdeckSession, name, namespace=namespace)
+        await self._call(
+            f"deleting {namespace}/{name}",
+            "DELETE",
+            _path(SESSIONS, namespace, name),
+            missing_ok=True,
+        )
 
     async def create_event(self, namespace: str, body: Mapping[str, Any]) -> str:
         """Create a core/v1 Event; its generated name."""
-        await self._limiter.take()
-        with _translated(f"creating an Event in {namespace}"):
-            event = await self._client.create(cast(Event, Event.from_dict(dict(body))))
-            return str(event.metadata.name) if event.metadata else ""
-        raise AssertionError("unreachable")  # pragma: no cover - _translated re-raises
+        event = await self._call(
+            f"creating an Event in {namespace}",
+            "POST",
+            f"/api/v1/namespaces/{quote(namespace)}/events?fieldManager={FIELD_MANAGER}",
+            dict(body),
+        )
+        return str((event or {}).get("metadata", {}).get("name", ""))
 
     async def patch_event(self, namespace: str, name: str, count: int, last: str) -> None:
         """Count a repeat on an existing Event (a missing one is not an error)."""
-        await self._limiter.take()
-        with _translated(f"updating Event {namespace}/{name}", missing_ok=True):
-            await self._client.patch(
-                Event,
-                name,
-                {"count": count, "lastTimestamp": last},
-                namespace=namespace,
-                patch_type=PatchType.MERGE,
-            )
+        await self._call(
+            f"updating Event {namespace}/{name}",
+            "PATCH",
+            f"/api/v1/namespaces/{quote(namespace)}/events/{quote(name)}"
+            f"?fieldManager={FIELD_MANAGER}",
+            {"count": count, "lastTimestamp": last},
+            content_type=_MERGE,
+            missing_ok=True,
+        )
 
     async def crd_versions(self, name: str) -> list[str] | None:
         """Served versions of a CRD, or None when it is not installed."""
@@ -234,24 +343,46 @@ class Kube:
             await self._client.replace(cast(Lease, Lease.from_dict(body)))
 
 
-def _version(obj: Any) -> str:
-    return str(obj.metadata.resourceVersion) if obj.metadata else ""
+def _path(plural: str, namespace: str, name: str, sub: str = "") -> str:
+    return (
+        f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{quote(namespace)}/{plural}/"
+        f"{quote(name)}{sub}?fieldManager={FIELD_MANAGER}"
+    )
+
+
+def _version(obj: Any) -> str | None:
+    """The resourceVersion of an answer (None when there was none: the object is gone)."""
+    if obj is None:
+        return None
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
+def _raise_for(
+    code: int,
+    message: str,
+    what: str,
+    *,
+    missing_ok: bool = False,
+    conflicts: tuple[int, ...] = (409,),
+) -> None:
+    """The one translation of apiserver errors: 404 is "gone" when `missing_ok` (returns),
+    a conflict code is KubeConflict, the rest KubeError, each naming the call and carrying
+    the apiserver's message."""
+    if code == 404 and missing_ok:
+        return
+    text = f"{what}: {message or f'HTTP {code}'}"
+    if code in conflicts:
+        raise KubeConflict(text)
+    raise KubeError(text)
 
 
 @contextmanager
-def _translated(
-    what: str, *, missing_ok: bool = False, conflicts: tuple[int, ...] = (409,)
-) -> Iterator[None]:
-    """The one translation of apiserver errors: 404 is "gone" when `missing_ok` (the block
-    is left and the caller returns its default), 409 is KubeConflict, the rest KubeError,
-    each naming the call and carrying the apiserver's message."""
+def _translated(what: str, *, missing_ok: bool = False) -> Iterator[None]:
+    """lightkube's ApiError through `_raise_for` (the block is left on a missing object)."""
     try:
         yield
     except ApiError as err:
-        code = err.status.code
-        if code == 404 and missing_ok:
-            return
-        message = f"{what}: {err.status.message}"
-        if code in conflicts:
-            raise KubeConflict(message) from err
-        raise KubeError(message) from err
+        try:
+            _raise_for(err.status.code or 0, err.status.message or "", what, missing_ok=missing_ok)
+        except KubeError as translated:
+            raise translated from err
