@@ -11,6 +11,12 @@ thousands of writes competing with the status writes that matter. This recorder:
   every `SERIES_FLUSH_S`, as `kubectl describe` shows (`x12 over 5m`);
 - **filters spam per object**: each object may start `PER_OBJECT_BURST` new Events, then
   one per `PER_OBJECT_REFILL_S` (client-go's defaults: 25, then one per 5 minutes);
+- **folds storms across objects**: of the Events with one reason about objects of one
+  kind in one namespace, the first `STORM_BURST` of each `STORM_WINDOW_S` are posted as
+  they are, the rest become one summary Event on the Namespace at the end of the window
+  ("990 more HelmdeckSessions: Ready (s0010, s0011, ... and 985 more)"). A thousand
+  sessions applied at once post a few dozen Events, not two thousand; each session's
+  status and conditions still say everything about it;
 - **bounds the rate and the backlog**: all Event writes share one token bucket
   (`qps`, `burst`), and at most `backlog` wait; beyond that they are dropped and counted
   (helmdeck_events_dropped_total), as client-go drops on a full broadcaster.
@@ -45,6 +51,14 @@ SERIES_FLUSH_S = 30.0
 #: client-go's spam filter: new Events an object may start at once, then one per refill.
 PER_OBJECT_BURST = 25
 PER_OBJECT_REFILL_S = 300.0
+#: A storm: more new Events than this with one (namespace, kind, type, reason) in one
+#: window; the rest of the window is one summary Event on the namespace.
+STORM_BURST = 10
+STORM_WINDOW_S = 10.0
+#: Object names a storm summary lists before "and N more".
+STORM_NAMES = 5
+#: How often the poster looks for storm windows to close.
+TICK_S = 1.0
 #: Objects (and series) remembered; the least recently used are forgotten beyond these.
 MAX_OBJECTS = 20000
 MAX_SERIES = 20000
@@ -75,6 +89,15 @@ class _Series:
     first: datetime = field(default_factory=lambda: datetime.now(UTC))
     last: datetime = field(default_factory=lambda: datetime.now(UTC))
     flushed: float = 0.0
+
+
+@dataclass
+class _Storm:
+    started: float
+    posted: int = 0
+    folded: int = 0
+    names: list[str] = field(default_factory=list)
+    sample: str = ""
 
 
 @dataclass
@@ -112,6 +135,7 @@ class EventRecorder:
         self._clock = clock
         self._series: OrderedDict[tuple[str, str, str, str], _Series] = OrderedDict()
         self._objects: OrderedDict[str, _Tokens] = OrderedDict()
+        self._storms: dict[tuple[str, str, str, str], _Storm] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.posted = 0
@@ -145,6 +169,8 @@ class EventRecorder:
         if not self._spam_allows(ref.uid, now):
             self._drop(event.reason)
             return
+        if self._folded(ref, event, message, now):
+            return
         series = _Series()
         self._series[key] = series
         if len(self._series) > MAX_SERIES:
@@ -175,6 +201,44 @@ class EventRecorder:
         tokens.tokens -= 1
         return True
 
+    def _folded(self, ref: ObjectRef, event: EventSpec, message: str, now: float) -> bool:
+        """Count the Event into its storm window; True when it is folded into the summary."""
+        key = (ref.namespace, ref.kind, event.type, event.reason)
+        storm = self._storms.get(key)
+        if storm is None or now - storm.started >= STORM_WINDOW_S:
+            if storm is not None:
+                self._summarize(key, storm)
+            storm = self._storms[key] = _Storm(now)
+        if storm.posted < STORM_BURST:
+            storm.posted += 1
+            return False
+        storm.folded += 1
+        if len(storm.names) < STORM_NAMES:
+            storm.names.append(ref.name)
+        storm.sample = storm.sample or message
+        return True
+
+    def _close_storms(self, now: float) -> None:
+        for key, storm in list(self._storms.items()):
+            if now - storm.started >= STORM_WINDOW_S:
+                del self._storms[key]
+                self._summarize(key, storm)
+
+    def _summarize(self, key: tuple[str, str, str, str], storm: _Storm) -> None:
+        if not storm.folded:
+            return
+        namespace, kind, type_, reason = key
+        names = ", ".join(storm.names)
+        more = storm.folded - len(storm.names)
+        listed = f"{names} and {more} more" if more > 0 else names
+        message = (
+            f"{storm.folded} more {kind}s: {reason} ({listed}) within {STORM_WINDOW_S:.0f}s; "
+            f"the first said: {storm.sample}"
+        )
+        ref = ObjectRef("Namespace", "v1", namespace, namespace, "")
+        series = _Series()
+        self._enqueue(_Write(ref, EventSpec(type_, reason, _shorten(message)), series, True))
+
     def _enqueue(self, write: _Write) -> None:
         if len(self._backlog) >= self._limit:
             self._drop(write.event.reason)
@@ -192,9 +256,11 @@ class EventRecorder:
             if not self._backlog:
                 self._ready.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ready.wait(), timeout=SERIES_FLUSH_S)
-            if self._clock() - flushed >= SERIES_FLUSH_S:
-                flushed = self._clock()
+                    await asyncio.wait_for(self._ready.wait(), timeout=TICK_S)
+            now = self._clock()
+            self._close_storms(now)
+            if now - flushed >= SERIES_FLUSH_S:
+                flushed = now
                 self._flush_counts()
             while self._backlog:
                 write = self._backlog.popleft()

@@ -82,7 +82,8 @@ async def test_repeats_become_a_count_on_one_event(monkeypatch: Any) -> None:
     assert api.patched[-1] == ("s1.1", 5)
 
 
-async def test_each_object_may_start_only_so_many_events() -> None:
+async def test_each_object_may_start_only_so_many_events(monkeypatch: Any) -> None:
+    monkeypatch.setattr(events_module, "STORM_BURST", 1000)  # the per-object filter alone
     api = ApiEdge()
     rec = recorder(api)
     for i in range(events_module.PER_OBJECT_BURST + 5):
@@ -135,3 +136,37 @@ async def test_long_messages_are_shortened_in_the_middle() -> None:
     assert message.startswith("x")
     assert message.endswith("y")
     assert "..." in message
+
+
+async def test_a_storm_across_objects_is_folded_into_one_summary_on_the_namespace(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(events_module, "STORM_WINDOW_S", 0.2)
+    monkeypatch.setattr(events_module, "TICK_S", 0.05)
+    api = ApiEdge()
+    rec = recorder(api)
+    rec.start()
+    for i in range(40):
+        ref = ObjectRef("HelmdeckSession", "helmdeck.dev/v1alpha1", "team", f"s{i:02d}", f"u{i}")
+        rec.post(ref, EventSpec("Normal", "Ready", f"sandbox hd-{i} is ready"))
+    rec.post(REF, EventSpec("Warning", "SandboxError", "exit 1"))  # another reason: its own
+    await asyncio.sleep(0.5)
+    await rec.close()
+
+    individual = [b for b in api.created if b["involvedObject"]["kind"] == "HelmdeckSession"]
+    summaries = [b for b in api.created if b["involvedObject"]["kind"] == "Namespace"]
+    assert len([b for b in individual if b["reason"] == "Ready"]) == events_module.STORM_BURST
+    assert [b["reason"] for b in individual if b["reason"] != "Ready"] == ["SandboxError"]
+    [summary] = summaries
+    assert summary["involvedObject"] == {
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "namespace": "team",
+        "name": "team",
+        "uid": "",
+    }
+    assert (summary["type"], summary["reason"]) == ("Normal", "Ready")
+    assert summary["message"].startswith(
+        "30 more HelmdeckSessions: Ready (s10, s11, s12, s13, s14 and 25 more)"
+    )
+    assert "the first said: sandbox hd-10 is ready" in summary["message"]
