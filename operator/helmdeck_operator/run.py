@@ -34,6 +34,7 @@ PERMISSIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("patch", "helmdeck.dev", "helmdecksessions", "status"),
     ("list", "helmdeck.dev", "sidecarpolicies", None),
     ("watch", "helmdeck.dev", "sidecarpolicies", None),
+    ("patch", "helmdeck.dev", "sidecarpolicies", None),
     ("patch", "helmdeck.dev", "sidecarpolicies", "status"),
     ("create", "", "events", None),
     ("patch", "", "events", None),

@@ -68,14 +68,17 @@ def test_server_side_dry_run(
         assert "networkpolicy" in kinds
 
 
-def _can_i(cluster: ControlPlane, account: str, verb: str, resource: str, *where: str) -> bool:
-    result = cluster.kubectl("auth", "can-i", verb, resource, *where, f"--as={account}")
+def _can_i(cluster: ControlPlane, account: str, verb: str, *what: str) -> bool:
+    result = cluster.kubectl("auth", "can-i", verb, *what, f"--as={account}")
     assert result.stdout.strip() in {"yes", "no"}, result.stderr
     return result.stdout.strip() == "yes"
 
 
-def _resource(group: str, resource: str, sub: str | None) -> str:
-    return f"{resource}{'.' + group if group else ''}{'/' + sub if sub else ''}"
+def _resource(group: str, resource: str, sub: str | None) -> list[str]:
+    """`kubectl auth can-i` arguments for a (sub)resource: a subresource needs
+    `--subresource`, since `TYPE/status` would ask about an object *named* status."""
+    what = f"{resource}{'.' + group if group else ''}"
+    return [what, f"--subresource={sub}"] if sub else [what]
 
 
 def test_namespaced_rbac_grants_exactly_the_operators_permissions(
@@ -102,13 +105,13 @@ def test_namespaced_rbac_grants_exactly_the_operators_permissions(
         for verb, group, resource, sub in PERMISSIONS:
             what = _resource(group, resource, sub)
             for watched in namespaces:
-                assert _can_i(cluster, account, verb, what, "-n", watched), (
+                assert _can_i(cluster, account, verb, *what, "-n", watched), (
                     f"{verb} {what} in {watched}"
                 )
-            assert not _can_i(cluster, account, verb, what, "-n", namespace), (
+            assert not _can_i(cluster, account, verb, *what, "-n", namespace), (
                 f"{verb} {what} outside"
             )
-            assert not _can_i(cluster, account, verb, what, "--all-namespaces"), (
+            assert not _can_i(cluster, account, verb, *what, "--all-namespaces"), (
                 f"{verb} {what} everywhere"
             )
         watched = namespaces[0]
@@ -117,7 +120,8 @@ def test_namespaced_rbac_grants_exactly_the_operators_permissions(
             ("create", "helmdecksessions.helmdeck.dev"),
             ("update", "helmdecksessions.helmdeck.dev"),
             ("delete", "sidecarpolicies.helmdeck.dev"),
-            ("patch", "events"),
+            ("update", "events"),
+            ("delete", "events"),
             ("get", "secrets"),
             ("list", "pods"),
         ]:
@@ -161,10 +165,11 @@ def test_cluster_rbac_grants_the_operators_permissions_everywhere(
     try:
         for verb, group, resource, sub in PERMISSIONS:
             what = _resource(group, resource, sub)
-            assert _can_i(cluster, account, verb, what, "--all-namespaces"), f"{verb} {what}"
-        assert not _can_i(
-            cluster, account, "get", "sidecarpolicies.helmdeck.dev", "--all-namespaces"
-        )
+            assert _can_i(cluster, account, verb, *what, "--all-namespaces"), f"{verb} {what}"
+        for verb in ("get", "update", "delete"):
+            assert not _can_i(
+                cluster, account, verb, "sidecarpolicies.helmdeck.dev", "--all-namespaces"
+            ), f"{verb} sidecarpolicies"
         assert not _can_i(cluster, account, "get", "secrets", "--all-namespaces")
     finally:
         cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest)

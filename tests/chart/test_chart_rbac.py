@@ -23,14 +23,15 @@ RULES: frozenset[Triple] = frozenset(
         ("helmdeck.dev", "helmdecksessions", "get"),  # orphan sweep: does the session exist?
         ("helmdeck.dev", "helmdecksessions", "list"),  # kopf: initial listing
         ("helmdeck.dev", "helmdecksessions", "watch"),  # kopf: changes
-        ("helmdeck.dev", "helmdecksessions", "patch"),  # kopf: finalizer, annotations
+        ("helmdeck.dev", "helmdecksessions", "patch"),  # the operator's finalizer, on and off
         ("helmdeck.dev", "helmdecksessions", "delete"),  # lifetime.onExpiry: Delete
         ("helmdeck.dev", "helmdecksessions/status", "patch"),  # status
         ("helmdeck.dev", "sidecarpolicies", "list"),  # kopf: initial listing
         ("helmdeck.dev", "sidecarpolicies", "watch"),  # kopf: changes
-        ("helmdeck.dev", "sidecarpolicies", "patch"),  # kopf: daemon finalizer
+        ("helmdeck.dev", "sidecarpolicies", "patch"),  # release a finalizer of old versions
         ("helmdeck.dev", "sidecarpolicies/status", "patch"),  # revision, counts, conditions
         ("", "events", "create"),  # Events on sessions and policies
+        ("", "events", "patch"),  # a repeated Event: its count and lastTimestamp
     }
 )
 #: Leader election, in the release namespace only, on the one Lease.

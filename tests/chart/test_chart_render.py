@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 import yaml
 
-from helmdeck_operator.config import FAMILIES, OperatorConfig, load_config
+from helmdeck_operator.config import (
+    FAMILIES,
+    Concurrency,
+    Intervals,
+    Observability,
+    OperatorConfig,
+    RateLimits,
+    load_config,
+)
+from helmdeck_operator.gateway.config import GatewayConfig, RateLimit, RetryPolicy
 from helmdeck_operator.runtime import load_family_policy
 
 from .conftest import CHART, FULLNAME, POSTURES, RELEASE_NAMESPACE, Helm, find, one, posture
@@ -57,10 +66,26 @@ def test_rendered_config_follows_the_values(helm: Helm, tmp_path: Path) -> None:
         "instance": "team-blue",
         "defaultGateway": "microvm",
         "onSandboxLost": "Fail",
-        "intervals": {"resyncSeconds": 15, "orphanGraceSeconds": 0},
-        "concurrency": {"gatewayMutations": 8},
-        "observability": {"followDenials": False, "maxFollowers": 50, "denialWindowSeconds": 5},
+        "intervals": {"resyncSeconds": 15, "orphanGraceSeconds": 0, "outageGraceSeconds": 0},
+        "concurrency": {"workers": 4, "gatewayMutations": 8, "gatewayWatches": 0},
+        "rateLimits": {
+            "kubeQps": 0,
+            "kubeBurst": 1,
+            "eventsQps": 2.5,
+            "eventsBurst": 7,
+            "eventsBacklog": 100,
+            "recoveryWakesPerSecond": 0,
+        },
+        "observability": {
+            "followDenials": False,
+            "denialPollMinSeconds": 0.5,
+            "denialPollMaxSeconds": 0.5,
+            "denialPollsPerSecond": 3,
+            "denialWindowSeconds": 5,
+        },
     }
+    values["gateways"][1]["rateLimit"] = {"qps": 0, "burst": 5}
+    values["gateways"][2]["rateLimit"] = {"qps": 12.5}
     values["families"] = {"vision": {"image": "registry.local:5000/vision@sha256:" + "0" * 64}}
     config = load_rendered_config(helm, values, tmp_path)
 
@@ -70,13 +95,31 @@ def test_rendered_config_follows_the_values(helm: Helm, tmp_path: Path) -> None:
         "Fail",
     )
     assert config.namespaces == ()
-    assert config.intervals.resync_seconds == 15
-    assert config.intervals.orphan_grace_seconds == 0
-    assert config.intervals.pending_seconds == 1  # untouched values keep their defaults
-    assert config.concurrency.gateway_mutations == 8
+    assert config.intervals.model_dump() == {
+        "resync_seconds": 15,
+        "pending_seconds": 1,  # untouched values keep their defaults
+        "orphan_sweep_seconds": 300,
+        "orphan_grace_seconds": 0,
+        "outage_grace_seconds": 0,
+    }
+    assert config.concurrency.model_dump() == {
+        "workers": 4,
+        "gateway_mutations": 8,
+        "gateway_watches": 0,
+    }
+    assert config.rate_limits.model_dump() == {
+        "kube_qps": 0,
+        "kube_burst": 1,
+        "events_qps": 2.5,
+        "events_burst": 7,
+        "events_backlog": 100,
+        "recovery_wakes_per_second": 0,
+    }
     assert config.observability.model_dump() == {
         "follow_denials": False,
-        "max_followers": 50,
+        "denial_poll_min_seconds": 0.5,
+        "denial_poll_max_seconds": 0.5,
+        "denial_polls_per_second": 3,
         "denial_window_seconds": 5,
     }
     assert config.families["vision"].image.startswith("registry.local:5000/vision@sha256:")
@@ -120,8 +163,48 @@ def test_rendered_config_follows_the_values(helm: Helm, tmp_path: Path) -> None:
         "max_backoff": 10,
         "multiplier": 3,
     }
+    assert microvm.rate_limit.model_dump() == {"qps": 0, "burst": 5}
     assert static.endpoint == "[fd00::10]:9443"
     assert static.auth.model_dump() == {"type": "bearer", "token_file": d / "static/token"}
+    assert static.rate_limit.model_dump() == {"qps": 12.5, "burst": 1000}  # burst: default
+    assert pods.rate_limit == RateLimit()  # no rateLimit value: the operator's default
+
+
+def test_chart_defaults_are_the_operators_defaults(helm: Helm, tmp_path: Path) -> None:
+    """values.yaml repeats the operator's defaults (so they are documented where users look);
+    here they must not drift apart."""
+    config = load_rendered_config(helm, {}, tmp_path)
+    assert config.intervals == Intervals()
+    assert config.concurrency == Concurrency()
+    assert config.rate_limits == RateLimits()
+    assert config.observability == Observability()
+    (pods,) = config.gateways
+    assert (pods.deadline_seconds, pods.retry, pods.rate_limit) == (
+        GatewayConfig.model_fields["deadline_seconds"].default,
+        RetryPolicy(),
+        RateLimit(),
+    )
+    assert (config.instance, config.on_sandbox_lost) == ("helmdeck-operator", "Recreate")
+
+
+def test_a_value_left_out_is_the_operators_default(helm: Helm, tmp_path: Path) -> None:
+    """A chart default removed with null (or a gateway field not given) is left out of the
+    file, never written as null: the operator's own default applies."""
+    values = {
+        "config": {"intervals": {"outageGraceSeconds": None}, "rateLimits": None},
+        "gateways": [
+            {
+                "name": "pods",
+                "endpoint": "127.0.0.1:8080",
+                "plaintext": True,
+                "rateLimit": {"burst": 3},
+            }
+        ],
+    }
+    config = load_rendered_config(helm, values, tmp_path)
+    assert config.intervals.outage_grace_seconds == Intervals().outage_grace_seconds
+    assert config.rate_limits == RateLimits()
+    assert config.gateways[0].rate_limit == RateLimit(burst=3)
 
 
 def test_namespaced_mode_writes_the_namespaces_into_the_config(helm: Helm, tmp_path: Path) -> None:

@@ -104,6 +104,50 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"config": {"concurrency": {"gatewayMutations": 0}}},
         ["/config/concurrency/gatewayMutations", "minimum"],
     ),
+    "workers-zero": (
+        {"config": {"concurrency": {"workers": 0}}},
+        ["/config/concurrency/workers", "minimum"],
+    ),
+    "gateway-watches-negative": (
+        {"config": {"concurrency": {"gatewayWatches": -1}}},
+        ["/config/concurrency/gatewayWatches", "minimum"],
+    ),
+    "outage-grace-too-long": (
+        {"config": {"intervals": {"outageGraceSeconds": 3601}}},
+        ["/config/intervals/outageGraceSeconds", "maximum"],
+    ),
+    "kube-qps-negative": (
+        {"config": {"rateLimits": {"kubeQps": -1}}},
+        ["/config/rateLimits/kubeQps", "minimum"],
+    ),
+    "kube-burst-zero": (
+        {"config": {"rateLimits": {"kubeBurst": 0}}},
+        ["/config/rateLimits/kubeBurst", "minimum"],
+    ),
+    "events-backlog-not-an-integer": (
+        {"config": {"rateLimits": {"eventsBacklog": 1.5}}},
+        ["/config/rateLimits/eventsBacklog", "want integer"],
+    ),
+    "denial-poll-min-zero": (
+        {"config": {"observability": {"denialPollMinSeconds": 0}}},
+        ["/config/observability/denialPollMinSeconds", "exclusiveMinimum"],
+    ),
+    "denial-polls-per-second-too-high": (
+        {"config": {"observability": {"denialPollsPerSecond": 10001}}},
+        ["/config/observability/denialPollsPerSecond", "maximum"],
+    ),
+    "max-followers-is-gone": (
+        {"config": {"observability": {"maxFollowers": 1000}}},
+        ["/config/observability", "'maxFollowers' not allowed"],
+    ),
+    "gateway-rate-limit-burst-zero": (
+        {
+            "gateways": [
+                {**_GATEWAY, "tls": {"clientCertSecret": {"name": "c"}}, "rateLimit": {"burst": 0}}
+            ]
+        },
+        ["/gateways/0/rateLimit/burst", "minimum"],
+    ),
     "on-sandbox-lost-unknown": (
         {"config": {"onSandboxLost": "Ignore"}},
         ["/config/onSandboxLost", "'Recreate', 'Fail'"],
@@ -148,6 +192,12 @@ def test_schema_rejects(helm: Helm, case: str) -> None:
             {"gateways": [posture("networkpolicy")["gateways"][0]] * 2},
             'gateways: the name "pods" is used twice',
             id="gateway-names-repeated",
+        ),
+        pytest.param(
+            {"config": {"observability": {"denialPollMinSeconds": 600}}},
+            "config.observability: denialPollMinSeconds (600) must not exceed "
+            "denialPollMaxSeconds (300)",
+            id="denial-poll-min-above-max",
         ),
         pytest.param(
             {"serviceAccount": {"create": False}},

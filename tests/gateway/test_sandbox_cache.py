@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from conftest import ConfigFactory
 from helmdeck_operator.core.naming import sandbox_annotations, sandbox_labels
 from helmdeck_operator.emulator.server import EmulatorHandle
-from helmdeck_operator.gateway import GatewayClient, models
+from helmdeck_operator.gateway import GatewayClient, GatewayConfig, models
 from helmdeck_operator.sandbox_cache import SandboxCache
 
+ConfigFactory = Callable[..., GatewayConfig]
 INSTANCE = "cache-test"
 Key = tuple[str, str]
 

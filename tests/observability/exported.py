@@ -14,6 +14,16 @@ from helmdeck_operator.observability.metrics import Metrics
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 
+class _Cache:
+    """A gateway's sandbox cache, as the gateway gauges read it at scrape time."""
+
+    up = True
+    watches = 0
+
+    def __len__(self) -> int:
+        return 0
+
+
 def families() -> dict[str, str]:
     """Metric family name -> type, as the registry describes them."""
     return {family.name: family.type for family in Metrics().registry.collect()}
@@ -35,6 +45,8 @@ def labels_by_family() -> dict[str, set[str]]:
     metrics.record_orphans(["gw/name"])
     metrics.record_expiry("node", "Delete")
     metrics.record_denials("ns", "node", 1)
+    metrics.record_event_dropped("PolicyDenied")
+    metrics.watch_caches({"gw": _Cache()})
     out: dict[str, set[str]] = {}
     for family in metrics.registry.collect():
         names = out.setdefault(family.name, set())

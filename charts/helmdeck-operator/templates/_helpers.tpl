@@ -96,7 +96,23 @@ whole cluster (a ClusterRole). Each verb is used; docs/install.md says by what.
   verbs: [patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, patch]
+{{- end }}
+
+{{/*
+The fields of one group of values present in `in`, renamed to the configuration's snake_case:
+(list in (list "camelKey:snake_key" ...)) -> a JSON object. A field left out (or set to null)
+is left out of the file, so the operator's own default applies.
+*/}}
+{{- define "helmdeck-operator.fields" -}}
+{{- $in := index . 0 | default dict }}
+{{- $out := dict }}
+{{- range $pair := index . 1 }}
+{{- $names := splitList ":" $pair }}
+{{- $value := index $in (first $names) }}
+{{- if not (kindIs "invalid" $value) }}{{ $_ := set $out (last $names) $value }}{{ end }}
+{{- end }}
+{{- toJson $out }}
 {{- end }}
 
 {{/*
@@ -169,6 +185,9 @@ Files mounted for one gateway (a projected volume of the Secrets it names), as a
 {{- if hasKey . "multiplier" }}{{ $_ := set $r "multiplier" .multiplier }}{{ end }}
 {{- $_ := set $out "retry" $r }}
 {{- end }}
+{{- with .rateLimit }}
+{{- $_ := set $out "rate_limit" (include "helmdeck-operator.fields" (list . (list "qps:qps" "burst:burst")) | fromJson) }}
+{{- end }}
 {{- toYaml $out }}
 {{- end }}
 
@@ -186,7 +205,6 @@ Files mounted for one gateway (a projected volume of the Secrets it names), as a
 {{- with $in.resources }}{{ $_ := set $f "resources" . }}{{ end }}
 {{- $_ := set $families $family $f }}
 {{- end }}
-{{- $intervals := $c.intervals | default dict }}
 {{- $out := dict
   "instance" $c.instance
   "namespaces" (include "helmdeck-operator.watchNamespaces" . | fromJsonArray)
@@ -194,19 +212,30 @@ Files mounted for one gateway (a projected volume of the Secrets it names), as a
   "on_sandbox_lost" $c.onSandboxLost
   "gateways" $gateways
   "families" $families
-  "intervals" (dict
-    "resync_seconds" $intervals.resyncSeconds
-    "pending_seconds" $intervals.pendingSeconds
-    "orphan_sweep_seconds" $intervals.orphanSweepSeconds
-    "orphan_grace_seconds" $intervals.orphanGraceSeconds)
-  "concurrency" (dict "gateway_mutations" ($c.concurrency | default dict).gatewayMutations)
+  "intervals" (include "helmdeck-operator.fields" (list $c.intervals (list
+    "resyncSeconds:resync_seconds"
+    "pendingSeconds:pending_seconds"
+    "orphanSweepSeconds:orphan_sweep_seconds"
+    "orphanGraceSeconds:orphan_grace_seconds"
+    "outageGraceSeconds:outage_grace_seconds")) | fromJson)
+  "concurrency" (include "helmdeck-operator.fields" (list $c.concurrency (list
+    "workers:workers"
+    "gatewayMutations:gateway_mutations"
+    "gatewayWatches:gateway_watches")) | fromJson)
+  "rate_limits" (include "helmdeck-operator.fields" (list $c.rateLimits (list
+    "kubeQps:kube_qps"
+    "kubeBurst:kube_burst"
+    "eventsQps:events_qps"
+    "eventsBurst:events_burst"
+    "eventsBacklog:events_backlog"
+    "recoveryWakesPerSecond:recovery_wakes_per_second")) | fromJson)
+  "observability" (include "helmdeck-operator.fields" (list $c.observability (list
+    "followDenials:follow_denials"
+    "denialPollMinSeconds:denial_poll_min_seconds"
+    "denialPollMaxSeconds:denial_poll_max_seconds"
+    "denialPollsPerSecond:denial_polls_per_second"
+    "denialWindowSeconds:denial_window_seconds")) | fromJson)
 }}
-{{- with $c.observability }}
-{{- $_ := set $out "observability" (dict
-  "follow_denials" .followDenials
-  "max_followers" .maxFollowers
-  "denial_window_seconds" .denialWindowSeconds) }}
-{{- end }}
 {{- toYaml $out }}
 {{- end }}
 
@@ -221,5 +250,11 @@ Files mounted for one gateway (a projected volume of the Secrets it names), as a
 {{- end }}
 {{- if not (has .Values.config.defaultGateway $names) }}
 {{- fail (printf "config.defaultGateway: %q is not one of the gateways: %s" .Values.config.defaultGateway (join ", " $names)) }}
+{{- end }}
+{{- $observability := .Values.config.observability | default dict }}
+{{- $min := $observability.denialPollMinSeconds }}
+{{- $max := $observability.denialPollMaxSeconds }}
+{{- if and (not (kindIs "invalid" $min)) (not (kindIs "invalid" $max)) (gt (float64 $min) (float64 $max)) }}
+{{- fail (printf "config.observability: denialPollMinSeconds (%v) must not exceed denialPollMaxSeconds (%v)" $min $max) }}
 {{- end }}
 {{- end }}

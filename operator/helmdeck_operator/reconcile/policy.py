@@ -27,14 +27,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from helmdeck_operator import crashpoints
-from helmdeck_operator.core.naming import LABEL_SESSION_UID, sandbox_name
+from helmdeck_operator.core.naming import FINALIZER, LABEL_SESSION_UID, sandbox_name
 from helmdeck_operator.core.observation import policy_facts
 from helmdeck_operator.core.plan import DesiredPolicy, PolicyProblem
 from helmdeck_operator.core.policy_rollout import PolicyState, next_rollout_step
 from helmdeck_operator.core.policy_status import PolicyReport, report_policy
 from helmdeck_operator.core.session import SessionSpec
 from helmdeck_operator.gateway import GatewayError, models
-from helmdeck_operator.kube import status_changed
+from helmdeck_operator.kube import POLICIES, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span
 from helmdeck_operator.reconcile.observe import classify_for
 from helmdeck_operator.reconcile.session import Outcome, session_gateway
@@ -61,6 +61,14 @@ async def reconcile_policy(rt: Runtime, key: Key) -> Outcome:
         rt.propagation.pop(policy_key, None)
         return Outcome()
     meta = body["metadata"]
+    finalizers = list(meta.get("finalizers") or [])
+    if FINALIZER in finalizers:
+        # Builds before 0.2 let kopf put the sessions' finalizer on policies too (for a
+        # daemon per policy). Nothing guards a policy now: release it, or its deletion hangs.
+        released = await rt.kube.remove_finalizer(POLICIES, key.namespace, key.name, finalizers)
+        rt.wrote(
+            key, released, {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER]}}
+        )
     with reconcile_span("policy", key.namespace, key.name, meta["uid"]) as span:
         desired = rt.translate(key.namespace, body)
         fanned = desired.revision if isinstance(desired, DesiredPolicy) else _INVALID

@@ -100,5 +100,64 @@ def test_twenty_sigkills_at_injected_points_converge_without_duplicates_or_leaks
             return set(owners) == uids and set(owners.values()) == {1}
 
         eventually(gateway_matches, "exactly one sandbox per live session, none for deleted ones")
+        kube.run("delete", "hds", "--all", "--wait=true", "--timeout=120s")
+    finally:
+        process.stop()
+
+
+BURST = 300
+
+
+def test_a_sigkill_in_the_middle_of_a_burst_leaves_one_sandbox_per_session_and_no_leak(
+    cluster: ControlPlane,
+    namespace: str,
+    kube: Any,
+    eventually: Any,
+    gateway: EmulatorProcess,
+    operator_config: Path,
+    tmp_path: Path,
+) -> None:
+    process = OperatorProcess(operator_config, cluster.kubeconfig, tmp_path / "operator.log")
+    process.start()
+    try:
+        kube.apply(*(session(f"b{i:03d}", "python") for i in range(BURST)))
+
+        def ours() -> list[dict[str, Any]]:
+            return [
+                s
+                for s in gateway.snapshot()["sandboxes"]
+                if s["annotations"].get("helmdeck.dev/session", "").startswith(namespace + "/")
+            ]
+
+        # Mid-burst: some sandboxes made, most not, statuses partly written.
+        made = eventually(lambda: len(found := ours()) >= BURST // 4 and found, "a quarter made")
+        process.kill()
+        print(f"SIGKILLed with {len(made)} of {BURST} sandboxes made")
+        assert len(made) < BURST, "the burst was over before the kill"
+        # While the operator is down: a tenth of the sessions are deleted (finalizers hold
+        # them), and the burst keeps its unfinished work.
+        victims = [f"b{i:03d}" for i in range(0, BURST, 10)]
+        kube.run("delete", "hds", *victims, "--wait=false")
+
+        process.start()
+        live = {f"b{i:03d}" for i in range(BURST)} - set(victims)
+
+        def converged() -> list[dict[str, Any]] | None:
+            items = kube.list("hds")
+            ok = {s["metadata"]["name"] for s in items} == live and all(
+                phase(s) == "Ready" for s in items
+            )
+            return items if ok else None
+
+        items = eventually(converged, f"{len(live)} sessions Ready, {len(victims)} gone", 300)
+        uids = {s["metadata"]["uid"] for s in items}
+
+        def one_each() -> bool:
+            owners = Counter(s["labels"].get("helmdeck.dev/session-uid") for s in ours())
+            return set(owners) == uids and set(owners.values()) == {1}
+
+        eventually(one_each, "exactly one sandbox per live session, none for deleted ones")
+        # Leave nothing behind for the next test's operator to finalize.
+        kube.run("delete", "hds", "--all", "--wait=true", "--timeout=120s")
     finally:
         process.stop()

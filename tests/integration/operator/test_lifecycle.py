@@ -172,3 +172,19 @@ def test_a_refused_create_fails_once_without_a_retry_loop(
         '{"spec":{"providers":["github"]}}',
     )
     eventually(lambda: phase(kube.get("hds", "unknown-provider")) == "Ready", "Ready after the fix")
+
+
+def test_a_policy_finalizer_left_by_an_earlier_build_is_released(
+    kube: Any, eventually: Any
+) -> None:
+    # Builds before 0.2 let kopf put the sessions' finalizer on every SidecarPolicy.
+    old = policy("legacy", network=[])
+    old["metadata"]["finalizers"] = ["helmdeck.dev/sandbox-cleanup"]
+    kube.apply(old)
+
+    eventually(
+        lambda: not ((kube.get("scp", "legacy") or {}).get("metadata", {}).get("finalizers")),
+        "the old finalizer removed",
+    )
+    kube.run("delete", "scp", "legacy", "--wait=true", "--timeout=30s")
+    assert kube.get("scp", "legacy") is None
