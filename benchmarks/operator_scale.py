@@ -249,6 +249,13 @@ class Run:
         ]
 
     @property
+    def emulator_pid(self) -> int:
+        """The gateway emulator's pid (its CPU shows when the stand-in, not the operator,
+        limits a phase); 0 when it is not running."""
+        proc = self.gateway.proc if self.gateway is not None else None
+        return proc.pid if proc is not None else 0
+
+    @property
     def operator_pid(self) -> int:
         assert self.operator is not None
         assert self.operator.proc is not None
@@ -400,16 +407,17 @@ async def burst(run: Run, names: list[str], spy: Path | None) -> bool:
     tracker = run.watch.track(is_ready, names)
     profiler = None
     if spy is not None:
-        profiler = PySpy(spy, run.operator_pid, run.workdir / f"py-spy-{run.n}.txt")
+        profiler = PySpy(spy, run.operator_pid, run.workdir / f"py-spy-burst-{run.n}.txt")
         if not await asyncio.to_thread(profiler.start):
             say(f"py-spy could not attach (ptrace?), going on without it: {profiler.failure}")
             profiler = None
     sent: dict[str, float] = {}
     events0 = run.watch.events
-    op0, api0, me0 = (
+    op0, api0, me0, emu0 = (
         cpu_seconds(run.operator_pid),
         cpu_seconds(*run.apiserver_pids),
         cpu_seconds(os.getpid()),
+        cpu_seconds(run.emulator_pid),
     )
     start = time.monotonic()
     await run.create_sessions(names, sent)
@@ -420,6 +428,7 @@ async def burst(run: Run, names: list[str], spy: Path | None) -> bool:
     op_cpu = cpu_seconds(run.operator_pid) - op0
     api_cpu = cpu_seconds(*run.apiserver_pids) - api0
     me_cpu = cpu_seconds(os.getpid()) - me0
+    emu_cpu = cpu_seconds(run.emulator_pid) - emu0
     run.watch.untrack(tracker)
     profile = await asyncio.to_thread(profiler.stop) if profiler else None
     latencies = [tracker.first[name] - sent[name] for name in tracker.first]
@@ -437,6 +446,7 @@ async def burst(run: Run, names: list[str], spy: Path | None) -> bool:
         "operator_cpu_ms_per_session": 1000 * op_cpu / run.n,
         "apiserver_cpu_ms_per_session": 1000 * api_cpu / run.n,
         "client_cpu_ms_per_session": 1000 * me_cpu / run.n,
+        "emulator_cpu_ms_per_session": 1000 * emu_cpu / run.n,
         "watch_events_per_session": (run.watch.events - events0) / run.n,
     }
     state = "all Ready" if done else f"TIMED OUT with {len(tracker.first)}/{run.n} Ready"
@@ -454,7 +464,8 @@ async def burst(run: Run, names: list[str], spy: Path | None) -> bool:
         f"  operator CPU {b['operator_cpu_ms_per_session']:.1f} ms/session beside the floor's"
         f" {1000 * floor_['total_s'] / run.n:.1f} ms/session of wall time; apiserver+etcd CPU"
         f" {b['apiserver_cpu_ms_per_session']:.1f} ms/session (floor"
-        f" {floor_['apiserver_cpu_ms_per_session']:.1f}); benchmark client CPU"
+        f" {floor_['apiserver_cpu_ms_per_session']:.1f}); gateway emulator"
+        f" {b['emulator_cpu_ms_per_session']:.1f} ms/session; benchmark client CPU"
         f" {b['client_cpu_ms_per_session']:.1f} ms/session"
     )
     if profile is not None:
@@ -464,15 +475,36 @@ async def burst(run: Run, names: list[str], spy: Path | None) -> bool:
     return done
 
 
-def report_profile(run: Run, profile: Profile) -> None:
-    run.result["py_spy"] = {
+async def start_profile(run: Run, spy: Path | None, phase: str) -> PySpy | None:
+    """py-spy on the operator for one phase, or None (not asked for, or cannot attach)."""
+    if spy is None:
+        return None
+    profiler = PySpy(spy, run.operator_pid, run.workdir / f"py-spy-{phase}-{run.n}.txt")
+    if not await asyncio.to_thread(profiler.start):
+        say(f"py-spy could not attach (ptrace?), going on without it: {profiler.failure}")
+        return None
+    return profiler
+
+
+async def stop_profile(run: Run, profiler: PySpy | None, phase: str) -> None:
+    if profiler is None:
+        return
+    profile = await asyncio.to_thread(profiler.stop)
+    if profile is None:
+        say(f"py-spy recorded nothing: {profiler.failure}")
+        return
+    report_profile(run, profile, phase)
+
+
+def report_profile(run: Run, profile: Profile, phase: str = "burst") -> None:
+    run.result[f"py_spy_{phase}" if phase != "burst" else "py_spy"] = {
         "samples": profile.samples,
         "own": profile.own.most_common(15),
         "inclusive": profile.inclusive.most_common(30),
-        "raw": str(run.workdir / f"py-spy-{run.n}.txt"),
+        "raw": str(run.workdir / f"py-spy-{phase}-{run.n}.txt"),
     }
     say(
-        f"  py-spy during the burst: {profile.samples} samples of the GIL holder;"
+        f"  py-spy during the {phase}: {profile.samples} samples of the GIL holder;"
         " heaviest frames by own time:"
     )
     for line in profile.table(profile.own, 15):
@@ -489,10 +521,11 @@ def report_profile(run: Run, profile: Profile) -> None:
         say(line)
 
 
-async def idle(run: Run) -> None:
+async def idle(run: Run, spy: Path | None = None) -> None:
     assert run.watch is not None
     await asyncio.sleep(SETTLE_S)
     pid, seconds = run.operator_pid, run.args.idle_seconds
+    profiler = await start_profile(run, spy, "idle")
     events0, cpu0, api0 = run.watch.events, cpu_seconds(pid), cpu_seconds(*run.apiserver_pids)
     await asyncio.sleep(seconds)
     run.check_operator()
@@ -512,14 +545,19 @@ async def idle(run: Run) -> None:
         f" {i['apiserver_cpu_percent']:.1f} %), {i['session_writes']} session writes;"
         f" RSS {i['rss_mib']:.0f} {MIB}, peak {i['peak_rss_mib']:.0f} {MIB}"
     )
+    await stop_profile(run, profiler, "idle")
 
 
-async def propagation(run: Run) -> None:
+async def propagation(run: Run, spy: Path | None = None) -> None:
     assert run.watch is not None
     after = policy_spec(2)
     rev = policy_revision(after)
     names = sorted(run.live)
     tracker = run.watch.track(has_revision(rev), names)
+    profiler = await start_profile(run, spy, "propagation")
+    op0, api0 = cpu_seconds(run.operator_pid), cpu_seconds(*run.apiserver_pids)
+    emu0 = cpu_seconds(run.emulator_pid)
+    events0 = run.watch.events
     start = time.monotonic()
     await run.kube.request(
         "PATCH",
@@ -528,7 +566,11 @@ async def propagation(run: Run) -> None:
         content_type="application/merge-patch+json",
     )
     done = await run.wait(tracker.all_first, burst_timeout(run.n))
+    op_cpu = cpu_seconds(run.operator_pid) - op0
+    api_cpu = cpu_seconds(*run.apiserver_pids) - api0
+    emu_cpu = cpu_seconds(run.emulator_pid) - emu0
     run.watch.untrack(tracker)
+    await stop_profile(run, profiler, "propagation")
     times = [t - start for t in tracker.first.values()]
     status_floor = run.result["floor"]["status_writes_s"]
     goal = max(PROPAGATION_GOAL_MIN_S, PROPAGATION_GOAL_FACTOR * status_floor)
@@ -543,6 +585,10 @@ async def propagation(run: Run) -> None:
         "status_floor_s": status_floor,
         "all_x_status_floor": ratio(everything, status_floor),
         "goal_s": goal,
+        "operator_cpu_ms_per_session": 1000 * op_cpu / max(1, len(names)),
+        "apiserver_cpu_ms_per_session": 1000 * api_cpu / max(1, len(names)),
+        "watch_events_per_session": (run.watch.events - events0) / max(1, len(names)),
+        "emulator_cpu_ms_per_session": 1000 * emu_cpu / max(1, len(names)),
     }
     state = "all" if done else f"TIMED OUT with {len(times)}/{len(names)}"
     say(
@@ -550,6 +596,12 @@ async def propagation(run: Run) -> None:
         f" (p50 {p['p50_s']:.2f} s, p99 {p['p99_s']:.2f} s) = {p['all_x_status_floor']:.2f} x"
         f" status-write floor {status_floor:.2f} s; goal {goal:.2f} s"
         f" (max({PROPAGATION_GOAL_MIN_S:.0f} s, {PROPAGATION_GOAL_FACTOR} x status-write floor))"
+    )
+    say(
+        f"  operator CPU {p['operator_cpu_ms_per_session']:.1f} ms/session, apiserver+etcd"
+        f" {p['apiserver_cpu_ms_per_session']:.1f} ms/session, gateway emulator"
+        f" {p['emulator_cpu_ms_per_session']:.1f} ms/session;"
+        f" {p['watch_events_per_session']:.1f} session writes per session"
     )
 
 
@@ -757,8 +809,8 @@ async def bench_size(
         run.watch = SessionWatch(kube, namespace)
         await run.watch.start()
         if await burst(run, names, spy):
-            await idle(run)
-            await propagation(run)
+            await idle(run, spy)
+            await propagation(run, spy)
             await one_at_a_time(run)
             if run.outage > 0:
                 await outage(run)

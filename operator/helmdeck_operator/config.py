@@ -80,9 +80,10 @@ class Intervals(_Frozen):
     """Each gateway's sandboxes are listed this often (one paginated call per gateway) to
     catch drift: a sandbox deleted, failed or changed behind the operator's back."""
     pending_seconds: float = Field(default=1.0, gt=0, le=60)
-    """Pace of the fallbacks: a listing while a sandbox in transition has no watch stream
-    (more than `concurrency.gateway_watches` at once), probing a gateway that is down, and
-    the first retry of a failed pass (doubling from there, up to 60 s)."""
+    """Pace of the fallbacks: probing a gateway that is down, the back-off of a failed pass
+    (first between half and all of it, doubling up to 60 s), and, at a quarter of it, a
+    listing while sandboxes in transition have no watch stream (more than
+    `concurrency.gateway_watches` at once)."""
     orphan_sweep_seconds: float = Field(default=300.0, gt=0, le=86400)
     """How often each gateway is swept for sandboxes whose session no longer exists."""
     orphan_grace_seconds: float = Field(default=120.0, ge=0, le=86400)
@@ -100,8 +101,10 @@ class Concurrency(_Frozen):
     gateway_mutations: int = Field(default=32, ge=1, le=1024)
     """Create / delete / stop / start / config-update calls in flight per gateway."""
     gateway_watches: int = Field(default=100, ge=0, le=10000)
-    """WatchSandbox streams open at once per gateway, for sandboxes in transition; others
-    are observed by a listing every `intervals.pending_seconds`. Keep it below the
+    """WatchSandbox streams open at once per gateway, for sandboxes in transition, given
+    while no more than this many wait for one (a burst or a fan-out is cheaper to observe
+    with listings, one call for all); others
+    are observed by a listing every quarter of `intervals.pending_seconds`. Keep it below the
     gateway's limit of concurrent streams per connection (200 with the real gateway)."""
 
 
@@ -110,9 +113,9 @@ class RateLimits(_Frozen):
     `gateways[].rate_limit`). Token buckets: `burst` at once, then `qps` per second; 0
     turns a limit off."""
 
-    kube_qps: float = Field(default=500.0, ge=0, le=100000)
+    kube_qps: float = Field(default=1000.0, ge=0, le=100000)
     """Reads and writes of the operator's own calls (status, finalizers, Events, deletes)."""
-    kube_burst: int = Field(default=1000, ge=1, le=100000)
+    kube_burst: int = Field(default=2000, ge=1, le=100000)
     events_qps: float = Field(default=50.0, ge=0, le=100000)
     """Event writes, a share of the above: Events never delay a status write."""
     events_burst: int = Field(default=200, ge=1, le=100000)
@@ -134,7 +137,7 @@ class Observability(_Frozen):
     denial_poll_max_seconds: float = Field(default=300.0, gt=0, le=86400)
     """Each quiet read doubles a sandbox's interval up to this: the longest a denial after a
     quiet spell waits to be seen."""
-    denial_polls_per_second: float = Field(default=20.0, gt=0, le=10000)
+    denial_polls_per_second: float = Field(default=5.0, gt=0, le=10000)
     """Log reads per second per gateway at most, whatever the number of sandboxes."""
     denial_window_seconds: float = Field(default=60.0, ge=1, le=3600)
     """Repeats of the same denial within this window become one summary Event."""

@@ -32,7 +32,7 @@ from helmdeck_operator.reconcile.denials import DenialPoller
 from helmdeck_operator.reconcile.policy import reconcile_policy
 from helmdeck_operator.reconcile.session import Outcome, reconcile_session
 from helmdeck_operator.reconcile.sweep import sweep_orphans
-from helmdeck_operator.runtime import Key, Kind, Runtime
+from helmdeck_operator.runtime import Key, Kind, Runtime, policy_ref
 from helmdeck_operator.workqueue import QueueShutDown
 
 __all__ = ["POLICY_STATUS_DELAY_S", "Controller"]
@@ -83,19 +83,15 @@ class Controller:
         rt = self.rt
         meta = body["metadata"]
         key = Key(Kind.SESSION, meta["namespace"], meta["name"])
-        ref = ((body.get("spec") or {}).get("policyRef") or {}).get("name")
-        previous = rt.policy_of.get(key)
-        for policy in {ref, previous} - {None}:
+        deleted = type_ == "DELETED"
+        policy = None if deleted else policy_ref(body)
+        previous = rt.store.track(key.namespace, key.name, policy)
+        for name in {policy, previous} - {None}:
             # Its bound/loaded counts may have moved.
-            rt.queue.add_after(Key(Kind.POLICY, key.namespace, str(policy)), POLICY_STATUS_DELAY_S)
-        if type_ == "DELETED":
+            rt.queue.add_after(Key(Kind.POLICY, key.namespace, str(name)), POLICY_STATUS_DELAY_S)
+        if deleted:
             rt.forget(key, meta.get("uid"))
-            return
-        if ref:
-            rt.policy_of[key] = str(ref)
-        else:
-            rt.policy_of.pop(key, None)
-        if not rt.own_event(key, str(meta.get("resourceVersion", ""))):
+        elif not rt.own_event(key, str(meta.get("resourceVersion", ""))):
             rt.queue.add(key)
 
     def on_policy_event(self, type_: str | None, body: Mapping[str, Any]) -> None:

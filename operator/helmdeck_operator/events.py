@@ -67,7 +67,7 @@ MAX_MESSAGE = 1024
 COMPONENT = "helmdeck-operator"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectRef:
     """The object an Event is about (`involvedObject`)."""
 
@@ -78,7 +78,7 @@ class ObjectRef:
     uid: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Series:
     name: str = ""
     """The Event object's name once created ('' while its create is queued)."""
@@ -91,7 +91,7 @@ class _Series:
     flushed: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Storm:
     started: float
     posted: int = 0
@@ -100,13 +100,13 @@ class _Storm:
     sample: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tokens:
     tokens: float
     stamp: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Write:
     ref: ObjectRef
     event: EventSpec

@@ -1,12 +1,13 @@
 """The kopf wiring: watches, indexes, and the start and stop of the controller.
 
 kopf does what it does best: it logs in, lists and watches both kinds (re-listing when a
-watch expires), keeps three in-memory indexes current (sessions by name, policies by name,
-sessions by the policy they reference), and guarantees no handler runs before the indexes
-hold every object. Every watch event is handed to the controller, which only queues a key;
-every handler is a coroutine (kopf runs plain functions in a thread pool, which costs a
-thread hop per event and would touch the queue from another thread). Reconcile passes
-run on the controller's own workers (controller.py), not in kopf's
+watch expires), keeps two in-memory indexes current (sessions and policies by name), and
+guarantees no handler runs before the indexes hold every object. Every watch event is
+handed to the controller, which only queues a key. Every handler is a coroutine: kopf
+runs plain functions in a thread pool, which costs a thread hop per event and would touch
+the queue from another thread.
+
+Reconcile passes run on the controller's own workers (controller.py), not in kopf's
 per-object handlers, because a pass must be bounded, de-duplicated and retried per key,
 and woken by a gateway's sandboxes as well as by Kubernetes. For the same reason the
 finalizer is the operator's own (added and removed by the session pass), and kopf is given
@@ -27,7 +28,7 @@ from helmdeck_operator.kube import POLICIES, SESSIONS, Kube
 from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.runtime import Runtime
 
-__all__ = ["KOPF_FINALIZER", "build_registry", "trimmed"]
+__all__ = ["KOPF_FINALIZER", "NoDiffBase", "build_registry", "trimmed"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,21 @@ _KEPT_METADATA = (
     "deletionTimestamp",
     "finalizers",
 )
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf computes an object's "essence" (a deep copy of it) on every watch event, for the
+    change detection behind on.create / on.update / on.delete. None of those is used here,
+    so no essence is built, kept or compared: a burst of events costs no deep copies."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def trimmed(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,6 +87,7 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry, id="start")
     async def start(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
         settings.persistence.finalizer = KOPF_FINALIZER
+        settings.persistence.diffbase_storage = NoDiffBase()
         # Our own Events say what happened; kopf mirrors only critical log lines as Events.
         settings.posting.level = logging.CRITICAL
         # The operator knows its resources; scanning CRDs and namespaces would need
@@ -104,13 +121,6 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.index(*_SESSION, registry=registry, id="session_bodies")
     async def session_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> object:
         return {(namespace, name): trimmed(body)}
-
-    @kopf.index(*_SESSION, registry=registry, id="sessions_by_policy")
-    async def sessions_by_policy(
-        namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-    ) -> object:
-        ref = (spec.get("policyRef") or {}).get("name")
-        return {(namespace, str(ref)): name} if ref else None
 
     @kopf.index(*_POLICY, registry=registry, id="policy_bodies")
     async def policy_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> object:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ POLICIES = "sidecarpolicies"
 FIELD_MANAGER = "helmdeck-operator"
 #: Seconds a single API call may take (lightkube's default too).
 TIMEOUT_S = 10.0
+#: Connections to the apiserver kept for per-session calls: each TLS connection holds a
+#: 256 KiB read buffer, and 16 calls in flight keep a local apiserver busy.
+CONNECTIONS = 16
 _MERGE = "application/merge-patch+json"
 _JSON_PATCH = "application/json-patch+json"
 
@@ -102,7 +106,7 @@ class _Http:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=64),
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=CONNECTIONS),
                 timeout=aiohttp.ClientTimeout(total=TIMEOUT_S),
                 json_serialize=json.dumps,
             )
@@ -114,8 +118,8 @@ class _Http:
 
     async def call(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
-    ) -> tuple[int, Any]:
-        """(HTTP status, parsed JSON body) of one call; transport failures raise KubeError."""
+    ) -> tuple[int, bytes]:
+        """(HTTP status, raw body) of one call; transport failures raise KubeError."""
         url = f"{self._server}{path}"
         data = None if body is None else json.dumps(body)
         headers = {"Accept": "application/json", "Content-Type": content_type}
@@ -124,13 +128,13 @@ class _Http:
             await flow.__anext__()
         try:
             while True:
-                status, parsed = await self._send(method, url, data, headers)
+                status, raw = await self._send(method, url, data, headers)
                 if status != 401 or flow is None:
-                    return status, parsed
+                    return status, raw
                 try:  # let the credential refresh (a rotated token file, an exec plugin)
                     await flow.asend(_Response(status))  # type: ignore[arg-type]
                 except StopAsyncIteration:
-                    return status, parsed
+                    return status, raw
                 flow = None
         finally:
             if flow is not None:
@@ -138,12 +142,11 @@ class _Http:
 
     async def _send(
         self, method: str, url: str, data: str | None, headers: dict[str, str]
-    ) -> tuple[int, Any]:
+    ) -> tuple[int, bytes]:
         try:
             async with self._open().request(method, url, data=data, headers=headers) as reply:
-                raw = await reply.read()
-                return reply.status, (json.loads(raw) if raw else None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+                return reply.status, await reply.read()
+        except (aiohttp.ClientError, TimeoutError) as err:
             raise KubeError(f"{method} {url}: {type(err).__name__}: {err}") from err
 
 
@@ -181,13 +184,17 @@ class Kube:
         content_type: str = "application/json",
         missing_ok: bool = False,
         conflicts: tuple[int, ...] = (409,),
-    ) -> Any:
-        """One rate-limited call; its JSON answer, or None for a missing object (missing_ok)."""
+    ) -> bytes | None:
+        """One rate-limited call; its raw answer, or None for a missing object (missing_ok)."""
         await self._limiter.take()
-        status, answer = await self._http.call(method, path, body, content_type)
+        status, raw = await self._http.call(method, path, body, content_type)
         if status < 300:
-            return answer
-        message = (answer or {}).get("message", "") if isinstance(answer, dict) else ""
+            return raw
+        try:
+            answer = json.loads(raw) if raw else {}
+        except ValueError:
+            answer = {}
+        message = answer.get("message", "") if isinstance(answer, dict) else ""
         _raise_for(status, message, what, missing_ok=missing_ok, conflicts=conflicts)
         return None
 
@@ -249,7 +256,7 @@ class Kube:
             _path(plural, namespace, name),
             missing_ok=True,
         )
-        return cast(dict[str, Any] | None, found)
+        return cast(dict[str, Any], json.loads(found)) if found is not None else None
 
     async def delete_session(self, namespace: str, name: str) -> None:
         await self._call(
@@ -267,7 +274,7 @@ class Kube:
             f"/api/v1/namespaces/{quote(namespace)}/events?fieldManager={FIELD_MANAGER}",
             dict(body),
         )
-        return str((event or {}).get("metadata", {}).get("name", ""))
+        return str(json.loads(event or b"{}").get("metadata", {}).get("name", ""))
 
     async def patch_event(self, namespace: str, name: str, count: int, last: str) -> None:
         """Count a repeat on an existing Event (a missing one is not an error)."""
@@ -350,11 +357,23 @@ def _path(plural: str, namespace: str, name: str, sub: str = "") -> str:
     )
 
 
-def _version(obj: Any) -> str | None:
-    """The resourceVersion of an answer (None when there was none: the object is gone)."""
-    if obj is None:
+#: An object's own resourceVersion in the apiserver's JSON: metadata comes first, and nothing
+#: before it in metadata (managedFields included) has a field of that name.
+_RESOURCE_VERSION = re.compile(rb'"resourceVersion"\s*:\s*"([^"]*)"')
+
+
+def _version(raw: bytes | None) -> str | None:
+    """The resourceVersion of an answer, None when there was none (the object is gone).
+
+    Writes need only this of the object the apiserver sends back, so it is found in the
+    bytes instead of parsing the whole object (managedFields and all) each time."""
+    if raw is None:
         return None
-    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+    found = _RESOURCE_VERSION.search(raw)
+    if found is not None:
+        return found.group(1).decode()
+    parsed = json.loads(raw) if raw else {}
+    return str((parsed.get("metadata") or {}).get("resourceVersion", ""))
 
 
 def _raise_for(

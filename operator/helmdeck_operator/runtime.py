@@ -44,6 +44,7 @@ __all__ = [
     "Runtime",
     "load_family_policy",
     "merge_patch",
+    "policy_ref",
     "session_key_of",
 ]
 
@@ -66,6 +67,7 @@ class Key(NamedTuple):
     name: str
 
 
+_API = f"{API_GROUP}/{API_VERSION}"
 Cache = SandboxCache[Key]
 """A gateway's sandbox cache, keyed by the sessions' reconcile keys."""
 
@@ -138,31 +140,71 @@ class Stores:
 
     kopf fills an index from its watch before any handler runs, and keeps it current with
     every watch event; the reconcile passes read objects from here instead of the API.
+    Which sessions reference which policy is kept here too, in both directions: built from
+    the full session index at the first use (by then kopf has filled it) and updated by
+    `track` on every session event, which costs less than a third kopf index would.
     """
 
     def __init__(self, indices: Mapping[str, Any]) -> None:
         self._sessions = indices["session_bodies"]
         self._policies = indices["policy_bodies"]
-        self._bound = indices["sessions_by_policy"]
+        self._reference: dict[tuple[str, str], str] = {}
+        self._bound: dict[tuple[str, str], set[str]] = {}
+        self._built = False
 
     @staticmethod
-    def _one(index: Any, key: tuple[str, str]) -> dict[str, Any] | None:
-        for item in index.get(key, ()):
+    def _one(store: Any) -> dict[str, Any] | None:
+        for item in store:
             found: dict[str, Any] = item
             return found
         return None
 
     def session(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._one(self._sessions, (namespace, name))
+        return self._one(self._sessions.get((namespace, name), ()))
 
     def policy(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._one(self._policies, (namespace, name))
+        return self._one(self._policies.get((namespace, name), ()))
 
     def bound(self, namespace: str, policy: str) -> list[dict[str, Any]]:
         """The sessions whose spec.policyRef names `policy`."""
-        names = sorted(set(self._bound.get((namespace, policy), ())))
-        found = (self.session(namespace, name) for name in names)
+        self._build()
+        found = (
+            self.session(namespace, name)
+            for name in sorted(self._bound.get((namespace, policy), ()))
+        )
         return [body for body in found if body is not None]
+
+    def track(self, namespace: str, name: str, policy: str | None) -> str | None:
+        """Record the policy a session references now (None: none, or it is gone); the
+        one it referenced before."""
+        self._build()
+        key = (namespace, name)
+        previous = self._reference.get(key)
+        if previous != policy:
+            if previous is not None:
+                self._bound.get((namespace, previous), set()).discard(name)
+                del self._reference[key]
+            if policy is not None:
+                self._reference[key] = policy
+                self._bound.setdefault((namespace, policy), set()).add(name)
+        return previous
+
+    def _build(self) -> None:
+        if self._built:
+            return
+        self._built = True
+        for (namespace, name), store in self._sessions.items():
+            body = self._one(store)
+            policy = policy_ref(body) if body is not None else None
+            if policy is not None:
+                self._reference[(namespace, name)] = policy
+                self._bound.setdefault((namespace, policy), set()).add(name)
+
+
+def policy_ref(body: Mapping[str, Any]) -> str | None:
+    """The SidecarPolicy a session names in spec.policyRef, if any."""
+    ref = ((body.get("spec") or {}).get("policyRef") or {}).get("name")
+    return str(ref) if ref else None
 
 
 @dataclass
@@ -192,8 +234,6 @@ class Runtime:
     settling: dict[Key, tuple[float, tuple[EventSpec, ...]]] = field(default_factory=dict)
     """Sessions whose status write is held back while it only says "waiting on the
     gateway": since when (monotonic), and the Events to post with the write."""
-    policy_of: dict[Key, str] = field(default_factory=dict)
-    """The policy each session referenced when last seen (to update the old one's counts)."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _translations: _Lru[tuple[str, str, str], DesiredPolicy | PolicyProblem] = field(
         default_factory=_Lru
@@ -214,7 +254,7 @@ class Runtime:
             g.name: GatewayClient(g, observers=[metrics.record_call]) for g in config.gateways
         }
         queue: WorkQueue[Key] = WorkQueue(
-            backoff=Backoff(base=config.intervals.pending_seconds / 2, maximum=60.0),
+            backoff=Backoff(base=config.intervals.pending_seconds, maximum=60.0),
             observer=metrics.queue_observer(),
         )
         limits = config.rate_limits
@@ -328,7 +368,6 @@ class Runtime:
         """The object is gone: drop what was kept about it."""
         self.queue.discard(key)
         self.written.pop(key, None)
-        self.policy_of.pop(key, None)
         self.settling.pop(key, None)
         if uid:
             self.events.forget(uid)
@@ -336,7 +375,7 @@ class Runtime:
 
     @staticmethod
     def ref(kind: Kind, namespace: str, name: str, uid: str) -> ObjectRef:
-        return ObjectRef(kind.value, f"{API_GROUP}/{API_VERSION}", namespace, name, uid)
+        return ObjectRef(kind.value, _API, namespace, name, uid)
 
     def post(self, kind: Kind, body: Mapping[str, Any], events: Iterable[EventSpec]) -> None:
         """Post Events about an object (through the recorder: aggregated, rate-limited)."""

@@ -47,6 +47,12 @@ __all__ = ["OUTAGE_CODES", "SandboxCache", "is_outage"]
 
 logger = logging.getLogger(__name__)
 
+#: While followed sandboxes wait for a stream, the gateway is listed this often, as a share
+#: of `pending_seconds`: a load or a boot is seen within a quarter second by default.
+TRANSITION_LISTING_SHARE = 0.25
+#: ... but a listing starts at most every LISTING_DUTY times as long as the last one took:
+#: with thousands of sandboxes in a fan-out, listing never takes more than a fifth of the time.
+LISTING_DUTY = 5.0
 #: gRPC codes that mean "the gateway cannot be reached", as opposed to an answer.
 OUTAGE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
 
@@ -58,7 +64,7 @@ def is_outage(err: GatewayError) -> bool:
     return err.code in OUTAGE_CODES or isinstance(err, GatewayCredentialsError)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Entry:
     sandbox: models.Sandbox
     seen: float
@@ -130,6 +136,10 @@ class SandboxCache(Generic[K]):
         self._down_since = 0.0
         self._announced = False
         self.snapshots = 0
+        self._last_listing = 0.0
+        self.version = 0
+        """Moves whenever a sandbox appears, goes or changes in what a reconcile reads: a
+        reader that went over all sandboxes need not again until it moves."""
 
     @property
     def name(self) -> str:
@@ -214,6 +224,7 @@ class SandboxCache(Generic[K]):
         self._entries[name] = replace(
             entry, sandbox=replace(entry.sandbox, admission=pending), seen=self._clock()
         )
+        self.version += 1
 
     def mark_deleting(self, name: str) -> None:
         entry = self._entries.get(name)
@@ -221,10 +232,12 @@ class SandboxCache(Generic[K]):
             self._entries[name] = replace(
                 entry, sandbox=replace(entry.sandbox, deleting=True), seen=self._clock()
             )
+            self.version += 1
 
     def drop(self, name: str) -> None:
         """The gateway confirmed the sandbox gone."""
-        self._entries.pop(name, None)
+        if self._entries.pop(name, None) is not None:
+            self.version += 1
 
     # -- transitions ------------------------------------------------------------------
 
@@ -248,8 +261,16 @@ class SandboxCache(Generic[K]):
         return name in self._wanted
 
     def _promote(self) -> None:
-        """Give free stream slots to waiting sandboxes; poll the rest by snapshot."""
-        while self.up and self._waiting and len(self._watches) < self._max_watches:
+        """Give free stream slots to waiting sandboxes, while few wait: a stream is seen at
+        once but costs a call and a teardown each, while one listing serves any number. So
+        when more sandboxes wait than there are slots (a burst, a fan-out), none are
+        promoted and the listings at the transition pace see them all."""
+        while (
+            self.up
+            and self._waiting
+            and len(self._watches) < self._max_watches
+            and len(self._waiting) <= self._max_watches
+        ):
             name = next(iter(self._waiting))
             del self._waiting[name]
             self._watches[name] = asyncio.create_task(self._watch(name), name=f"watch-{name}")
@@ -287,6 +308,7 @@ class SandboxCache(Generic[K]):
             return
         if entry.sandbox.id == sandbox_id or (not sandbox_id and entry.seen < since):
             del self._entries[name]
+            self.version += 1
             key = self._key_of(entry.sandbox)
             if key is not None:
                 self._notify(key)
@@ -332,6 +354,7 @@ class SandboxCache(Generic[K]):
 
     async def _run(self) -> None:
         while True:
+            began = self._clock()
             if await self._snapshot():
                 self.synced.set()
                 self._mark_up()
@@ -339,22 +362,40 @@ class SandboxCache(Generic[K]):
                 # Down long enough to tell every session that its gateway is not answering.
                 self._announced = True
                 self._wake_many(self._keys() | self._parked)
-            if self.up and self.synced.is_set() and not self._waiting:
-                self._kick.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), timeout=self._resync)
-                    # Kicked: the gateway failed, or a followed sandbox has no stream.
-                    await asyncio.sleep(self._pending)
+            await self._pace(began)
+
+    async def _pace(self, began: float) -> None:
+        """Wait until the next snapshot is due, measured from the start of the last one: a
+        resync when all is quiet, sooner while sandboxes in transition have no stream, the
+        gateway is down or not listed yet. A kick (the state changed) recomputes the pace."""
+        while True:
+            if not self.up or not self.synced.is_set():
+                wait = self._pending
+            elif self._waiting:
+                # At the transition pace, but never listing more than a fifth of the time.
+                wait = max(
+                    self._pending * TRANSITION_LISTING_SHARE,
+                    LISTING_DUTY * self._last_listing,
+                )
             else:
-                await asyncio.sleep(self._pending)
+                wait = self._resync
+            left = began + wait - self._clock()
+            if left <= 0:
+                return
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), timeout=left)
+            except TimeoutError:
+                return
 
     async def _snapshot(self) -> bool:
         started = self._clock()
         try:
-            listed = await self.client.list_sandboxes(self._selector)
+            listed = await self.client.list_sandboxes(self._selector, known=self._known)
         except GatewayError as err:
             self._mark_down(err)  # a gateway the cache cannot list cannot be observed
             return False
+        self._last_listing = self._clock() - started
         self.snapshots += 1
         names = set()
         for sandbox in listed:
@@ -363,10 +404,22 @@ class SandboxCache(Generic[K]):
         for name, entry in list(self._entries.items()):
             if name not in names and entry.seen < started:
                 del self._entries[name]
+                self.version += 1
                 key = self._key_of(entry.sandbox)
                 if key is not None:
                     self._notify(key)
         return True
+
+    def _known(self, name: str, sandbox_id: str, resource_version: int) -> models.Sandbox | None:
+        """The cached sandbox when it is the listed one at the listed version."""
+        entry = self._entries.get(name)
+        if (
+            entry is not None
+            and entry.sandbox.id == sandbox_id
+            and entry.sandbox.resource_version == resource_version
+        ):
+            return entry.sandbox
+        return None
 
     def _update(
         self, sandbox: models.Sandbox, *, notify: bool = True, urls: Mapping[str, str] | None = None
@@ -378,13 +431,14 @@ class SandboxCache(Generic[K]):
             if entry.sandbox.resource_version > sandbox.resource_version:
                 return  # an older report than the one we hold
             if entry.sandbox.resource_version == sandbox.resource_version and urls is None:
-                self._entries[sandbox.name] = replace(entry, seen=now)
+                entry.seen = now  # the same report again: nothing new, nothing allocated
                 return
         loaded = loaded_pair(sandbox) or (entry.loaded if entry is not None and same else None)
         known_urls = urls if urls is not None else (entry.service_urls if same and entry else None)
         self._entries[sandbox.name] = _Entry(sandbox, now, loaded, known_urls)
         if entry is not None and _observable(entry.sandbox) == _observable(sandbox):
             return  # a new version, but nothing a reconcile reads has changed
+        self.version += 1
         if notify:
             key = self._key_of(sandbox)
             if key is not None:

@@ -166,7 +166,7 @@ def test_rendered_config_follows_the_values(helm: Helm, tmp_path: Path) -> None:
     assert microvm.rate_limit.model_dump() == {"qps": 0, "burst": 5}
     assert static.endpoint == "[fd00::10]:9443"
     assert static.auth.model_dump() == {"type": "bearer", "token_file": d / "static/token"}
-    assert static.rate_limit.model_dump() == {"qps": 12.5, "burst": 1000}  # burst: default
+    assert static.rate_limit.model_dump() == {"qps": 12.5, "burst": 2000}  # burst: default
     assert pods.rate_limit == RateLimit()  # no rateLimit value: the operator's default
 
 

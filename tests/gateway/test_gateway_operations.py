@@ -29,6 +29,7 @@ from helmdeck_operator.gateway import (
     SandboxPhase,
     SandboxSpec,
 )
+from helmdeck_operator.gateway.client import PAGE_SIZE
 
 ConfigFactory = Callable[..., GatewayConfig]
 Calls = Callable[[str], list[dict[str, Any]]]
@@ -130,18 +131,39 @@ async def test_get_returns_none_for_a_missing_sandbox(client: GatewayClient) -> 
 async def test_list_filters_by_labels_and_follows_pages(
     client: GatewayClient, emulator: EmulatorHandle, calls: Calls
 ) -> None:
-    for n in range(230):
+    total = 2 * PAGE_SIZE + 30  # three pages of everything, two of one team
+    for n in range(total):
         labels = {"team": "a" if n % 2 else "b", "helmdeck.dev/managed": "true"}
         emulator.gateway.create("default", f"s-{n}", openshell_pb2.SandboxSpec(), labels=labels)
     everything = await client.list_sandboxes()
-    assert len(everything) == 230
-    assert len({s.name for s in everything}) == 230
+    assert len(everything) == total
+    assert len({s.name for s in everything}) == total
     team_a = await client.list_sandboxes({"team": "a", "helmdeck.dev/managed": "true"})
-    assert {s.name for s in team_a} == {f"s-{n}" for n in range(1, 230, 2)}
+    assert {s.name for s in team_a} == {f"s-{n}" for n in range(1, total, 2)}
     pages = calls("ListSandboxes")
     assert len(pages) == 3 + 2
     assert len({p["x_request_id"] for p in pages[:3]}) == 1  # one logical call
     assert await client.list_sandboxes({"team": "c"}) == []
+
+
+async def test_a_listing_reuses_the_callers_copy_of_an_unchanged_sandbox(
+    client: GatewayClient,
+) -> None:
+    kept = await client.create_sandbox("kept")
+    changed = await client.create_sandbox("changed")
+    await client.update_policy("changed", sandbox_pb2.SandboxPolicy(version=1))
+    mine = {"kept": kept, "changed": changed}
+
+    def known(name: str, sandbox_id: str, resource_version: int) -> Sandbox | None:
+        copy = mine.get(name)
+        if copy and (copy.id, copy.resource_version) == (sandbox_id, resource_version):
+            return copy
+        return None
+
+    listed = {s.name: s for s in await client.list_sandboxes(known=known)}
+    assert listed["kept"] is kept  # not converted again
+    assert listed["changed"] is not changed
+    assert listed["changed"].resource_version > changed.resource_version
 
 
 async def test_list_refuses_selectors_it_cannot_express(client: GatewayClient) -> None:

@@ -14,6 +14,7 @@ runs every caller on one asyncio loop.
 
 from __future__ import annotations
 
+import bisect
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -77,6 +78,12 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.faults = faults or Faults(self.clock)
         self._sandboxes: dict[tuple[str, str], SandboxRecord] = {}
+        #: The records with a transition scheduled (what `tick` looks at).
+        self._timed: dict[tuple[str, str], SandboxRecord] = {}
+        #: Sequence numbers of the records, ascending (creation order): a page is found by
+        #: bisection, not by sorting every record for every page.
+        self._seqs: list[int] = []
+        self._by_seq: dict[int, SandboxRecord] = {}
         self._seq = 0
         self._cursor = 0
         self._subs = _Subscribers()
@@ -87,26 +94,29 @@ class Gateway:
 
     # -- time -------------------------------------------------------------------------
 
-    def _schedule(self, delay: float) -> float:
+    def _schedule(self, record: SandboxRecord, delay: float) -> float:
+        """The instant `delay` from now, at which `record` has a transition due."""
+        self._timed[(record.workspace, record.name)] = record
         if self.on_schedule is not None:
             self.on_schedule()
         return self.clock.monotonic() + delay
 
     def next_due(self) -> float | None:
         """The earliest monotonic instant at which `tick` has something to do."""
-        dues = [r.phase_due for r in self._sandboxes.values() if r.phase_due is not None]
+        dues = [r.phase_due for r in self._timed.values() if r.phase_due is not None]
         dues += [
             rev.load_due
-            for r in self._sandboxes.values()
+            for r in self._timed.values()
             for rev in r.revisions
             if rev.load_due is not None
         ]
         return min(dues, default=None)
 
     def tick(self) -> None:
-        """Apply every transition that is due now."""
+        """Apply every transition that is due now (only records with one scheduled are
+        looked at: a gateway with thousands of settled sandboxes ticks as fast as one)."""
         now = self.clock.monotonic()
-        for record in list(self._sandboxes.values()):
+        for key, record in list(self._timed.items()):
             if record.phase_due is not None and record.phase_due <= now:
                 record.phase_due = None
                 self._finish_transition(record)
@@ -118,6 +128,13 @@ class Gateway:
                         and record.phase == P.SANDBOX_PHASE_READY
                     ):
                         self._load(record, rev)
+            settled = record.phase_due is None and all(
+                rev.load_due is None for rev in record.revisions
+            )
+            if (settled or self._sandboxes.get(key) is not record) and self._timed.get(
+                key
+            ) is record:
+                del self._timed[key]
 
     def _finish_transition(self, record: SandboxRecord) -> None:
         phase = record.phase
@@ -154,6 +171,8 @@ class Gateway:
 
     def _notify(self, record: SandboxRecord, kind: str, log: Any = None) -> None:
         self._cursor += 1
+        if not self._subs.by_id.get(record.id):
+            return  # nobody watches: no snapshot to build
         event = WatchEvent(
             kind=kind,
             cursor=self._cursor,
@@ -190,6 +209,8 @@ class Gateway:
 
     def _remove(self, record: SandboxRecord, event: str) -> None:
         del self._sandboxes[(record.workspace, record.name)]
+        del self._seqs[bisect.bisect_left(self._seqs, record.seq)]
+        del self._by_seq[record.seq]
         self._event(record, event)
         self._notify(record, "deleted")
 
@@ -270,8 +291,10 @@ class Gateway:
         record.logs = type(record.logs)(maxlen=self.settings.log_buffer)
         if spec.HasField("policy"):
             self._store_revision(record, spec.policy, {})
-        record.phase_due = self._schedule(self.faults.boot_delay(self.settings.ready_delay))
+        record.phase_due = self._schedule(record, self.faults.boot_delay(self.settings.ready_delay))
         self._sandboxes[(ws, name)] = record
+        self._seqs.append(record.seq)  # sequence numbers only grow: the list stays sorted
+        self._by_seq[record.seq] = record
         self._event(record, "created")
         self._gateway_log(record, "sandbox created")
         return record
@@ -290,18 +313,19 @@ class Gateway:
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         if page_size < 0:
             raise invalid_field("page_size", "must not be negative")
-        matches = sorted(
-            (
-                r
-                for r in self._sandboxes.values()
-                if r.workspace in wanted
-                and r.seq > after
-                and all(r.labels.get(k) == v for k, v in selector.items())
-            ),
-            key=lambda r: r.seq,
-        )
-        page = matches[:size]
-        token = encode_token(page[-1].seq, label_selector) if len(matches) > size else ""
+        page: list[SandboxRecord] = []
+        more = False
+        for seq in self._seqs[bisect.bisect_right(self._seqs, after) :]:
+            record = self._by_seq[seq]
+            if record.workspace not in wanted or any(
+                record.labels.get(k) != v for k, v in selector.items()
+            ):
+                continue
+            if len(page) == size:
+                more = True
+                break
+            page.append(record)
+        token = encode_token(page[-1].seq, label_selector) if more else ""
         return page, token
 
     def delete(
@@ -320,7 +344,7 @@ class Gateway:
             self._remove(record, "deleted")
             return P.DELETION_OUTCOME_COMPLETED, record.id
         record.deletion_time = self.clock.wall()
-        record.phase_due = self._schedule(self.settings.delete_delay)
+        record.phase_due = self._schedule(record, self.settings.delete_delay)
         self._set_phase(record, P.SANDBOX_PHASE_DELETING, "deleting")
         return P.DELETION_OUTCOME_ACCEPTED, record.id
 
@@ -333,7 +357,7 @@ class Gateway:
                 Code.FAILED_PRECONDITION,
                 f"sandbox '{name}' cannot be stopped in phase {phase_name(record.phase)}",
             )
-        record.phase_due = self._schedule(self.settings.stop_delay)
+        record.phase_due = self._schedule(record, self.settings.stop_delay)
         self._set_phase(record, P.SANDBOX_PHASE_STOPPING, "stopping")
         return record
 
@@ -346,7 +370,7 @@ class Gateway:
                 Code.FAILED_PRECONDITION,
                 f"sandbox '{name}' cannot be started in phase {phase_name(record.phase)}",
             )
-        record.phase_due = self._schedule(self.faults.boot_delay(self.settings.start_delay))
+        record.phase_due = self._schedule(record, self.faults.boot_delay(self.settings.start_delay))
         self._set_phase(record, P.SANDBOX_PHASE_STARTING, "starting")
         return record
 
@@ -389,7 +413,7 @@ class Gateway:
         )
         record.revisions.append(rev)
         if record.phase == P.SANDBOX_PHASE_READY:
-            rev.load_due = self._schedule(self.settings.load_delay)
+            rev.load_due = self._schedule(record, self.settings.load_delay)
         return rev
 
     def _load(self, record: SandboxRecord, rev: Revision) -> None:

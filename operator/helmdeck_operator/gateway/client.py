@@ -64,9 +64,10 @@ logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
 _SERVICE = "openshell.v1.OpenShell"
-#: Sandboxes per ListSandboxes page: big enough for few round trips, small enough that a
-#: page with full policies stays far below the message size limit.
-PAGE_SIZE = 100
+#: Sandboxes per ListSandboxes page: big enough for few round trips (a cache relists
+#: thousands), small enough that a page with full policies (a few KiB each) stays far below
+#: the message size limit. A gateway may cap it lower; the token carries on from there.
+PAGE_SIZE = 500
 #: Inbound message limit; gRPC's default of 4 MiB is tight for pages of full policies.
 MAX_RECEIVE_BYTES = 32 * 1024 * 1024
 #: How long a replaced channel (after certificate rotation) may finish in-flight calls.
@@ -217,9 +218,17 @@ class GatewayClient:
         return convert.sandbox(response.sandbox, response.service_urls)
 
     async def list_sandboxes(
-        self, label_selector: Mapping[str, str] | None = None
+        self,
+        label_selector: Mapping[str, str] | None = None,
+        *,
+        known: Callable[[str, str, int], models.Sandbox | None] | None = None,
     ) -> list[models.Sandbox]:
-        """All sandboxes of the workspace whose labels include ``label_selector``."""
+        """All sandboxes of the workspace whose labels include ``label_selector``.
+
+        ``known(name, id, resource_version)`` may return the caller's own copy of a sandbox
+        it already holds at that version; it is used instead of converting the message
+        again (a cache relisting thousands of unchanged sandboxes converts none of them).
+        """
         selector = convert.label_selector(label_selector)
         request_id = _request_id()
         found: list[models.Sandbox] = []
@@ -233,7 +242,10 @@ class GatewayClient:
                 label_selector=selector,
             )
             page = await self._call("ListSandboxes", request, request_id=request_id)
-            found.extend(convert.sandbox(item) for item in page.sandboxes)
+            for item in page.sandboxes:
+                meta = item.metadata
+                same = known(meta.name, meta.id, meta.resource_version) if known else None
+                found.append(same if same is not None else convert.sandbox(item))
             token = page.next_page_token
             if not token:
                 return found

@@ -181,9 +181,9 @@ class RateLimit(_Frozen):
     (watch streams count once per connection). Protects a gateway shared with other
     clients from a reconcile storm; 0 turns it off."""
 
-    qps: float = Field(default=500.0, ge=0, le=100000)
+    qps: float = Field(default=1000.0, ge=0, le=100000)
     """Sustained calls per second."""
-    burst: int = Field(default=1000, ge=1, le=100000)
+    burst: int = Field(default=2000, ge=1, le=100000)
     """Calls allowed at once before the rate applies."""
 
 

@@ -7,6 +7,7 @@ the gateway may add later (a newer server) become UNKNOWN/UNSPECIFIED instead of
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -88,6 +89,12 @@ def sandbox_spec(
     return message
 
 
+def _interned(values: Mapping[str, str]) -> dict[str, str]:
+    """Labels and annotations with their keys and values interned: thousands of cached
+    sandboxes share the same keys and most values (instance, family, shape, revision)."""
+    return {sys.intern(k): sys.intern(v) for k, v in values.items()}
+
+
 def sandbox(
     message: openshell_pb2.Sandbox, service_urls: Mapping[str, str] | None = None
 ) -> models.Sandbox:
@@ -119,8 +126,8 @@ def sandbox(
             models.SandboxPhase,
             models.SandboxPhase.UNKNOWN,
         ),
-        labels=dict(meta.labels),
-        annotations=dict(meta.annotations),
+        labels=_interned(meta.labels),
+        annotations=_interned(meta.annotations),
         service_urls=dict(service_urls or {}),
         image=message.spec.template.image,
         current_policy_version=status.current_policy_version,

@@ -95,7 +95,7 @@ class RestartPolicy(enum.StrEnum):
     ALWAYS = "ALWAYS"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SandboxSpec:
     """What to run in a new sandbox, apart from its name, policy and metadata."""
 
@@ -118,7 +118,7 @@ class SandboxSpec:
     log_level: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Condition:
     type: str
     status: str
@@ -126,7 +126,7 @@ class Condition:
     message: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolicyAdmission:
     """The supervisor's verdict on the configuration (policy version and hash) it got."""
 
@@ -136,7 +136,7 @@ class PolicyAdmission:
     error: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sandbox:
     """A sandbox as the gateway last reported it."""
 
@@ -165,7 +165,7 @@ class Sandbox:
         return self.phase is SandboxPhase.READY
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeleteOutcome:
     state: DeletionState
     sandbox_id: str = ""
@@ -176,7 +176,7 @@ class DeleteOutcome:
         return self.state in {DeletionState.COMPLETED, DeletionState.ALREADY_ABSENT}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolicyRevision:
     """One stored policy version of a sandbox.
 
@@ -192,14 +192,14 @@ class PolicyRevision:
     """The revision's `SandboxPolicy` message, when the call returned it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolicyStatus:
     revision: PolicyRevision
     active_version: int
     """The version the sandbox enforces now (the latest LOADED one)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Health:
     status: HealthStatus
     version: str
@@ -209,7 +209,7 @@ class Health:
         return self.status is HealthStatus.HEALTHY
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Identity:
     """Who the gateway thinks we are (GetCurrentUser)."""
 
@@ -220,7 +220,7 @@ class Identity:
     identity_provider: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogLine:
     """One gateway log line of a sandbox; OCSF events carry ``level == "OCSF"``."""
 
@@ -233,7 +233,7 @@ class LogLine:
     fields: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SandboxEvent:
     """A platform event about a sandbox (scheduling, image pull, driver messages)."""
 
@@ -245,7 +245,7 @@ class SandboxEvent:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WatchEvent:
     """One message of a sandbox watch: exactly one of the optional fields is set."""
 

@@ -51,7 +51,7 @@ SOURCES = ("sandbox",)
 MIN_LEVEL = "ERROR"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Sandbox:
     id: str
     ref: ObjectRef
@@ -75,6 +75,7 @@ class DenialPoller:
         self._due: list[tuple[float, str]] = []
         self._aggregators: dict[str, tuple[ObjectRef, Aggregator]] = {}
         self._started = False
+        self._version = -1
         self.polls = 0
 
     async def run(self) -> None:
@@ -101,6 +102,9 @@ class DenialPoller:
 
     def _refresh(self, now: float) -> None:
         """Start polling newly READY sandboxes of ours; stop for those that went."""
+        if self.cache.version == self._version:
+            return  # no sandbox came, went or changed phase since the last look
+        self._version = self.cache.version
         present: set[str] = set()
         for sandbox in self.cache.sandboxes():
             if sandbox.phase is not models.SandboxPhase.READY or sandbox.deleting:

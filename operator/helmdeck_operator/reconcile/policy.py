@@ -22,6 +22,7 @@ updates the counts a few times, not a thousand.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -41,6 +42,8 @@ from helmdeck_operator.reconcile.session import Outcome, session_gateway
 from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
 
 __all__ = ["fan_out", "reconcile_policy"]
+
+logger = logging.getLogger(__name__)
 
 #: A revision that does not translate: fanned out as "wake every session" once.
 _INVALID = "invalid"
@@ -74,8 +77,18 @@ async def reconcile_policy(rt: Runtime, key: Key) -> Outcome:
         fanned = desired.revision if isinstance(desired, DesiredPolicy) else _INVALID
         if rt.fanned_out.get(policy_key) != fanned:
             rt.fanned_out[policy_key] = fanned
+            began = time.monotonic()
             pushed = await fan_out(rt, desired, sessions)
             span.set_attribute("helmdeck.policy.pushed", pushed)
+            logger.info(
+                "policy %s/%s %s: pushed to %d of %d bound sessions in %.2f s",
+                key.namespace,
+                key.name,
+                fanned,
+                pushed,
+                len(sessions),
+                time.monotonic() - began,
+            )
         old = dict(body.get("status") or {})
         statuses = [
             (rt.session_body(k) or s).get("status", {}).get("policy") or {} for k, s in sessions
@@ -103,14 +116,15 @@ async def fan_out(
         for session_key, _ in sessions:
             rt.queue.add(session_key)
         return 0
-    targets: list[tuple[Cache, str, Key]] = []
+    pushes: list[asyncio.Task[None]] = []
     for session_key, body in sessions:
-        target = await _push_target(rt, session_key, body, desired)
-        if target is None:
-            continue
-        targets.append((target, sandbox_name(body["metadata"]["uid"]), session_key))
-    await asyncio.gather(*(_push(rt, cache, name, k, desired) for cache, name, k in targets))
-    return len(targets)
+        cache = await _push_target(rt, session_key, body, desired)
+        if cache is not None:
+            name = sandbox_name(body["metadata"]["uid"])
+            push = _push(rt, cache, name, session_key, desired)
+            pushes.append(asyncio.create_task(push))  # started now, bounded by the slots
+    await asyncio.gather(*pushes)
+    return len(pushes)
 
 
 async def _push_target(
