@@ -142,6 +142,16 @@ class Observability(_Frozen):
     denial_window_seconds: float = Field(default=60.0, ge=1, le=3600)
     """Repeats of the same denial within this window become one summary Event."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "max_followers" in values:
+            raise ValueError(
+                "max_followers was removed in 0.2: denials are read by one poller per gateway, "
+                "not a log stream per session; delete it (see denial_polls_per_second)"
+            )
+        return values
+
     @model_validator(mode="after")
     def _ordered(self) -> Observability:
         if self.denial_poll_min_seconds > self.denial_poll_max_seconds:

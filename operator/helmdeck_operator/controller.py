@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 from collections import deque
 from collections.abc import Hashable, Iterable, Mapping
@@ -42,6 +44,9 @@ logger = logging.getLogger(__name__)
 #: A session's status change re-queues its policy this much later, so a rollout over many
 #: sessions recounts (and rewrites the policy's status) a few times a second at most.
 POLICY_STATUS_DELAY_S = 0.5
+#: How often to look whether a burst is over, and how many passes make one.
+MEMORY_TRIM_CHECK_S = 30.0
+MEMORY_TRIM_AFTER_PASSES = 500
 
 
 class Controller:
@@ -61,6 +66,7 @@ class Controller:
         for i in range(rt.config.concurrency.workers):
             self._spawn(self._worker(), f"worker-{i}")
         self._spawn(self._sweep_forever(), "orphan-sweep")
+        self._spawn(self._trim_memory_forever(), "memory-trim")
         if rt.config.observability.follow_denials:
             for name, cache in rt.caches.items():
                 self._spawn(DenialPoller(rt, cache).run(), f"denials-{name}")
@@ -164,6 +170,21 @@ class Controller:
         if outcome.requeue_after is not None:
             queue.add_after(key, outcome.requeue_after)
 
+    async def _trim_memory_forever(self) -> None:
+        """After a burst, hand the memory it freed back to the system.
+
+        A burst of thousands of sessions allocates (JSON of watch events and answers, tasks,
+        buffers) and frees most of it again; glibc keeps freed memory for reuse, so the
+        process would stay at its peak size for good. Once the queue has done a lot of work
+        and is idle again, `malloc_trim` returns what is free (a few milliseconds)."""
+        done = 0
+        while True:
+            await asyncio.sleep(MEMORY_TRIM_CHECK_S)
+            worked = self.rt.queue.done_count - done
+            if worked >= MEMORY_TRIM_AFTER_PASSES and not len(self.rt.queue):
+                done = self.rt.queue.done_count
+                _malloc_trim()
+
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.rt.config.intervals.orphan_sweep_seconds)
@@ -171,3 +192,10 @@ class Controller:
                 self.rt.metrics.record_orphans(await sweep_orphans(self.rt))
             except Exception:  # a sweep must never take the operator down; the next one retries
                 logger.exception("orphan sweep failed")
+
+
+def _malloc_trim() -> None:
+    """glibc's malloc_trim(0); nothing on a C library without it."""
+    name = ctypes.util.find_library("c")
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(name).malloc_trim(0)

@@ -90,6 +90,8 @@ class WorkQueue(Generic[K]):
         self._failures: dict[K, int] = {}
         self._ready = asyncio.Event()
         self._shut_down = False
+        self.done_count = 0
+        """Passes finished since the queue was made."""
 
     def __len__(self) -> int:
         return len(self._order)
@@ -184,6 +186,7 @@ class WorkQueue(Generic[K]):
         return key
 
     def done(self, key: K) -> None:
+        self.done_count += 1
         started = self._processing.pop(key, None)
         if started is not None:
             self._observer.finished(self._clock() - started)

@@ -19,9 +19,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from helmdeck_operator.config import load_config
 from helmdeck_operator.core.naming import sandbox_name
 from helmdeck_operator.emulator.server import EmulatorHandle
+from helmdeck_operator.handlers import trimmed
 from helmdeck_operator.kube import Kube
+from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.reconcile.session import reconcile_session
-from helmdeck_operator.runtime import Runtime
+from helmdeck_operator.runtime import Key, Kind, Runtime
 from helmdeck_operator.testing.controlplane import ControlPlane
 from helmdeck_operator.testing.objects import policy, session
 from helmdeck_operator.testing.operator_process import write_config
@@ -39,6 +41,13 @@ def exporter() -> InMemorySpanExporter:
     return memory
 
 
+class Index(dict[tuple[str, str], list[dict[str, Any]]]):
+    """Stands in for one of kopf's indexes: (namespace, name) -> the object's trimmed body."""
+
+    def load(self, cluster: ControlPlane, namespace: str, kind: str, name: str) -> None:
+        self[(namespace, name)] = [trimmed(get(cluster, namespace, kind, name))]
+
+
 @pytest.fixture
 async def runtime(
     cluster: ControlPlane,
@@ -48,7 +57,10 @@ async def runtime(
 ) -> Any:
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     config = load_config(write_config(tmp_path / "config.yaml", openshell_emulator.address))
-    rt = await Runtime.start(config, Kube.from_environment())
+    rt = Runtime.build(config, Kube.from_environment(), Metrics(), lambda keys: None)
+    rt.bind({"session_bodies": Index(), "policy_bodies": Index()})
+    await rt.start()
+    await asyncio.wait_for(rt.caches["pods"].synced.wait(), 10)
     yield rt
     await rt.close()
 
@@ -63,6 +75,17 @@ def create(cluster: ControlPlane, namespace: str, obj: dict[str, Any]) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def index(rt: Runtime, name: str) -> Index:
+    indices: dict[str, Index] = {"sessions": rt.store._sessions, "policies": rt.store._policies}
+    return indices[name]
+
+
+async def run_pass(rt: Runtime, cluster: ControlPlane, namespace: str, name: str) -> None:
+    """One pass over the session as the apiserver has it now."""
+    index(rt, "sessions").load(cluster, namespace, "hds", name)
+    await reconcile_session(rt, Key(Kind.SESSION, namespace, name))
+
+
 def pass_spans(exporter: InMemorySpanExporter) -> tuple[ReadableSpan, list[ReadableSpan]]:
     """The last reconcile span and the gateway spans under it."""
     spans = exporter.get_finished_spans()
@@ -73,14 +96,11 @@ def pass_spans(exporter: InMemorySpanExporter) -> tuple[ReadableSpan, list[Reada
     return root, children
 
 
-async def until_ready(
-    rt: Runtime, cluster: ControlPlane, namespace: str, name: str, spec: Any
-) -> dict[str, Any]:
+async def until_ready(rt: Runtime, cluster: ControlPlane, namespace: str, name: str) -> None:
     for _ in range(60):
-        body = get(cluster, namespace, "hds", name)
-        if (body.get("status") or {}).get("phase") == "Ready":
-            return body
-        await reconcile_session(rt, body, spec)
+        if (get(cluster, namespace, "hds", name).get("status") or {}).get("phase") == "Ready":
+            return
+        await run_pass(rt, cluster, namespace, name)
         await asyncio.sleep(0.1)
     pytest.fail("session never Ready")
 
@@ -93,30 +113,33 @@ async def test_a_create_is_one_trace_from_reconcile_to_gateway(
     openshell_emulator: EmulatorHandle,
 ) -> None:
     create(cluster, namespace, session("traced", "python"))
-    body = get(cluster, namespace, "hds", "traced")
-    uid = body["metadata"]["uid"]
+    uid = get(cluster, namespace, "hds", "traced")["metadata"]["uid"]
     exporter.clear()
 
-    await reconcile_session(runtime, body, None)
+    await run_pass(runtime, cluster, namespace, "traced")
 
     root, children = pass_spans(exporter)
-    created = get(cluster, namespace, "hds", "traced")
     assert root.attributes is not None
     assert root.attributes["k8s.namespace.name"] == namespace
     assert root.attributes["helmdeck.session.name"] == "traced"
     assert root.attributes["helmdeck.session.uid"] == uid
     assert root.attributes["openshell.sandbox.name"] == sandbox_name(uid)
-    assert root.attributes["openshell.sandbox.id"] == created["status"]["sandbox"]["id"]
+    made = runtime.caches["pods"].get(sandbox_name(uid))
+    assert made is not None
+    assert root.attributes["openshell.sandbox.id"] == made.id
     assert root.attributes["helmdeck.action"] == "Create"
-    rpcs = [s.name for s in children]
-    assert "openshell.v1.OpenShell/GetSandbox" in rpcs
-    assert "openshell.v1.OpenShell/CreateSandbox" in rpcs
-    trace_hex = format(root.context.trace_id, "032x")
+    # The pass read the gateway's cache: the create is its only call to the gateway.
+    assert [s.name for s in children] == ["openshell.v1.OpenShell/CreateSandbox"]
     assert all(s.context.trace_id == root.context.trace_id for s in children)
-
     sent = [r for r in openshell_emulator.requests if r["method"] == "CreateSandbox"][-1]
-    assert sent["traceparent"].split("-")[1] == trace_hex
-    assert created["status"]["lastTraceId"] == trace_hex
+    assert sent["traceparent"].split("-")[1] == format(root.context.trace_id, "032x")
+
+    # The pass that writes the status (Ready, once the sandbox is) leaves its trace there.
+    await until_ready(runtime, cluster, namespace, "traced")
+    writer = [s for s in exporter.get_finished_spans() if s.name == ROOT][-1]
+    ready = get(cluster, namespace, "hds", "traced")
+    assert ready["status"]["lastTraceId"] == format(writer.context.trace_id, "032x")
+    assert ready["status"]["sandbox"]["id"] == made.id
 
 
 async def test_a_policy_reload_is_traced_to_the_config_update(
@@ -128,12 +151,15 @@ async def test_a_policy_reload_is_traced_to_the_config_update(
 ) -> None:
     first = {"network": [{"name": "a", "endpoints": [{"host": "a.example.com", "port": 443}]}]}
     create(cluster, namespace, policy("p", **first))
+    index(runtime, "policies").load(cluster, namespace, "scp", "p")
     create(cluster, namespace, session("reloaded", "node", policyRef={"name": "p"}))
-    await until_ready(runtime, cluster, namespace, "reloaded", first)
+    await until_ready(runtime, cluster, namespace, "reloaded")
 
     second = {"network": [{"name": "b", "endpoints": [{"host": "b.example.com", "port": 443}]}]}
+    create(cluster, namespace, policy("p", **second))
+    index(runtime, "policies").load(cluster, namespace, "scp", "p")
     exporter.clear()
-    await reconcile_session(runtime, get(cluster, namespace, "hds", "reloaded"), second)
+    await run_pass(runtime, cluster, namespace, "reloaded")
 
     root, children = pass_spans(exporter)
     assert root.attributes is not None

@@ -138,6 +138,20 @@ def _same_names(raw: dict[str, Any]) -> None:
         (_set("intervals", {"resync_seconds": 0}), "intervals.resync_seconds: Input should be"),
         (_set("on_sandbox_lost", "Ignore"), "on_sandbox_lost: Input should be 'Recreate'"),
         (_set("typo", 1), "typo: Extra inputs are not permitted"),
+        (
+            _set("observability", {"max_followers": 10}),
+            "observability: max_followers was removed in 0.2",
+        ),
+        (
+            _set("observability", {"denial_poll_min_seconds": 60, "denial_poll_max_seconds": 30}),
+            "observability: denial_poll_min_seconds must not exceed",
+        ),
+        (_set("concurrency", {"workers": 0}), "concurrency.workers: Input should be greater"),
+        (_set("rate_limits", {"kube_qps": -1}), "rate_limits.kube_qps: Input should be greater"),
+        (
+            _set("intervals", {"outage_grace_seconds": -1}),
+            "intervals.outage_grace_seconds: Input should be greater",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
