@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 #: Translated policies, baseline policies and classifications remembered (LRU).
 MEMO_SIZE = 4096
+#: Per-session derived strings (shape digest, sandbox name) remembered: a few hundred bytes
+#: each, for as many sessions as a large installation runs.
+DERIVED_SIZE = 20000
 
 
 class Kind(StrEnum):
@@ -240,6 +243,9 @@ class Runtime:
     )
     _baselines: _Lru[str, Any] = field(default_factory=_Lru)
     _classified: _Lru[tuple[str, str], ChangeClass] = field(default_factory=_Lru)
+    _derived: _Lru[tuple[str, int], tuple[str, str]] = field(
+        default_factory=lambda: _Lru(DERIVED_SIZE)
+    )
 
     @classmethod
     def build(
@@ -404,6 +410,16 @@ class Runtime:
                     meta["name"], "PolicyInvalid", f"SidecarPolicy {meta['name']}: {err}"
                 )
             self._translations.put(key, found)
+        return found
+
+    def derived(
+        self, key: tuple[str, int], compute: Callable[[], tuple[str, str]]
+    ) -> tuple[str, str]:
+        """Strings derived from a session's spec (by UID and generation), computed once."""
+        found = self._derived.get(key)
+        if found is None:
+            found = compute()
+            self._derived.put(key, found)
         return found
 
     def baseline(self, revision: str) -> Any:

@@ -86,4 +86,6 @@ async def _with_service_urls(
             urls = status["endpoints"]
         else:
             urls = await cache.fetch_service_urls(sandbox.name)
+    if urls == sandbox.service_urls:
+        return sandbox
     return replace(sandbox, service_urls=dict(urls))

@@ -132,15 +132,19 @@ def _inputs(rt: Runtime, key: Key, body: Mapping[str, Any]) -> _Inputs:
     status = dict(body.get("status") or {})
     shape = sandbox_shape(spec, rt.config.families[spec.family])
     desired = resolve_policy(rt, meta.namespace, spec)
+    # Both hash something: once per spec generation is enough.
+    digest, name = rt.derived(
+        (meta.uid, meta.generation), lambda: (shape.digest, sandbox_name(meta.uid))
+    )
     facts = SessionFacts(
         uid=meta.uid,
         generation=meta.generation,
         suspend=spec.suspend,
-        shape_digest=shape.digest,
+        shape_digest=digest,
         expires_at=expires_at(spec, meta),
         on_expiry=spec.lifetime.on_expiry,
         gateway=session_gateway(rt, spec, status),
-        sandbox_name=sandbox_name(meta.uid),
+        sandbox_name=name,
         on_sandbox_lost=rt.config.on_sandbox_lost,
         status=status,
         bound=spec.policy_ref is not None,
