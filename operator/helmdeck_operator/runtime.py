@@ -42,6 +42,7 @@ __all__ = [
     "Kind",
     "RolloutSlots",
     "Runtime",
+    "Stores",
     "load_family_policy",
     "merge_patch",
     "policy_ref",
@@ -348,6 +349,16 @@ class Runtime:
         """Remember an own write (see `written`); None: the object was gone."""
         if resource_version is None:
             return
+        if key not in self.written:
+            stored = (
+                self.store.session(key.namespace, key.name)
+                if key.kind is Kind.SESSION
+                else self.store.policy(key.namespace, key.name)
+            )
+            if stored is not None and not _older(
+                stored["metadata"].get("resourceVersion", ""), resource_version
+            ):
+                return  # the watch delivered it before the answer came: the store is current
         previous = self.written.get(key)
         combined = merge_patch(previous[1], patch) if previous is not None else dict(patch)
         combined = merge_patch(combined, {"metadata": {"resourceVersion": resource_version}})

@@ -338,10 +338,12 @@ class SandboxCache(Generic[K]):
         self.up, self.error, self._announced = True, None, False
         if was_down:
             logger.info("gateway %s answers again", self.name)
-        woken: set[K] = set(self._parked)
-        self._parked.clear()
+        # What waited with work to do (creates, deletes) first, then the sessions that only
+        # have to say the gateway answers again.
+        woken: list[K] = list(self._parked)
         if announced:
-            woken.update(self._keys())
+            woken += [key for key in self._keys() if key not in self._parked]
+        self._parked.clear()
         if woken:
             self._wake_many(woken)
         self._promote()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from openshell._proto import sandbox_pb2
 
 from helmdeck_operator.core.naming import sandbox_annotations, sandbox_labels
 from helmdeck_operator.emulator.server import EmulatorHandle
@@ -91,15 +92,33 @@ async def started() -> AsyncIterator[list[SandboxCache[Key]]]:
         await cache.close()
 
 
+def start_cache(
+    client: GatewayClient, started: list[SandboxCache[Key]], **settings: Any
+) -> tuple[SandboxCache[Key], Recorder]:
+    """A started cache (closed after the test) and what it asks to wake."""
+    recorder = Recorder()
+    cache = make_cache(client, recorder, **settings)
+    started.append(cache)
+    cache.start()
+    return cache, recorder
+
+
+@pytest.fixture
+async def synced(
+    client: GatewayClient, started: list[SandboxCache[Key]]
+) -> tuple[SandboxCache[Key], Recorder]:
+    """A cache with default settings, started and past its first listing."""
+    cache, recorder = start_cache(client, started)
+    await asyncio.wait_for(cache.synced.wait(), 5)
+    return cache, recorder
+
+
 async def test_the_first_snapshot_holds_only_this_instances_sandboxes(
     client: GatewayClient, started: list[SandboxCache[Key]]
 ) -> None:
     await create(client, "mine")
     await create(client, "theirs", instance="someone-else")
-    recorder = Recorder()
-    cache = make_cache(client, recorder)
-    started.append(cache)
-    cache.start()
+    cache, recorder = start_cache(client, started)
 
     await asyncio.wait_for(cache.synced.wait(), 5)
 
@@ -110,13 +129,9 @@ async def test_the_first_snapshot_holds_only_this_instances_sandboxes(
 
 
 async def test_a_followed_sandbox_wakes_its_session_when_it_becomes_ready(
-    client: GatewayClient, started: list[SandboxCache[Key]], emulator: EmulatorHandle
+    client: GatewayClient, synced: tuple[SandboxCache[Key], Recorder], emulator: EmulatorHandle
 ) -> None:
-    recorder = Recorder()
-    cache = make_cache(client, recorder)
-    started.append(cache)
-    cache.start()
-    await asyncio.wait_for(cache.synced.wait(), 5)
+    cache, recorder = synced
     emulator.faults.apply({"slow_boots": {"seconds": 0.3}})
     made = await create(client, "s1")
     cache.put(made)  # the create's answer: PROVISIONING, not news for the one who created it
@@ -138,10 +153,7 @@ async def test_a_followed_sandbox_wakes_its_session_when_it_becomes_ready(
 async def test_beyond_the_watch_bound_sandboxes_are_observed_by_listing(
     client: GatewayClient, started: list[SandboxCache[Key]], emulator: EmulatorHandle
 ) -> None:
-    recorder = Recorder()
-    cache = make_cache(client, recorder, max_watches=1)
-    started.append(cache)
-    cache.start()
+    cache, recorder = start_cache(client, started, max_watches=1)
     await asyncio.wait_for(cache.synced.wait(), 5)
     emulator.faults.apply({"slow_boots": {"seconds": 0.3}})
     for name in ("a", "b", "c"):
@@ -163,10 +175,7 @@ async def test_a_sandbox_removed_behind_our_back_wakes_its_session(
     client: GatewayClient, started: list[SandboxCache[Key]], emulator: EmulatorHandle
 ) -> None:
     await create(client, "gone")
-    recorder = Recorder()
-    cache = make_cache(client, recorder, resync_seconds=0.1)
-    started.append(cache)
-    cache.start()
+    cache, recorder = start_cache(client, started, resync_seconds=0.1)
     await recorder.wait_for(lambda: cache.get("gone") is not None)
     recorder.keys.clear()
 
@@ -180,10 +189,7 @@ async def test_an_unchanged_sandbox_wakes_nobody(
     client: GatewayClient, started: list[SandboxCache[Key]]
 ) -> None:
     await create(client, "idle")
-    recorder = Recorder()
-    cache = make_cache(client, recorder, resync_seconds=0.05)
-    started.append(cache)
-    cache.start()
+    cache, recorder = start_cache(client, started, resync_seconds=0.05)
     await recorder.wait_for(
         lambda: (s := cache.get("idle")) is not None and s.phase is models.SandboxPhase.READY
     )
@@ -201,10 +207,7 @@ async def test_an_outage_parks_keys_announces_itself_and_recovery_wakes_everythi
     client: GatewayClient, started: list[SandboxCache[Key]], emulator: EmulatorHandle
 ) -> None:
     await create(client, "kept")
-    recorder = Recorder()
-    cache = make_cache(client, recorder, resync_seconds=0.1)
-    started.append(cache)
-    cache.start()
+    cache, recorder = start_cache(client, started, resync_seconds=0.1)
     await asyncio.wait_for(cache.synced.wait(), 5)
 
     emulator.faults.apply({"outage": {"until_cleared": True}})
@@ -225,15 +228,9 @@ async def test_an_outage_parks_keys_announces_itself_and_recovery_wakes_everythi
 
 
 async def test_a_push_is_recorded_and_its_load_wakes_the_session_once(
-    client: GatewayClient, started: list[SandboxCache[Key]], emulator: EmulatorHandle
+    client: GatewayClient, synced: tuple[SandboxCache[Key], Recorder]
 ) -> None:
-    from openshell._proto import sandbox_pb2
-
-    recorder = Recorder()
-    cache = make_cache(client, recorder)
-    started.append(cache)
-    cache.start()
-    await asyncio.wait_for(cache.synced.wait(), 5)
+    cache, recorder = synced
     first = sandbox_pb2.SandboxPolicy(version=1)
     made = await client.create_sandbox(
         "p1",

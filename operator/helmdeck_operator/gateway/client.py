@@ -25,6 +25,7 @@ the retry with the original sandbox instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -487,9 +488,18 @@ class GatewayClient:
         }
         if sandbox:
             attributes["openshell.sandbox.name"] = sandbox
-        with _tracer.start_as_current_span(
-            f"{_SERVICE}/{rpc}", kind=trace.SpanKind.CLIENT, attributes=attributes
-        ) as span:
+        # A call made inside a traced operation (a reconcile pass) is a span of its trace;
+        # the background reads (a cache's listings, the denial poller) are not: a root span
+        # per read, several a second, would say nothing a metric does not.
+        traced = trace.get_current_span().get_span_context().is_valid
+        scope = (
+            _tracer.start_as_current_span(
+                f"{_SERVICE}/{rpc}", kind=trace.SpanKind.CLIENT, attributes=attributes
+            )
+            if traced
+            else contextlib.nullcontext(trace.INVALID_SPAN)
+        )
+        with scope as span:
             traceparent = new_traceparent()
             attempt = 0
             reauthenticated = False

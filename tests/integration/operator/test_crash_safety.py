@@ -9,6 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from helmdeck_operator import crashpoints
 from helmdeck_operator.policy import revision, translate
 from helmdeck_operator.testing.controlplane import ControlPlane
@@ -35,16 +37,15 @@ def spec_for(round_: int) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def process(cluster: ControlPlane, operator_config: Path, tmp_path: Path) -> OperatorProcess:
+    """An operator of this test's own, to kill and restart (started by the test)."""
+    return OperatorProcess(operator_config, cluster.kubeconfig, tmp_path / "operator.log")
+
+
 def test_twenty_sigkills_at_injected_points_converge_without_duplicates_or_leaks(
-    cluster: ControlPlane,
-    namespace: str,
-    kube: Any,
-    eventually: Any,
-    gateway: EmulatorProcess,
-    operator_config: Path,
-    tmp_path: Path,
+    namespace: str, kube: Any, eventually: Any, gateway: EmulatorProcess, process: OperatorProcess
 ) -> None:
-    process = OperatorProcess(operator_config, cluster.kubeconfig, tmp_path / "operator.log")
     live: list[str] = []
     deleted: set[str] = set()
     counter = itertools.count()
@@ -109,15 +110,8 @@ BURST = 300
 
 
 def test_a_sigkill_in_the_middle_of_a_burst_leaves_one_sandbox_per_session_and_no_leak(
-    cluster: ControlPlane,
-    namespace: str,
-    kube: Any,
-    eventually: Any,
-    gateway: EmulatorProcess,
-    operator_config: Path,
-    tmp_path: Path,
+    namespace: str, kube: Any, eventually: Any, gateway: EmulatorProcess, process: OperatorProcess
 ) -> None:
-    process = OperatorProcess(operator_config, cluster.kubeconfig, tmp_path / "operator.log")
     process.start()
     try:
         kube.apply(*(session(f"b{i:03d}", "python") for i in range(BURST)))

@@ -65,26 +65,15 @@ def test_a_gateway_outage_loses_nothing_and_converges_after(
     recovered = started + OUTAGE_S
     eventually(lambda: time.monotonic() > recovered, "outage over", timeout=OUTAGE_S + 5)
 
-    def converged() -> bool:
-        items = kube.list("hds")
-        return {s["metadata"]["name"] for s in items} == {
-            "old2",
-            "old3",
-            "new0",
-            "new1",
-            "new2",
-            "new3",
-        } and all(phase(s) == "Ready" for s in items)
+    live = {"old2", "old3", "new0", "new1", "new2", "new3"}
 
     def everything_converged() -> bool:
-        return converged() and set(owned(gateway, kube.namespace)) == {
-            "old2",
-            "old3",
-            "new0",
-            "new1",
-            "new2",
-            "new3",
-        }
+        items = kube.list("hds")
+        return (
+            {s["metadata"]["name"] for s in items} == live
+            and all(phase(s) == "Ready" for s in items)
+            and set(owned(gateway, kube.namespace)) == live
+        )
 
     eventually(
         everything_converged,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from helmdeck_operator.runtime import Key, Kind, RolloutSlots, Runtime, merge_patch
+from helmdeck_operator.runtime import Key, Kind, RolloutSlots, Runtime, Stores, merge_patch
 
 KEY = Key(Kind.SESSION, "team", "s1")
 
@@ -19,7 +19,9 @@ def body(resource_version: str, phase: str = "Provisioning") -> dict[str, Any]:
 
 
 def bare_runtime() -> Runtime:
-    return Runtime.__new__(Runtime)  # only the bookkeeping fields are used below
+    rt = Runtime.__new__(Runtime)  # only the bookkeeping fields are used below
+    rt.stores = Stores({"session_bodies": {}, "policy_bodies": {}})
+    return rt
 
 
 def test_merge_patch_sets_merges_and_removes() -> None:
@@ -86,3 +88,13 @@ def test_a_freed_rollout_slot_wakes_the_sessions_waiting_for_one() -> None:
     assert slots.release("uid-1") == [waiting]
     assert slots.may_recreate(policy, "uid-2", limit=1)
     assert slots.release("uid-1") == []
+
+
+def test_a_write_the_watch_already_delivered_is_not_kept() -> None:
+    rt = bare_runtime()
+    rt.written = {}
+    rt.stores = Stores({"session_bodies": {("team", "s1"): [body("12")]}, "policy_bodies": {}})
+
+    rt.wrote(KEY, "12", {"status": {"phase": "Ready"}})  # the echo came first
+
+    assert KEY not in rt.written
