@@ -222,9 +222,16 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
     workspace = cache.client.config.workspace if cache is not None else ""
     new_status = render_status(facts, plan, obs, workspace, inputs.status, now)
     waits = plan.requeue_after is not None and plan.requeue_after > 0 and not plan.awaits_slot
+    # Only "still waiting on the gateway" may settle: no action left to take, and either
+    # provisioning or the phase unchanged (a new phase, Expired or Suspended, shows at once).
+    transient = (
+        waits
+        and plan.action is Action.NONE
+        and (plan.phase is Phase.PROVISIONING or plan.phase.value == inputs.status.get("phase"))
+    )
     settle = None
     if status_changed(inputs.status, new_status):
-        settle = _settling(rt, key, plan.events) if waits else None
+        settle = _settling(rt, key, plan.events) if transient else None
         if settle is None:
             # The trace of the pass that last changed something, to jump from kubectl to it.
             new_status["lastTraceId"] = trace_id(span) or inputs.status.get("lastTraceId")

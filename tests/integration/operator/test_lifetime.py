@@ -74,6 +74,8 @@ def test_ttl_expiry_deletes_or_retains(
         "both sandboxes deleted",
     )
     assert ("Normal", "Expired") in kube.events("kept")
+    # Deleted with its session, the Expired Event of the other one is posted all the same.
+    eventually(lambda: ("Normal", "Expired") in kube.events("gone"), "Expired posted for gone")
     after = scrape()
     for on_expiry in ("Delete", "Retain"):
         key = f'helmdeck_session_expiries_total{{family="python",on_expiry="{on_expiry}"}}'
