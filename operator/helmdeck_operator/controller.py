@@ -90,9 +90,8 @@ class Controller:
         meta = body["metadata"]
         key = Key(Kind.SESSION, meta["namespace"], meta["name"])
         deleted = type_ == "DELETED"
-        policy = None if deleted else policy_ref(body)
-        previous = rt.store.track(key.namespace, key.name, policy)
-        for name in {policy, previous} - {None}:
+        previous = rt.store.track(key.namespace, key.name, None if deleted else body)
+        for name in {None if deleted else policy_ref(body), previous} - {None}:
             # Its bound/loaded counts may have moved.
             rt.queue.add_after(Key(Kind.POLICY, key.namespace, str(name)), POLICY_STATUS_DELAY_S)
         if deleted:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +27,7 @@ from helmdeck_operator import API_GROUP, API_VERSION
 from helmdeck_operator.config import FAMILIES, Family, OperatorConfig
 from helmdeck_operator.core.naming import LABEL_MANAGED_BY, session_of
 from helmdeck_operator.core.plan import DesiredPolicy, EventSpec, PolicyProblem, desired_policy
+from helmdeck_operator.core.policy_status import SessionPolicy, session_policy
 from helmdeck_operator.events import EventRecorder, ObjectRef
 from helmdeck_operator.gateway import GatewayClient, models
 from helmdeck_operator.kube import POLICIES, SESSIONS, Kube
@@ -144,16 +145,19 @@ class Stores:
 
     kopf fills an index from its watch before any handler runs, and keeps it current with
     every watch event; the reconcile passes read objects from here instead of the API.
-    Which sessions reference which policy is kept here too, in both directions: built from
-    the full session index at the first use (by then kopf has filled it) and updated by
-    `track` on every session event, which costs less than a third kopf index would.
+    Which sessions reference which policy is kept here too, in both directions, with a
+    tally per policy of its sessions' status.policy (what the policy's counts are made
+    of): built from the full session index at the first use (by then kopf has filled it)
+    and updated by `track` on every session event, so a policy pass never reads thousands
+    of sessions to count them.
     """
 
     def __init__(self, indices: Mapping[str, Any]) -> None:
         self._sessions = indices["session_bodies"]
         self._policies = indices["policy_bodies"]
-        self._reference: dict[tuple[str, str], str] = {}
+        self._reference: dict[tuple[str, str], tuple[str, SessionPolicy]] = {}
         self._bound: dict[tuple[str, str], set[str]] = {}
+        self._tallies: dict[tuple[str, str], Counter[SessionPolicy]] = {}
         self._built = False
 
     @staticmethod
@@ -169,29 +173,44 @@ class Stores:
     def policy(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._one(self._policies.get((namespace, name), ()))
 
-    def bound(self, namespace: str, policy: str) -> list[dict[str, Any]]:
-        """The sessions whose spec.policyRef names `policy`."""
+    def bound_names(self, namespace: str, policy: str) -> list[str]:
+        """The names of the sessions whose spec.policyRef names `policy`, sorted."""
         self._build()
-        found = (
-            self.session(namespace, name)
-            for name in sorted(self._bound.get((namespace, policy), ()))
-        )
-        return [body for body in found if body is not None]
+        return sorted(self._bound.get((namespace, policy), ()))
 
-    def track(self, namespace: str, name: str, policy: str | None) -> str | None:
-        """Record the policy a session references now (None: none, or it is gone); the
-        one it referenced before."""
+    def tally(self, namespace: str, policy: str) -> Counter[SessionPolicy]:
+        """How many bound sessions report each (revision, desiredRevision, state)."""
+        self._build()
+        return Counter(self._tallies.get((namespace, policy), Counter()))
+
+    def track(self, namespace: str, name: str, body: Mapping[str, Any] | None) -> str | None:
+        """Record a session as it is now (None: it is gone); the policy it referenced
+        before."""
         self._build()
         key = (namespace, name)
-        previous = self._reference.get(key)
-        if previous != policy:
-            if previous is not None:
-                self._bound.get((namespace, previous), set()).discard(name)
-                del self._reference[key]
-            if policy is not None:
-                self._reference[key] = policy
-                self._bound.setdefault((namespace, policy), set()).add(name)
-        return previous
+        previous = self._reference.pop(key, None)
+        if previous is not None:
+            self._unlink(namespace, name, *previous)
+        if body is not None:
+            self._link(namespace, name, body)
+        return previous[0] if previous is not None else None
+
+    def _link(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        policy = policy_ref(body)
+        if policy is None:
+            return
+        facts = session_policy((body.get("status") or {}).get("policy"))
+        self._reference[(namespace, name)] = (policy, facts)
+        self._bound.setdefault((namespace, policy), set()).add(name)
+        self._tallies.setdefault((namespace, policy), Counter())[facts] += 1
+
+    def _unlink(self, namespace: str, name: str, policy: str, facts: SessionPolicy) -> None:
+        self._bound.get((namespace, policy), set()).discard(name)
+        tally = self._tallies.get((namespace, policy))
+        if tally is not None:
+            tally[facts] -= 1
+            if tally[facts] <= 0:
+                del tally[facts]
 
     def _build(self) -> None:
         if self._built:
@@ -199,10 +218,8 @@ class Stores:
         self._built = True
         for (namespace, name), store in self._sessions.items():
             body = self._one(store)
-            policy = policy_ref(body) if body is not None else None
-            if policy is not None:
-                self._reference[(namespace, name)] = policy
-                self._bound.setdefault((namespace, policy), set()).add(name)
+            if body is not None:
+                self._link(namespace, name, body)
 
 
 def policy_ref(body: Mapping[str, Any]) -> str | None:

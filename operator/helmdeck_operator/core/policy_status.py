@@ -2,11 +2,14 @@
 
 Pure: validity and revision come from translating the spec; the session counts come from
 each bound session's own status.policy (which copies what the gateway reports loaded), so
-`loaded` means loaded on the gateway, not merely sent.
+`loaded` means loaded on the gateway, not merely sent. The sessions arrive as a tally of
+their (revision, desiredRevision, state): the operator keeps it current event by event, so
+a policy with thousands of sessions is counted in a few steps, not by reading every one.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +19,21 @@ from helmdeck_operator.core.conditions import Condition, Status, merge_condition
 from helmdeck_operator.core.plan import EventSpec
 from helmdeck_operator.policy import errors, revision, translate
 
-__all__ = ["PolicyReport", "report_policy"]
+__all__ = ["PolicyReport", "SessionPolicy", "report_policy", "session_policy", "tally"]
+
+SessionPolicy = tuple[str | None, str | None, str | None]
+"""What a policy's counts read of a bound session: status.policy's revision (loaded),
+desiredRevision and state."""
+
+
+def session_policy(status_policy: Mapping[str, Any] | None) -> SessionPolicy:
+    policy = status_policy or {}
+    return (policy.get("revision"), policy.get("desiredRevision"), policy.get("state"))
+
+
+def tally(statuses: Iterable[Mapping[str, Any] | None]) -> Counter[SessionPolicy]:
+    """The tally of some sessions' status.policy, as `report_policy` takes it."""
+    return Counter(session_policy(s) for s in statuses)
 
 
 @dataclass(frozen=True)
@@ -33,24 +50,24 @@ class PolicyReport:
 def report_policy(
     spec: Mapping[str, Any],
     generation: int,
-    bound: Iterable[Mapping[str, Any]],
+    bound: Mapping[SessionPolicy, int],
     old: Mapping[str, Any],
     now: datetime,
 ) -> PolicyReport:
-    """`bound` holds each bound session's status.policy."""
-    sessions = list(bound)
+    """`bound`: how many bound sessions report each (revision, desiredRevision, state)."""
     try:
         rev: str | None = revision.revision(translate.to_sandbox_policy(dict(spec)))
     except errors.PolicyValidationError as err:
         rev = None
         problem = str(err)
-    loaded = sum(1 for s in sessions if rev is not None and s.get("revision") == rev)
+    total = sum(bound.values())
+    loaded = sum(n for (loaded_rev, _, _), n in bound.items() if rev and loaded_rev == rev)
     failed = sum(
-        1
-        for s in sessions
-        if rev is not None and s.get("desiredRevision") == rev and s.get("state") == "Failed"
+        n
+        for (_, desired, state), n in bound.items()
+        if rev and desired == rev and state == "Failed"
     )
-    pending = len(sessions) - loaded - failed
+    pending = total - loaded - failed
 
     if rev is None:
         valid = Condition("Valid", Status.FALSE, "Invalid", problem)
@@ -62,7 +79,7 @@ def report_policy(
                 "Applied",
                 Status.FALSE,
                 "SessionsRefused",
-                f"{failed} of {len(sessions)} bound sessions could not load {rev}; "
+                f"{failed} of {total} bound sessions could not load {rev}; "
                 "see their PolicyApplied condition",
             )
         elif pending:
@@ -70,11 +87,11 @@ def report_policy(
                 "Applied",
                 Status.FALSE,
                 "Progressing",
-                f"{loaded} of {len(sessions)} bound sessions have loaded {rev}",
+                f"{loaded} of {total} bound sessions have loaded {rev}",
             )
-        elif sessions:
+        elif total:
             applied = Condition(
-                "Applied", Status.TRUE, "Loaded", f"all {len(sessions)} bound sessions run {rev}"
+                "Applied", Status.TRUE, "Loaded", f"all {total} bound sessions run {rev}"
             )
         else:
             applied = Condition("Applied", Status.TRUE, "NoSessions", "no session uses this policy")
@@ -83,7 +100,7 @@ def report_policy(
         "observedGeneration": generation,
         "revision": rev,
         "sessions": {
-            "bound": len(sessions),
+            "bound": total,
             "loaded": loaded,
             "pending": pending,
             "failed": failed,
@@ -94,7 +111,7 @@ def report_policy(
     }
     # An invalid spec gives sessions nothing to load: waiting on them would poll until it is fixed.
     settled = rev is None or pending == 0
-    return PolicyReport(status, rev, _events(old, valid, applied, rev, len(sessions)), settled)
+    return PolicyReport(status, rev, _events(old, valid, applied, rev, total), settled)
 
 
 def _events(

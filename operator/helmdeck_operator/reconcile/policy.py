@@ -51,15 +51,11 @@ _INVALID = "invalid"
 
 async def reconcile_policy(rt: Runtime, key: Key) -> Outcome:
     body = rt.policy_body(key)
-    sessions = [
-        (Key(Kind.SESSION, key.namespace, s["metadata"]["name"]), s)
-        for s in rt.store.bound(key.namespace, key.name)
-    ]
     policy_key = (key.namespace, key.name)
     if body is None:
         # Gone: its sessions report PolicyNotFound (and keep their loaded policy).
-        for session_key, _ in sessions:
-            rt.queue.add(session_key)
+        for name in rt.store.bound_names(key.namespace, key.name):
+            rt.queue.add(Key(Kind.SESSION, key.namespace, name))
         rt.fanned_out.pop(policy_key, None)
         rt.propagation.pop(policy_key, None)
         return Outcome()
@@ -77,6 +73,14 @@ async def reconcile_policy(rt: Runtime, key: Key) -> Outcome:
         fanned = desired.revision if isinstance(desired, DesiredPolicy) else _INVALID
         if rt.fanned_out.get(policy_key) != fanned:
             rt.fanned_out[policy_key] = fanned
+            sessions = [
+                (session_key, found)
+                for session_key in (
+                    Key(Kind.SESSION, key.namespace, name)
+                    for name in rt.store.bound_names(key.namespace, key.name)
+                )
+                if (found := rt.session_body(session_key)) is not None
+            ]
             began = time.monotonic()
             pushed = await fan_out(rt, desired, sessions)
             span.set_attribute("helmdeck.policy.pushed", pushed)
@@ -90,15 +94,14 @@ async def reconcile_policy(rt: Runtime, key: Key) -> Outcome:
                 time.monotonic() - began,
             )
         old = dict(body.get("status") or {})
-        statuses = [
-            (rt.session_body(k) or s).get("status", {}).get("policy") or {} for k, s in sessions
-        ]
+        bound = rt.store.tally(key.namespace, key.name)
         report = report_policy(
-            body.get("spec") or {}, int(meta.get("generation", 1)), statuses, old, rt.clock()
+            body.get("spec") or {}, int(meta.get("generation", 1)), bound, old, rt.clock()
         )
+        total = sum(bound.values())
         span.set_attribute("helmdeck.policy.revision", report.revision or "")
-        span.set_attribute("helmdeck.policy.bound", len(sessions))
-        _measure_propagation(rt, policy_key, report, len(sessions))
+        span.set_attribute("helmdeck.policy.bound", total)
+        _measure_propagation(rt, policy_key, report, total)
         if status_changed(old, report.status):
             await rt.write_status(key, report.status)
         rt.post(Kind.POLICY, body, report.events)

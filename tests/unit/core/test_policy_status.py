@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 from conftest import NOW, later, policy_spec
-from helmdeck_operator.core.policy_status import PolicyReport, report_policy
+from helmdeck_operator.core.policy_status import PolicyReport, report_policy, tally
 from helmdeck_operator.policy import revision, translate
 
 
@@ -24,7 +24,7 @@ def report(
     old: dict[str, Any] | None = None,
     generation: int = 1,
 ) -> PolicyReport:
-    return report_policy(spec, generation, bound, old or {}, NOW)
+    return report_policy(spec, generation, tally(bound), old or {}, NOW)
 
 
 def loaded(rev: str) -> dict[str, Any]:
@@ -200,7 +200,7 @@ def test_unchanged_conditions_keep_their_transition_time() -> None:
     spec = policy_spec("node")
     first = report(spec, [])
 
-    again = report_policy(spec, 1, [], first.status, later(60))
+    again = report_policy(spec, 1, tally([]), first.status, later(60))
 
     assert again.status["conditions"] == first.status["conditions"]
 

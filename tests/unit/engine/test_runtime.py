@@ -98,3 +98,30 @@ def test_a_write_the_watch_already_delivered_is_not_kept() -> None:
     rt.wrote(KEY, "12", {"status": {"phase": "Ready"}})  # the echo came first
 
     assert KEY not in rt.written
+
+
+def session(name: str, policy: str | None, revision: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"family": "python"}
+    if policy:
+        spec["policyRef"] = {"name": policy}
+    status = {"policy": {"revision": revision, "desiredRevision": "r2", "state": "Loaded"}}
+    return {"metadata": {"name": name, "namespace": "team"}, "spec": spec, "status": status}
+
+
+def test_the_store_keeps_who_references_a_policy_and_their_tally_event_by_event() -> None:
+    index = {("team", "a"): [session("a", "p", "r1")], ("team", "b"): [session("b", "p", "r2")]}
+    stores = Stores({"session_bodies": index, "policy_bodies": {}})
+
+    # Built from the index at the first use ...
+    assert stores.bound_names("team", "p") == ["a", "b"]
+    assert stores.tally("team", "p") == {("r1", "r2", "Loaded"): 1, ("r2", "r2", "Loaded"): 1}
+    # ... then kept by each event: a loads r2, b moves to policy q, c appears, a goes.
+    assert stores.track("team", "a", session("a", "p", "r2")) == "p"
+    assert stores.tally("team", "p") == {("r2", "r2", "Loaded"): 2}
+    assert stores.track("team", "b", session("b", "q", "r2")) == "p"
+    assert stores.track("team", "c", session("c", None)) is None
+    assert stores.bound_names("team", "p") == ["a"]
+    assert stores.bound_names("team", "q") == ["b"]
+    assert stores.track("team", "a", None) == "p"
+    assert stores.bound_names("team", "p") == []
+    assert stores.tally("team", "p") == {}
