@@ -23,7 +23,9 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import logging
+import time
 from collections import deque
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
@@ -44,9 +46,12 @@ logger = logging.getLogger(__name__)
 #: A session's status change re-queues its policy this much later, so a rollout over many
 #: sessions recounts (and rewrites the policy's status) a few times a second at most.
 POLICY_STATUS_DELAY_S = 0.5
-#: How often to look whether a burst is over, and how many passes make one.
-MEMORY_TRIM_CHECK_S = 30.0
-MEMORY_TRIM_AFTER_PASSES = 500
+#: How often memory is looked after, how many passes since the last time make it worth it,
+#: how often the full collection runs, and how long the queue must have been quiet for it.
+MEMORY_CHECK_S = 10.0
+MEMORY_TIDY_AFTER_PASSES = 200
+MEMORY_FULL_S = 600.0
+MEMORY_QUIET_S = 5.0
 
 
 class Controller:
@@ -66,7 +71,7 @@ class Controller:
         for i in range(rt.config.concurrency.workers):
             self._spawn(self._worker(), f"worker-{i}")
         self._spawn(self._sweep_forever(), "orphan-sweep")
-        self._spawn(self._trim_memory_forever(), "memory-trim")
+        self._spawn(self._tidy_memory_forever(), "memory-tidy")
         if rt.config.observability.follow_denials:
             for name, cache in rt.caches.items():
                 self._spawn(DenialPoller(rt, cache).run(), f"denials-{name}")
@@ -169,19 +174,31 @@ class Controller:
         if outcome.requeue_after is not None:
             queue.add_after(key, outcome.requeue_after)
 
-    async def _trim_memory_forever(self) -> None:
-        """After a burst, hand the memory it freed back to the system.
+    async def _tidy_memory_forever(self) -> None:
+        """Keep the garbage collector's pauses and the process's size small.
 
-        A burst of thousands of sessions allocates (JSON of watch events and answers, tasks,
-        buffers) and frees most of it again; glibc keeps freed memory for reuse, so the
-        process would stay at its peak size for good. Once the queue has done a lot of work
-        and is idle again, `malloc_trim` returns what is free (a few milliseconds)."""
-        done = 0
+        The operator holds many long-lived objects (the indexes, the caches): a full
+        collection of them by Python's cyclic garbage collector takes about 200 ms at 5,000
+        sessions, a pause any pass in flight would wait out. So after much work the
+        survivors are frozen (`gc.freeze`, cheap: later collections skip them), glibc is
+        asked to hand back what a burst freed (`malloc_trim`; it keeps freed memory
+        otherwise), and the one full collection (cycles among frozen objects) runs every
+        `MEMORY_FULL_S`, at a moment the queue has been quiet for `MEMORY_QUIET_S`."""
+        done, full = 0, time.monotonic()
         while True:
-            await asyncio.sleep(MEMORY_TRIM_CHECK_S)
-            worked = self.rt.queue.done_count - done
-            if worked >= MEMORY_TRIM_AFTER_PASSES and not len(self.rt.queue):
-                done = self.rt.queue.done_count
+            await asyncio.sleep(MEMORY_CHECK_S)
+            queue = self.rt.queue
+            quiet = queue.quiet_for() >= MEMORY_QUIET_S
+            if queue.done_count - done >= MEMORY_TIDY_AFTER_PASSES:
+                done = queue.done_count
+                gc.freeze()
+                if quiet:
+                    _malloc_trim()
+            if quiet and time.monotonic() - full >= MEMORY_FULL_S:
+                full = time.monotonic()
+                gc.unfreeze()
+                gc.collect()
+                gc.freeze()
                 _malloc_trim()
 
     async def _sweep_forever(self) -> None:

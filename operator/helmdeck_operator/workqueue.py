@@ -92,6 +92,7 @@ class WorkQueue(Generic[K]):
         self._shut_down = False
         self.done_count = 0
         """Passes finished since the queue was made."""
+        self._active = clock()
 
     def __len__(self) -> int:
         return len(self._order)
@@ -117,7 +118,7 @@ class WorkQueue(Generic[K]):
             return
         if key in self._queued:
             return
-        self._queued[key] = self._clock()
+        self._active = self._queued[key] = self._clock()
         self._order.append(key)
         self._ready.set()
         self._observer.added(len(self._order))
@@ -187,6 +188,7 @@ class WorkQueue(Generic[K]):
 
     def done(self, key: K) -> None:
         self.done_count += 1
+        self._active = self._clock()
         started = self._processing.pop(key, None)
         if started is not None:
             self._observer.finished(self._clock() - started)
@@ -204,3 +206,9 @@ class WorkQueue(Generic[K]):
 
     def pending_timers(self) -> int:
         return len(self._timers)
+
+    def quiet_for(self) -> float:
+        """Seconds since a key was last queued or a pass last finished; 0 while one runs."""
+        if self._order or self._processing:
+            return 0.0
+        return self._clock() - self._active

@@ -141,3 +141,18 @@ async def test_the_observer_sees_adds_waits_passes_and_retries() -> None:
         "finished",
         "retried",
     ]
+
+
+async def test_quiet_time_counts_from_the_last_add_or_finished_pass() -> None:
+    now = [100.0]
+    queue: WorkQueue[str] = WorkQueue(clock=lambda: now[0])
+    now[0] = 105.0
+    assert queue.quiet_for() == 5.0
+    queue.add("a")
+    assert queue.quiet_for() == 0.0  # waiting
+    key = await queue.get()
+    now[0] = 106.0
+    assert queue.quiet_for() == 0.0  # running
+    queue.done(key)
+    now[0] = 109.0
+    assert queue.quiet_for() == 3.0
