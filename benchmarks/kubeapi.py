@@ -10,8 +10,10 @@ per namespace (`SessionWatch`) whose events are timestamped on arrival.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -31,6 +33,9 @@ REQUEST_TIMEOUT_S = 120.0
 #: resourceVersion, so reconnects are routine (and counted) rather than a surprise.
 WATCH_TIMEOUT_S = 300
 LIST_PAGE = 500
+#: One sample of the apiserver's request counter, with its labels.
+REQUEST_SAMPLE = re.compile(r"^apiserver_request_total\{([^}]*)\} (\S+)$", re.MULTILINE)
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -136,6 +141,23 @@ class Kube:
     @staticmethod
     def policies(namespace: str, name: str = "") -> str:
         return f"{GROUP}/namespaces/{namespace}/sidecarpolicies" + (f"/{name}" if name else "")
+
+    async def request_counts(self) -> collections.Counter[str]:
+        """Requests the apiserver has served so far (`apiserver_request_total` from its
+        /metrics), summed by "VERB resource[/subresource]": the difference over a phase shows
+        what the operator asked of the apiserver, write by write."""
+        async with self.http.get("/metrics", headers={"Accept": "text/plain"}) as resp:
+            if resp.status != 200:
+                raise ApiError("GET", "/metrics", resp.status, await resp.text())
+            text = await resp.text()
+        counts: collections.Counter[str] = collections.Counter()
+        for labels, value in REQUEST_SAMPLE.findall(text):
+            tags = dict(LABEL.findall(labels))
+            what = tags.get("resource", "") + (
+                f"/{tags['subresource']}" if tags.get("subresource") else ""
+            )
+            counts[f"{tags.get('verb', '?')} {what}"] += int(float(value))
+        return counts
 
     async def list_all(self, path: str) -> tuple[list[Obj], str]:
         """Every item of a collection (paged) and the list's resourceVersion."""

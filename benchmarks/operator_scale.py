@@ -95,6 +95,8 @@ PROPAGATION_GOAL_FACTOR = 1.5
 NAMESPACE_GONE_TIMEOUT_S = 120.0
 LONG_REQUEST_S = 900.0
 MIB = "MiB"
+#: Request kinds rarer than this per session are left out of the printed line (not the JSON).
+REQUESTS_SHOWN = 0.005
 #: py-spy frames found in at least this share of samples are the process's roots.
 ROOT_FRAME_SHARE = 0.98
 
@@ -219,6 +221,18 @@ def percentile(values: list[float], q: float) -> float:
 
 def ratio(value: float, base: float) -> float:
     return value / base if base > 0 else float("nan")
+
+
+def requests_per_session(
+    before: collections.Counter[str], after: collections.Counter[str], n: int
+) -> dict[str, float]:
+    """Apiserver requests of each kind made between two counts, per session, most first."""
+    return {what: count / max(1, n) for what, count in (after - before).most_common()}
+
+
+def fmt_requests(per_session: dict[str, float]) -> str:
+    shown = [f"{what} {v:.2f}" for what, v in per_session.items() if v >= REQUESTS_SHOWN]
+    return ", ".join(shown) or "none"
 
 
 def say(text: str) -> None:
@@ -413,6 +427,7 @@ async def burst(run: Run, names: list[str], spy: Path | None) -> bool:
             profiler = None
     sent: dict[str, float] = {}
     events0 = run.watch.events
+    requests0 = await run.kube.request_counts()
     op0, api0, me0, emu0 = (
         cpu_seconds(run.operator_pid),
         cpu_seconds(*run.apiserver_pids),
@@ -429,6 +444,7 @@ async def burst(run: Run, names: list[str], spy: Path | None) -> bool:
     api_cpu = cpu_seconds(*run.apiserver_pids) - api0
     me_cpu = cpu_seconds(os.getpid()) - me0
     emu_cpu = cpu_seconds(run.emulator_pid) - emu0
+    requests = requests_per_session(requests0, await run.kube.request_counts(), run.n)
     run.watch.untrack(tracker)
     profile = await asyncio.to_thread(profiler.stop) if profiler else None
     latencies = [tracker.first[name] - sent[name] for name in tracker.first]
@@ -448,6 +464,7 @@ async def burst(run: Run, names: list[str], spy: Path | None) -> bool:
         "client_cpu_ms_per_session": 1000 * me_cpu / run.n,
         "emulator_cpu_ms_per_session": 1000 * emu_cpu / run.n,
         "watch_events_per_session": (run.watch.events - events0) / run.n,
+        "apiserver_requests_per_session": requests,
     }
     state = "all Ready" if done else f"TIMED OUT with {len(tracker.first)}/{run.n} Ready"
     say(
@@ -467,6 +484,10 @@ async def burst(run: Run, names: list[str], spy: Path | None) -> bool:
         f" {floor_['apiserver_cpu_ms_per_session']:.1f}); gateway emulator"
         f" {b['emulator_cpu_ms_per_session']:.1f} ms/session; benchmark client CPU"
         f" {b['client_cpu_ms_per_session']:.1f} ms/session"
+    )
+    say(
+        "  apiserver requests per session (the benchmark's creates included):"
+        f" {fmt_requests(requests)}"
     )
     if profile is not None:
         report_profile(run, profile)
@@ -527,9 +548,13 @@ async def idle(run: Run, spy: Path | None = None) -> None:
     pid, seconds = run.operator_pid, run.args.idle_seconds
     profiler = await start_profile(run, spy, "idle")
     events0, cpu0, api0 = run.watch.events, cpu_seconds(pid), cpu_seconds(*run.apiserver_pids)
+    requests0 = await run.kube.request_counts()
     await asyncio.sleep(seconds)
     run.check_operator()
     cpu, api = cpu_seconds(pid) - cpu0, cpu_seconds(*run.apiserver_pids) - api0
+    # Per minute rather than per session: idle requests do not depend on the sessions.
+    requests = requests_per_session(requests0, await run.kube.request_counts(), 1)
+    requests = {what: 60 * count / seconds for what, count in requests.items()}
     memory = memory_mib(pid)
     i = run.result["idle"] = {
         "seconds": seconds,
@@ -538,6 +563,7 @@ async def idle(run: Run, spy: Path | None = None) -> None:
         "session_writes": run.watch.events - events0,
         "rss_mib": memory["rss"],
         "peak_rss_mib": memory["peak"],
+        "apiserver_requests_per_minute": requests,
     }
     say(
         f"idle ({seconds:.0f} s after {SETTLE_S:.0f} s settle): operator CPU"
@@ -545,6 +571,7 @@ async def idle(run: Run, spy: Path | None = None) -> None:
         f" {i['apiserver_cpu_percent']:.1f} %), {i['session_writes']} session writes;"
         f" RSS {i['rss_mib']:.0f} {MIB}, peak {i['peak_rss_mib']:.0f} {MIB}"
     )
+    say(f"  apiserver requests per minute (the benchmark's included): {fmt_requests(requests)}")
     await stop_profile(run, profiler, "idle")
 
 
@@ -558,6 +585,7 @@ async def propagation(run: Run, spy: Path | None = None) -> None:
     op0, api0 = cpu_seconds(run.operator_pid), cpu_seconds(*run.apiserver_pids)
     emu0 = cpu_seconds(run.emulator_pid)
     events0 = run.watch.events
+    requests0 = await run.kube.request_counts()
     start = time.monotonic()
     await run.kube.request(
         "PATCH",
@@ -569,6 +597,7 @@ async def propagation(run: Run, spy: Path | None = None) -> None:
     op_cpu = cpu_seconds(run.operator_pid) - op0
     api_cpu = cpu_seconds(*run.apiserver_pids) - api0
     emu_cpu = cpu_seconds(run.emulator_pid) - emu0
+    requests = requests_per_session(requests0, await run.kube.request_counts(), len(names))
     run.watch.untrack(tracker)
     await stop_profile(run, profiler, "propagation")
     times = [t - start for t in tracker.first.values()]
@@ -589,6 +618,7 @@ async def propagation(run: Run, spy: Path | None = None) -> None:
         "apiserver_cpu_ms_per_session": 1000 * api_cpu / max(1, len(names)),
         "watch_events_per_session": (run.watch.events - events0) / max(1, len(names)),
         "emulator_cpu_ms_per_session": 1000 * emu_cpu / max(1, len(names)),
+        "apiserver_requests_per_session": requests,
     }
     state = "all" if done else f"TIMED OUT with {len(times)}/{len(names)}"
     say(
@@ -603,6 +633,7 @@ async def propagation(run: Run, spy: Path | None = None) -> None:
         f" {p['emulator_cpu_ms_per_session']:.1f} ms/session;"
         f" {p['watch_events_per_session']:.1f} session writes per session"
     )
+    say(f"  apiserver requests per session: {fmt_requests(requests)}")
 
 
 async def one_at_a_time(run: Run) -> None:

@@ -121,7 +121,7 @@ class RateLimits(_Frozen):
     events_burst: int = Field(default=200, ge=1, le=100000)
     events_backlog: int = Field(default=5000, ge=1, le=1000000)
     """Events waiting to be written; beyond it they are dropped and counted."""
-    recovery_wakes_per_second: float = Field(default=500.0, ge=0, le=100000)
+    recovery_wakes_per_second: float = Field(default=2000.0, ge=0, le=100000)
     """Sessions re-queued per second when a gateway answers again after an outage."""
 
 

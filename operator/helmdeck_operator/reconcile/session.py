@@ -77,8 +77,9 @@ _CREATE_REFUSALS = (GatewayInvalid, GatewayPreconditionFailed)
 CONFLICT_RETRY_S = 0.2
 #: A status that only says "waiting on the gateway" is written once it has held this long
 #: (or with the next status that does not wait): a sandbox READY with its policy loaded a
-#: moment after its create gets one status write, Ready, instead of three.
-STATUS_SETTLE_S = 0.25
+#: moment after its create gets one status write, Ready, instead of three. Long enough to
+#: cover the queueing of a burst (0.25 s left a fifth of a 1,000-session burst with two).
+STATUS_SETTLE_S = 1.0
 
 
 @dataclass(frozen=True)
