@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from argo_lua import Health, assess
 
-from helmdeck_operator.core.policy_status import report_policy
+from helmdeck_operator.core.policy_status import report_policy, tally
 from helmdeck_operator.policy import revision, translate
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -42,7 +42,7 @@ REFUSED = {"name": "p", "revision": OLD, "desiredRevision": REV, "state": "Faile
 def policy(
     spec: dict[str, Any], bound: list[dict[str, Any]], generation: int = 1
 ) -> dict[str, Any]:
-    status = report_policy(spec, generation, bound, {}, NOW).status
+    status = report_policy(spec, generation, tally(bound), {}, NOW).status
     return {
         "apiVersion": "helmdeck.dev/v1alpha1",
         "kind": "SidecarPolicy",
