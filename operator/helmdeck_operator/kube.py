@@ -19,6 +19,7 @@ lightkube does. The rare calls (Leases, access reviews, CRDs) stay on lightkube.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -102,6 +103,11 @@ class _Http:
         self._ssl = verify_cluster(single.cluster, single.user, single.abs_file)
         self._auth = user_auth(single.user)
         self._session: aiohttp.ClientSession | None = None
+        # Calls wait for a connection here, first come first served. aiohttp's own pool lets
+        # a new call take a freed connection before a waiting one wakes up: at 5,000
+        # sessions some calls waited out their whole timeout that way while the apiserver
+        # answered others in 50 ms, and each of them then cost a retry with back-off.
+        self._turns = asyncio.Semaphore(CONNECTIONS)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -143,11 +149,13 @@ class _Http:
     async def _send(
         self, method: str, url: str, data: str | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
-        try:
-            async with self._open().request(method, url, data=data, headers=headers) as reply:
-                return reply.status, await reply.read()
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise KubeError(f"{method} {url}: {type(err).__name__}: {err}") from err
+        # No timeout on the turn itself: each call ahead holds it for TIMEOUT_S at most.
+        async with self._turns:
+            try:
+                async with self._open().request(method, url, data=data, headers=headers) as reply:
+                    return reply.status, await reply.read()
+            except (aiohttp.ClientError, TimeoutError) as err:
+                raise KubeError(f"{method} {url}: {type(err).__name__}: {err}") from err
 
 
 class Kube:
