@@ -40,8 +40,10 @@ __all__ = [
     "L7Match",
     "L7Rule",
     "Landlock",
+    "McpOptions",
     "Method",
     "NetworkRule",
+    "OperationType",
     "Process",
     "Protocol",
     "QueryMatcher",
@@ -124,13 +126,34 @@ def _check_ip_or_cidr(value: str) -> str:
     return value
 
 
-def _not_root(message: str) -> AfterValidator:
+#: The largest uid or gid OpenShell takes (2^32 - 2: 2^32 - 1 is the kernel's "no id").
+_MAX_ID = 4294967294
+_DIGITS = re.compile(r"[0-9]{1,10}")
+
+
+def _identity(field: str, kind: str, root: str) -> AfterValidator:
+    """`sandbox` or a number from 1 to _MAX_ID however written (`007` is 7, `000` is root):
+    the gateway resolves no other names."""
+
     def check(value: str) -> str:
-        if value in ("root", "0"):
-            raise _fail(message)
+        if value != "sandbox" and not (_DIGITS.fullmatch(value) and 1 <= int(value) <= _MAX_ID):
+            raise _fail(
+                f"{field} {value} must be sandbox or a numeric {kind} from 1 to {_MAX_ID} "
+                f"(OpenShell resolves no other {'user' if kind == 'uid' else 'group'} names, "
+                f"and never runs as {root})"
+            )
         return value
 
     return AfterValidator(check)
+
+
+_DOTDOT = re.compile(r"(^|/)\.\.(/|$)")
+
+
+def _no_dotdot(path: str) -> str:
+    if _DOTDOT.search(path):
+        raise _fail(f"path {path} has a .. component; write it without one")
+    return path
 
 
 # --- scalar types, one per distinct CRD string or integer schema ------------------------------
@@ -155,9 +178,9 @@ _IpOrCidr = Annotated[
 # cannot be UTF-8 encoded (lone surrogates), which protobuf would otherwise raise on later.
 _QueryName = Annotated[str, StringConstraints(strict=True)]
 _QueryValue = Annotated[str, StringConstraints(strict=True, max_length=256)]
-_Identity = Annotated[
-    str, StringConstraints(strict=True, max_length=32, pattern=r"^([a-z_][a-z0-9_-]*|[0-9]+)$")
-]
+_Identity = Annotated[str, StringConstraints(strict=True, max_length=32)]
+_FilesystemPath = Annotated[_AbsolutePath, AfterValidator(_no_dotdot)]
+_OperationName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
 
 Protocol = Literal["tcp", "rest", "websocket", "graphql", "sql", "json-rpc", "mcp"]
 TlsMode = Literal["terminate", "passthrough", "skip"]
@@ -166,6 +189,7 @@ Access = Literal["read-only", "read-write", "full"]
 Method = Literal[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "*"
 ]
+OperationType = Literal["query", "mutation", "subscription"]
 Compatibility = Literal["best_effort", "hard_requirement"]
 StaticChanges = Literal["Reject", "Recreate"]
 
@@ -213,13 +237,37 @@ class L7Match(_SpecModel):
 
     method: Method | None = None
     path: _AbsolutePath | None = None
+    operation_type: OperationType | None = None
+    operation_name: _OperationName | None = None
     query: Annotated[Mapping[_QueryName, QueryMatcher], MaxLen(16)] | None = None
+
+    def allows_something(self) -> bool:
+        """What the gateway counts as an allow clause (a query matcher alone is not one)."""
+        return any(
+            v is not None
+            for v in (self.method, self.path, self.operation_type, self.operation_name)
+        )
+
+    def names_an_operation(self) -> bool:
+        return self.operation_type is not None or self.operation_name is not None
 
 
 class L7Rule(_SpecModel):
     """One explicit allow rule."""
 
     allow: L7Match
+
+
+class McpOptions(_SpecModel):
+    """Options of an mcp endpoint."""
+
+    allow_all_known_methods: Annotated[bool, Strict()] | None = None
+
+
+#: Protocols that inspect requests and allow only what access or rules say.
+_NEEDS_ACCESS_OR_RULES = ("rest", "websocket", "graphql", "sql")
+_JSON_RPC_FAMILY = ("json-rpc", "mcp")
+_IPV4_LITERAL = re.compile(r"[0-9]+(\.[0-9]+){3}")
 
 
 class Endpoint(_SpecModel):
@@ -235,23 +283,86 @@ class Endpoint(_SpecModel):
     access: Access | None = None
     rules: Annotated[tuple[L7Rule, ...], Len(1, 64)] | None = None
     deny_rules: Annotated[tuple[L7Match, ...], MaxLen(64)] | None = None
+    mcp: McpOptions | None = None
     allowed_ips: Annotated[tuple[_IpOrCidr, ...], MaxLen(32), AfterValidator(_unique)] | None = None
 
     @pydantic.model_validator(mode="after")
     def _cel_rules(self) -> Endpoint:
         # The apiserver evaluates every CEL rule and reports each failure; so do we, in one
         # error at the endpoint's path (CEL has() is true for empty lists, hence `is None`).
+        # The rules after the first three are the gateway's (../shared/OPENSHELL-RULES.md).
         problems = []
+        protocol = self.protocol
+        l7 = protocol not in (None, "tcp")
+        allow_all = self.mcp is not None and self.mcp.allow_all_known_methods is True
         if (self.port is None) == (self.ports is None):
             problems.append("set exactly one of port or ports")
         if self.access is not None and self.rules is not None:
             problems.append("access is a preset: set access or rules, not both")
         inspects = self.access is not None or self.rules is not None or self.deny_rules is not None
-        if inspects and self.protocol in (None, "tcp"):
+        if inspects and not l7:
             problems.append(
                 "access, rules and denyRules inspect requests, so they need an L7 protocol "
                 "(rest, websocket, graphql, sql, json-rpc or mcp), not tcp"
             )
+        if not l7 and (self.path is not None or self.enforcement is not None):
+            problems.append(
+                "path and enforcement apply to request inspection, so they need an L7 protocol "
+                "(rest, websocket, graphql, sql, json-rpc or mcp), not tcp"
+            )
+        if not l7 and _IPV4_LITERAL.fullmatch(self.host):
+            problems.append(
+                f"a tcp endpoint's host must be a DNS name, not the IP address {self.host}; "
+                "to reach an address, give a name and limit it with allowedIps"
+            )
+        if protocol in _NEEDS_ACCESS_OR_RULES and self.access is None and self.rules is None:
+            problems.append(
+                f"protocol {protocol} inspects requests and allows only what access or rules "
+                "say: set one of them (access: read-only, for example)"
+            )
+        if protocol in _JSON_RPC_FAMILY and self.access is not None:
+            problems.append(
+                f"protocol {protocol} takes no access preset: list rules with allow.method"
+                + (", or set mcp.allowAllKnownMethods" if protocol == "mcp" else "")
+            )
+        if protocol == "json-rpc" and self.rules is None:
+            problems.append(
+                "protocol json-rpc needs rules naming the allowed methods (allow.method)"
+            )
+        if protocol == "mcp" and self.rules is None and self.access is None and not allow_all:
+            problems.append(
+                "protocol mcp needs rules naming the allowed methods, or "
+                "mcp.allowAllKnownMethods: true"
+            )
+        if self.mcp is not None and protocol != "mcp":
+            problems.append("mcp options apply to protocol mcp only")
+        rules = self.rules
+        if (
+            rules is not None
+            and not any(r.allow.allows_something() for r in rules)
+            and not (protocol == "mcp" and allow_all)
+        ):
+            problems.append(
+                "these rules allow nothing: give at least one rule's allow a method, path or "
+                "operationType (a query matcher alone does not allow), or use access"
+            )
+        if self.deny_rules and protocol != "mcp" and rules is None and self.access is None:
+            problems.append(
+                "denyRules subtract from what access or rules allow: set one of them too"
+            )
+        if protocol == "sql" and self.enforcement == "enforce":
+            problems.append(
+                "protocol sql supports enforcement: audit only (the gateway cannot parse SQL "
+                "fully enough to block)"
+            )
+        matches = [r.allow for r in rules or ()] + list(self.deny_rules or ())
+        if protocol == "graphql" and any(m.operation_type is None for m in matches):
+            problems.append(
+                "on a graphql endpoint every rule's allow and every deny rule needs "
+                "operationType (query, mutation or subscription)"
+            )
+        if protocol != "graphql" and any(m.names_an_operation() for m in matches):
+            problems.append("operationType and operationName apply to protocol graphql only")
         if problems:
             raise _fail("; ".join(problems))
         return self
@@ -279,7 +390,7 @@ class NetworkRule(_SpecModel):
 
 # --- filesystem, landlock, process, rollout ---------------------------------------------------
 
-_PathSet = Annotated[tuple[_AbsolutePath, ...], MaxLen(64), AfterValidator(_unique)]
+_PathSet = Annotated[tuple[_FilesystemPath, ...], MaxLen(64), AfterValidator(_unique)]
 
 
 class Filesystem(_SpecModel):
@@ -291,8 +402,15 @@ class Filesystem(_SpecModel):
 
     @pydantic.model_validator(mode="after")
     def _disjoint(self) -> Filesystem:
+        problems = []
         if set(self.read_only or ()) & set(self.read_write or ()):
-            raise _fail("a path cannot be both readOnly and readWrite")
+            problems.append("a path cannot be both readOnly and readWrite")
+        if "/" in (self.read_write or ()):
+            problems.append(
+                "readWrite cannot be / (the whole filesystem); name the directories to write"
+            )
+        if problems:
+            raise _fail("; ".join(problems))
         return self
 
 
@@ -305,10 +423,8 @@ class Landlock(_SpecModel):
 class Process(_SpecModel):
     """Identity of the sandboxed process; never root."""
 
-    run_as_user: Annotated[_Identity, _not_root("the sandbox must not run as root")] | None = None
-    run_as_group: (
-        Annotated[_Identity, _not_root("the sandbox must not run as group root")] | None
-    ) = None
+    run_as_user: Annotated[_Identity, _identity("runAsUser", "uid", "root")] | None = None
+    run_as_group: Annotated[_Identity, _identity("runAsGroup", "gid", "group root")] | None = None
 
 
 class Rollout(_SpecModel):

@@ -5,7 +5,8 @@ stands for; computing it in one pure function means they cannot disagree. The ma
 
 - `network` (a list keyed by name) -> the `network_policies` map keyed by rule name;
   `binaries` -> `NetworkBinary(path)`; `denyRules` -> `deny_rules`; `allowedIps` ->
-  `allowed_ips`;
+  `allowed_ips`; `operationType`/`operationName` -> `operation_type`/`operation_name`;
+  `mcp.allowAllKnownMethods` -> `mcp.allow_all_known_mcp_methods`;
 - `tls`, `enforcement` and `access` strings -> the `NetworkTlsMode`,
   `NetworkEnforcementMode` and `NetworkAccessPreset` enums; absent -> `*_UNSPECIFIED`, which
   leaves the choice to the gateway's default;
@@ -98,19 +99,33 @@ def _endpoint(endpoint: model.Endpoint) -> sandbox_pb2.NetworkEndpoint:
         rules=[sandbox_pb2.L7Rule(allow=_allow(rule.allow)) for rule in endpoint.rules or ()],
         deny_rules=[_deny(match) for match in endpoint.deny_rules or ()],
         allowed_ips=endpoint.allowed_ips or (),
+        mcp=_mcp(endpoint.mcp),
     )
+
+
+def _mcp(options: model.McpOptions | None) -> sandbox_pb2.McpOptions | None:
+    if options is None:
+        return None
+    return sandbox_pb2.McpOptions(allow_all_known_mcp_methods=options.allow_all_known_methods)
 
 
 def _allow(match: model.L7Match) -> sandbox_pb2.L7Allow:
-    return sandbox_pb2.L7Allow(
-        method=match.method or "", path=match.path or "", query=_query(match.query)
-    )
+    return sandbox_pb2.L7Allow(**_match(match))
 
 
 def _deny(match: model.L7Match) -> sandbox_pb2.L7DenyRule:
-    return sandbox_pb2.L7DenyRule(
-        method=match.method or "", path=match.path or "", query=_query(match.query)
-    )
+    return sandbox_pb2.L7DenyRule(**_match(match))
+
+
+def _match(match: model.L7Match) -> dict[str, object]:
+    """The fields L7Allow and L7DenyRule share, from an allow or deny match."""
+    return {
+        "method": match.method or "",
+        "path": match.path or "",
+        "operation_type": match.operation_type or "",
+        "operation_name": match.operation_name or "",
+        "query": _query(match.query),
+    }
 
 
 def _query(

@@ -30,7 +30,14 @@ def spec_for(round_: int) -> dict[str, Any]:
         "network": [
             {
                 "name": f"r{i}",
-                "endpoints": [{"host": f"api{i}.example.com", "port": 443, "protocol": "rest"}],
+                "endpoints": [
+                    {
+                        "host": f"api{i}.example.com",
+                        "port": 443,
+                        "protocol": "rest",
+                        "access": "read-only",
+                    }
+                ],
             }
             for i in range(round_ + 1)
         ]

@@ -46,7 +46,10 @@ def test_no_change_is_live() -> None:
 
 
 def test_network_changes_are_live() -> None:
-    pypi = {"name": "pypi", "endpoints": [{"host": "pypi.org", "port": 443, "protocol": "rest"}]}
+    pypi = {
+        "name": "pypi",
+        "endpoints": [{"host": "pypi.org", "port": 443, "protocol": "rest", "access": "read-only"}],
+    }
 
     assert change(BASE, {**BASE, "network": [*BASE["network"], pypi]}).live
     assert change(BASE, {**BASE, "network": []}).live

@@ -102,7 +102,10 @@ def test_invalid_spec_prints_each_field_path_and_exits_2(
     lines = err.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("spec.network[0].endpoints[0].host: host *.org may use a wildcard")
-    assert lines[1] == "spec.process.runAsUser: the sandbox must not run as root"
+    assert lines[1] == (
+        "spec.process.runAsUser: runAsUser root must be sandbox or a numeric uid from 1 to "
+        "4294967294 (OpenShell resolves no other user names, and never runs as root)"
+    )
 
 
 @pytest.mark.parametrize(

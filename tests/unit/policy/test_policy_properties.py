@@ -48,11 +48,10 @@ ips = st.one_of(
     st.ip_addresses(v=6).filter(_not_ipv4_mapped).map(str),
 )
 identities = st.one_of(
-    st.builds(
-        lambda first, rest: first + rest, st.sampled_from("_ar"), st.text("a-_0o", max_size=4)
-    ),
-    st.integers(1, 65534).map(str),
-).filter(lambda name: name not in ("root", "0"))
+    st.just("sandbox"),
+    st.integers(1, 4294967294).map(str),
+    st.integers(1, 999).map(lambda n: f"{n:04d}"),  # leading zeros: still the number
+)
 methods = st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*"])
 
 
@@ -69,16 +68,45 @@ matchers = st.one_of(
     st.builds(lambda glob: {"glob": glob}, st.text(max_size=5)),
     st.builds(lambda values: {"any": values}, st.lists(st.text(max_size=5), max_size=3)),
 )
-l7_matches = st.builds(
-    build,
-    method=optional(methods),
-    path=optional(paths),
-    query=optional(st.dictionaries(st.text(min_size=1, max_size=5), matchers, max_size=3)),
-)
+operation_types = st.sampled_from(["query", "mutation", "subscription"])
+
+
+def l7_matches(graphql: bool) -> st.SearchStrategy[dict[str, Any]]:
+    """An allow or deny match; on graphql it names an operation type (the gateway's rule)."""
+    return st.builds(
+        build,
+        method=optional(methods),
+        path=optional(paths),
+        operationType=operation_types if graphql else st.just(...),
+        operationName=optional(st.text("Gq*", min_size=1, max_size=4)) if graphql else st.just(...),
+        query=optional(st.dictionaries(st.text(min_size=1, max_size=5), matchers, max_size=3)),
+    )
+
+
+def _says_something(match: dict[str, Any]) -> bool:
+    return any(key in match for key in ("method", "path", "operationType", "operationName"))
+
+
+#: What each L7 protocol may use to allow traffic (the gateway's rules).
+_ALLOWS = {
+    "rest": ["access", "rules"],
+    "websocket": ["access", "rules"],
+    "graphql": ["access", "rules"],
+    "sql": ["access", "rules"],
+    "json-rpc": ["rules"],
+    "mcp": ["rules", "allow-all"],
+}
+
+
+def _ipv4_literal(host: str) -> bool:
+    """Four dot-separated numbers: what the CRD reads as an IP address in a host."""
+    parts = host.split(".")
+    return len(parts) == 4 and all(part.isdigit() for part in parts)
 
 
 @st.composite
 def endpoints(draw: st.DrawFn) -> dict[str, Any]:
+    """An endpoint the CRD and the gateway both accept."""
     endpoint: dict[str, Any] = {"host": draw(hosts)}
     if draw(st.booleans()):
         endpoint["port"] = draw(port_numbers)
@@ -89,22 +117,30 @@ def endpoints(draw: st.DrawFn) -> dict[str, Any]:
     )
     if protocol is not ...:
         endpoint["protocol"] = protocol
-    if protocol not in (..., "tcp"):
-        inspection = draw(st.sampled_from(["none", "access", "rules"]))
+    if protocol in (..., "tcp"):
+        if _ipv4_literal(endpoint["host"]):
+            endpoint["host"] = "a." + endpoint["host"]
+    else:
+        graphql = protocol == "graphql"
+        inspection = draw(st.sampled_from(_ALLOWS[protocol]))
         if inspection == "access":
             endpoint["access"] = draw(st.sampled_from(["read-only", "read-write", "full"]))
         elif inspection == "rules":
-            endpoint["rules"] = [
-                {"allow": match} for match in draw(st.lists(l7_matches, min_size=1, max_size=2))
-            ]
-        deny = draw(optional(st.lists(l7_matches, max_size=2)))
+            matches = draw(st.lists(l7_matches(graphql), min_size=1, max_size=2))
+            if not any(map(_says_something, matches)):
+                matches[0] = {**matches[0], "method": "*"}
+            endpoint["rules"] = [{"allow": match} for match in matches]
+        else:
+            endpoint["mcp"] = {"allowAllKnownMethods": True}
+        deny = draw(optional(st.lists(l7_matches(graphql), max_size=2)))
         if deny is not ...:
             endpoint["denyRules"] = deny
+        endpoint["path"] = draw(optional(paths))
+        enforcement = ["audit"] if protocol == "sql" else ["enforce", "audit"]
+        endpoint["enforcement"] = draw(optional(st.sampled_from(enforcement)))
     return build(
         **endpoint,
-        path=draw(optional(paths)),
         tls=draw(optional(st.sampled_from(["terminate", "passthrough", "skip"]))),
-        enforcement=draw(optional(st.sampled_from(["enforce", "audit"]))),
         allowedIps=draw(optional(st.lists(ips, max_size=4, unique=True))),
     )
 
@@ -120,7 +156,9 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
         )
         for name in rule_names
     ]
-    fs_paths = draw(st.lists(paths, max_size=6, unique=True))
+    fs_paths = draw(
+        st.lists(paths.filter(lambda p: ".." not in p.split("/")), max_size=6, unique=True)
+    )
     split = draw(st.integers(0, len(fs_paths)))
     keep_empty_network = draw(st.booleans())
     return build(
@@ -268,7 +306,9 @@ def test_revision_ignores_rule_order_and_set_order(
 ADDED_RULE = {
     # Longer than any generated name, so it never collides.
     "name": "added-by-the-property-test",
-    "endpoints": [{"host": "api.example.com", "port": 443, "protocol": "rest"}],
+    "endpoints": [
+        {"host": "api.example.com", "port": 443, "protocol": "rest", "access": "read-only"}
+    ],
 }
 
 

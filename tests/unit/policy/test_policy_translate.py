@@ -118,7 +118,8 @@ def test_tls_modes(value: str, expected: int) -> None:
     ],
 )
 def test_enforcement_modes(value: str, expected: int) -> None:
-    assert one_endpoint(port=443, enforcement=value).enforcement == expected
+    endpoint = one_endpoint(port=443, protocol="rest", access="read-only", enforcement=value)
+    assert endpoint.enforcement == expected
 
 
 @pytest.mark.parametrize(
@@ -141,9 +142,38 @@ def test_absent_enums_are_left_to_the_gateway() -> None:
     assert endpoint.access == sandbox_pb2.NETWORK_ACCESS_PRESET_UNSPECIFIED
 
 
-@pytest.mark.parametrize("protocol", ["rest", "websocket", "graphql", "sql", "json-rpc", "mcp"])
+#: For each L7 protocol, the least an endpoint must say to be accepted by the gateway.
+L7_MINIMAL: dict[str, dict[str, Any]] = {
+    "rest": {"access": "read-only"},
+    "websocket": {"access": "full"},
+    "graphql": {"rules": [{"allow": {"operationType": "query"}}]},
+    "sql": {"access": "read-only"},
+    "json-rpc": {"rules": [{"allow": {"method": "*"}}]},
+    "mcp": {"mcp": {"allowAllKnownMethods": True}},
+}
+
+
+@pytest.mark.parametrize("protocol", sorted(L7_MINIMAL))
 def test_l7_protocols_pass_as_written(protocol: str) -> None:
-    assert one_endpoint(port=443, protocol=protocol).protocol == protocol
+    assert one_endpoint(port=443, protocol=protocol, **L7_MINIMAL[protocol]).protocol == protocol
+
+
+def test_graphql_operations_and_mcp_options_are_translated() -> None:
+    graphql = one_endpoint(
+        port=443,
+        protocol="graphql",
+        rules=[{"allow": {"operationType": "query", "operationName": "Get*"}}],
+        denyRules=[{"operationType": "mutation"}],
+    )
+    assert (graphql.rules[0].allow.operation_type, graphql.rules[0].allow.operation_name) == (
+        "query",
+        "Get*",
+    )
+    assert graphql.deny_rules[0].operation_type == "mutation"
+    mcp = one_endpoint(port=443, protocol="mcp", mcp={"allowAllKnownMethods": True})
+    assert mcp.HasField("mcp")
+    assert mcp.mcp.allow_all_known_mcp_methods
+    assert not one_endpoint(port=443, protocol="rest", access="full").HasField("mcp")
 
 
 def test_tcp_is_sent_as_the_empty_protocol_so_both_spellings_are_one_policy() -> None:
