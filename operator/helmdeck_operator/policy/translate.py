@@ -22,6 +22,7 @@ The result is canonical (`canonical.canonicalize`), so equal specs give equal by
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeVar
 
 from openshell._proto import sandbox_pb2
 
@@ -96,8 +97,11 @@ def _endpoint(endpoint: model.Endpoint) -> sandbox_pb2.NetworkEndpoint:
         tls=_TLS[endpoint.tls],
         enforcement=_ENFORCEMENT[endpoint.enforcement],
         access=_ACCESS[endpoint.access],
-        rules=[sandbox_pb2.L7Rule(allow=_allow(rule.allow)) for rule in endpoint.rules or ()],
-        deny_rules=[_deny(match) for match in endpoint.deny_rules or ()],
+        rules=[
+            sandbox_pb2.L7Rule(allow=_l7(sandbox_pb2.L7Allow, rule.allow))
+            for rule in endpoint.rules or ()
+        ],
+        deny_rules=[_l7(sandbox_pb2.L7DenyRule, match) for match in endpoint.deny_rules or ()],
         allowed_ips=endpoint.allowed_ips or (),
         mcp=_mcp(endpoint.mcp),
     )
@@ -106,26 +110,23 @@ def _endpoint(endpoint: model.Endpoint) -> sandbox_pb2.NetworkEndpoint:
 def _mcp(options: model.McpOptions | None) -> sandbox_pb2.McpOptions | None:
     if options is None:
         return None
+    if options.allow_all_known_methods is None:
+        return sandbox_pb2.McpOptions()
     return sandbox_pb2.McpOptions(allow_all_known_mcp_methods=options.allow_all_known_methods)
 
 
-def _allow(match: model.L7Match) -> sandbox_pb2.L7Allow:
-    return sandbox_pb2.L7Allow(**_match(match))
+#: The two messages an allow or a deny match becomes; they share these fields.
+_L7 = TypeVar("_L7", sandbox_pb2.L7Allow, sandbox_pb2.L7DenyRule)
 
 
-def _deny(match: model.L7Match) -> sandbox_pb2.L7DenyRule:
-    return sandbox_pb2.L7DenyRule(**_match(match))
-
-
-def _match(match: model.L7Match) -> dict[str, object]:
-    """The fields L7Allow and L7DenyRule share, from an allow or deny match."""
-    return {
-        "method": match.method or "",
-        "path": match.path or "",
-        "operation_type": match.operation_type or "",
-        "operation_name": match.operation_name or "",
-        "query": _query(match.query),
-    }
+def _l7(message: type[_L7], match: model.L7Match) -> _L7:
+    return message(
+        method=match.method or "",
+        path=match.path or "",
+        operation_type=match.operation_type or "",
+        operation_name=match.operation_name or "",
+        query=_query(match.query),
+    )
 
 
 def _query(
