@@ -536,6 +536,53 @@ GATEWAY_RULE_CASES = [
     ),
 ]
 
+#: The CreateSandbox request rules a HelmdeckSession can break (the rest are the operator's
+#: own values: sandbox names, labels, annotations).
+GATEWAY_REQUEST_CASES = [
+    Case(
+        "env-reserved-name",
+        session(env=[{"name": "OPENSHELL_ENDPOINT", "value": "x"}]),
+        "spec.env[0].name",
+        "env OPENSHELL_ENDPOINT is reserved",
+    ),
+    Case(
+        "env-value-newline",
+        session(env=[{"name": "A", "value": "one\ntwo"}]),
+        "spec.env[0].value",
+        "one line without NUL, CR or LF",
+    ),
+    Case(
+        "env-value-cr",
+        session(env=[{"name": "A", "value": "one\rtwo"}]),
+        "spec.env[0].value",
+        "one line without NUL, CR or LF",
+    ),
+    Case(
+        "env-value-bytes",
+        session(env=[{"name": "A", "value": "€" * 2731}]),  # 8193 bytes
+        "spec.env[0].value",
+        "at most 8192 bytes",
+    ),
+    Case(
+        "env-total",
+        session(env=[{"name": f"V{i}", "value": "x" * 4096} for i in range(64)]),
+        "spec.env",
+        "at most 256 KiB",
+    ),
+    Case(
+        "command-first-empty",
+        session(command=["", "run"]),
+        "spec.command",
+        "cannot be empty",
+    ),
+    Case(
+        "command-nul",
+        session(command=["/bin/sh", "a\u0000b"]),
+        "spec.command[1]",
+        "NUL character",
+    ),
+]
+
 #: Forms the gateway accepts that the rules above must not refuse.
 GATEWAY_VALID = {
     "mcp-allow-all": endpoint(protocol="mcp", mcp={"allowAllKnownMethods": True}),
@@ -557,6 +604,10 @@ GATEWAY_VALID = {
     "l7-ip-literal": endpoint(host="203.0.113.7", protocol="rest", access="read-only"),
     "identities": policy(process={"runAsUser": "sandbox", "runAsGroup": "007"}),
     "dots-in-names": policy(filesystem={"readOnly": ["/data/..hidden", "/a/b.."]}),
+    "env-near-the-limits": session(
+        env=[{"name": "OPENSHELL", "value": "é" * 4096}]
+        + [{"name": f"V{i}", "value": "x" * 4000} for i in range(60)]
+    ),
 }
 
 
@@ -589,7 +640,7 @@ def test_invalid_object_is_refused_naming_the_field(
     assert cluster.kubectl("get", kind, "subject", "-n", namespace).returncode != 0
 
 
-@pytest.mark.parametrize("case", GATEWAY_RULE_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", GATEWAY_RULE_CASES + GATEWAY_REQUEST_CASES, ids=lambda c: c.id)
 def test_what_the_gateway_refuses_is_refused_at_admission(
     cluster: ControlPlane, namespace: str, case: Case
 ) -> None:
