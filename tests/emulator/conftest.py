@@ -38,7 +38,17 @@ def base_policy(**network: sandbox_pb2.NetworkPolicyRule) -> sandbox_pb2.Sandbox
 def rest_rule(host: str, port: int = 443, protocol: str = "rest") -> sandbox_pb2.NetworkPolicyRule:
     return sandbox_pb2.NetworkPolicyRule(
         name=host,
-        endpoints=[sandbox_pb2.NetworkEndpoint(host=host, port=port, protocol=protocol)],
+        endpoints=[
+            sandbox_pb2.NetworkEndpoint(
+                host=host,
+                port=port,
+                protocol=protocol,
+                # An inspected endpoint must allow something (the gateway's rule).
+                access=sandbox_pb2.NETWORK_ACCESS_PRESET_READ_ONLY
+                if protocol not in ("", "tcp")
+                else sandbox_pb2.NETWORK_ACCESS_PRESET_UNSPECIFIED,
+            )
+        ],
         binaries=[sandbox_pb2.NetworkBinary(path="/usr/bin/node")],
     )
 

@@ -173,7 +173,7 @@ async def test_landlock_must_be_identical(emulator_stub: Stub) -> None:
 async def test_process_must_be_identical(emulator_stub: Stub) -> None:
     await ready_with_policy(emulator_stub, "proc")
     policy = base_policy(npm=rest_rule("registry.npmjs.org"))
-    policy.process.run_as_user = "root"
+    policy.process.run_as_user = "1000"
     await assert_live_rejection(emulator_stub, "proc", policy, "process")
 
 

@@ -280,7 +280,7 @@ async def test_failed_policy_load_is_reported(
 async def test_live_change_violation_is_invalid(client: GatewayClient) -> None:
     await client.create_sandbox("strict", policy=policy())
     changed = policy()
-    changed.process.run_as_user = "root"
+    changed.process.run_as_user = "1000"
     with pytest.raises(GatewayInvalid, match="cannot be changed on a live sandbox") as invalid:
         await client.update_policy("strict", changed)
     assert invalid.value.reason == "GatewayInvalidArgument"

@@ -180,6 +180,8 @@ class EmulatorServicer(openshell_pb2_grpc.OpenShellServicer):
 
     async def CreateSandbox(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         def handle(_: auth.Principal) -> openshell_pb2.SandboxResponse:
+            if not request.HasField("spec"):
+                raise invalid_field("spec", "spec is required")
             record = self.gateway.create(
                 _workspace(request.workspace_scope),
                 request.name,

@@ -23,7 +23,7 @@ from typing import Any
 
 from openshell._proto import openshell_pb2, sandbox_pb2
 
-from helmdeck_operator.emulator import policy_rules
+from helmdeck_operator.emulator import policy_rules, validation
 from helmdeck_operator.emulator.clock import Clock, SystemClock
 from helmdeck_operator.emulator.errors import Code, GatewayError, invalid_field
 from helmdeck_operator.emulator.faults import Faults
@@ -262,6 +262,7 @@ class Gateway:
         ws = self.workspace(workspace)
         name = name or f"sandbox-{uuid.uuid4().hex[:8]}"
         self._check_name(name)
+        validation.check_sandbox_spec(spec)
         for provider in spec.providers:
             if provider not in self.settings.providers:
                 raise GatewayError(
@@ -447,6 +448,7 @@ class Gateway:
     ) -> Revision:
         """Store `policy` as the next revision, or return the latest if identical."""
         record = self._updatable(workspace, name, expected_resource_version)
+        validation.check_policy(policy)
         baseline = record.revision(1)
         policy_rules.check_live_change(baseline.policy if baseline else None, policy)
         latest = record.latest()

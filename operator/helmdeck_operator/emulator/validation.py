@@ -1,0 +1,236 @@
+"""What the gateway refuses in a CreateSandbox request and in any policy it is given.
+
+Written from the gateway's own rules (../shared/OPENSHELL-RULES.md), over the protobuf
+messages, and independent of the operator's policy model on purpose: the two are checked
+against each other by a property test, so a rule one of them gets wrong shows up as a
+disagreement. Every violation of a policy is collected and reported in one
+INVALID_ARGUMENT, as the gateway does; messages follow the gateway's wording.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from openshell._proto import openshell_pb2, sandbox_pb2
+
+from helmdeck_operator.emulator.errors import Code, FieldViolation, GatewayError
+
+__all__ = ["check_policy", "check_sandbox_spec"]
+
+_L7 = frozenset({"rest", "websocket", "graphql", "sql", "json-rpc", "mcp"})
+_JSON_RPC_FAMILY = frozenset({"json-rpc", "mcp"})
+_OPERATION_TYPES = frozenset({"query", "mutation", "subscription"})
+_IPV4 = re.compile(r"[0-9]+(\.[0-9]+){3}")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+MAX_PATHS = 256
+MAX_PATH_BYTES = 4096
+MAX_ID = 4294967294
+MAX_PROVIDERS = 32
+MAX_ENV = 128
+MAX_ENV_KEY_BYTES = 256
+MAX_ENV_VALUE_BYTES = 8192
+MAX_ENV_TOTAL_BYTES = 256 * 1024
+MAX_ARGS = 256
+MAX_ARG_BYTES = 32 * 1024
+MAX_COMMAND_BYTES = 256 * 1024
+MAX_IMAGE_BYTES = 1024
+
+
+def check_policy(policy: sandbox_pb2.SandboxPolicy) -> None:
+    """Raise INVALID_ARGUMENT listing every rule `policy` breaks."""
+    problems = list(_policy_problems(policy))
+    if problems:
+        raise GatewayError(
+            Code.INVALID_ARGUMENT,
+            "policy validation failed: " + "; ".join(problems),
+            tuple(FieldViolation("policy", problem) for problem in problems),
+        )
+
+
+def check_sandbox_spec(spec: openshell_pb2.SandboxSpec) -> None:
+    """Raise INVALID_ARGUMENT for the first request-level rule a CreateSandbox spec breaks."""
+    for field, problem in _spec_problems(spec):
+        raise GatewayError(
+            Code.INVALID_ARGUMENT, f"{field}: {problem}", (FieldViolation(field, problem),)
+        )
+    if spec.HasField("policy"):
+        check_policy(spec.policy)
+
+
+# -- policy --------------------------------------------------------------------------------------
+
+
+def _policy_problems(policy: sandbox_pb2.SandboxPolicy) -> Iterator[str]:
+    for key in sorted(policy.network_policies):
+        rule = policy.network_policies[key]
+        name = rule.name or key
+        if name.startswith("_provider_"):
+            yield f"network policy '{name}': names starting _provider_ are reserved"
+        for index, endpoint in enumerate(rule.endpoints):
+            for problem in _endpoint_problems(endpoint):
+                yield f"network policy '{name}' endpoint[{index}]: {problem}"
+    if policy.HasField("filesystem"):
+        yield from _filesystem_problems(policy.filesystem)
+    if policy.HasField("process"):
+        for field in ("run_as_user", "run_as_group"):
+            value = getattr(policy.process, field)
+            if value and not _valid_identity(value):
+                yield f"process.{field} '{value}' must be 'sandbox' or a number from 1 to {MAX_ID}"
+
+
+def _valid_identity(value: str) -> bool:
+    return value == "sandbox" or (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ID)
+
+
+def _filesystem_problems(fs: sandbox_pb2.FilesystemPolicy) -> Iterator[str]:
+    paths = list(fs.read_only) + list(fs.read_write)
+    if len(paths) > MAX_PATHS:
+        yield f"filesystem: at most {MAX_PATHS} paths (got {len(paths)})"
+    for path in paths:
+        if not path.startswith("/"):
+            yield f"filesystem path '{path}' must be absolute"
+        if len(path.encode()) > MAX_PATH_BYTES:
+            yield f"filesystem path is longer than {MAX_PATH_BYTES} bytes"
+        if ".." in path.split("/"):
+            yield f"filesystem path '{path}' must not contain '..'"
+    if "/" in fs.read_write:
+        yield "filesystem read_write must not include '/'"
+
+
+def _endpoint_problems(ep: sandbox_pb2.NetworkEndpoint) -> Iterator[str]:
+    protocol = ep.protocol.lower()
+    tcp = protocol == "tcp"
+    l7 = protocol in _L7
+    has_access = ep.access != sandbox_pb2.NETWORK_ACCESS_PRESET_UNSPECIFIED
+    has_rules, has_deny = len(ep.rules) > 0, len(ep.deny_rules) > 0
+    allow_all = ep.HasField("mcp") and ep.mcp.allow_all_known_mcp_methods
+    yield from _host_problems(ep, tcp)
+    if protocol and not l7 and not tcp:
+        yield (
+            f"unknown protocol '{ep.protocol}' (expected tcp, rest, websocket, graphql, sql, "
+            "json-rpc, or mcp)"
+        )
+    if tcp and (has_access or has_rules or has_deny):
+        yield "protocol tcp does not support access, rules, or deny_rules; remove those L7 fields"
+    tcp_only = [
+        field
+        for field, present in (
+            ("enforcement", ep.enforcement != sandbox_pb2.NETWORK_ENFORCEMENT_MODE_UNSPECIFIED),
+            ("path", bool(ep.path)),
+            ("mcp", ep.HasField("mcp")),
+        )
+        if present
+    ]
+    if tcp and tcp_only:
+        fields = ", ".join(tcp_only)
+        yield f"protocol tcp does not support L7-only fields: {fields}; remove those fields"
+    if has_rules and has_access:
+        yield "rules and access are mutually exclusive"
+    if protocol in _JSON_RPC_FAMILY and has_access:
+        yield f"protocol {protocol} does not support access presets"
+    if protocol == "json-rpc" and not has_rules and not has_access:
+        yield f"protocol {protocol} requires explicit rules with allow.method"
+    if l7 and protocol not in _JSON_RPC_FAMILY and not has_rules and not has_access:
+        yield "protocol requires rules or access to define allowed traffic"
+    if protocol == "mcp" and not has_rules and not has_access and not allow_all:
+        yield "protocol mcp requires rules when mcp.allow_all_known_mcp_methods is false"
+    denies_all = has_rules and not any(_allows(rule.allow) for rule in ep.rules)
+    if denies_all and not (protocol == "mcp" and allow_all):
+        yield "rules would deny all traffic (no allow clause found)"
+    if has_deny and not l7:
+        yield "deny_rules require protocol (L7 inspection must be enabled)"
+    if has_deny and protocol != "mcp" and not has_rules and not has_access:
+        yield "deny_rules require rules or access to define the base allow set"
+    if ep.path and not ep.path.startswith("/") and ep.path != "**":
+        yield "path must start with '/' or be '**'"
+    if protocol == "sql" and ep.enforcement == sandbox_pb2.NETWORK_ENFORCEMENT_MODE_ENFORCE:
+        yield "SQL enforcement requires full SQL parsing; use enforcement: audit"
+    if ep.HasField("mcp") and protocol != "mcp":
+        yield "mcp options are only valid for protocol mcp"
+    if protocol == "graphql":
+        kinds = "must be query, mutation, or subscription"
+        for index, rule in enumerate(ep.rules):
+            if rule.allow.operation_type not in _OPERATION_TYPES:
+                yield f"rules[{index}].allow.operation_type {kinds}"
+        for index, deny in enumerate(ep.deny_rules):
+            if deny.operation_type not in _OPERATION_TYPES:
+                yield f"deny_rules[{index}].operation_type {kinds}"
+
+
+def _allows(allow: sandbox_pb2.L7Allow) -> bool:
+    """An allow clause says something; a query matcher alone does not."""
+    return bool(
+        allow.method
+        or allow.path
+        or allow.command
+        or allow.operation_type
+        or allow.operation_name
+        or allow.fields
+        or allow.params
+    )
+
+
+def _host_problems(ep: sandbox_pb2.NetworkEndpoint, tcp: bool) -> Iterator[str]:
+    host = ep.host
+    if not host and (tcp or not ep.allowed_ips):
+        yield "host is required (or allowed_ips, for an endpoint that is not tcp)"
+    if tcp and _IPV4.fullmatch(host):
+        yield f"protocol tcp host '{host}' must be a DNS name, not an IP address"
+    ports = list(ep.ports) or ([ep.port] if ep.port else [])
+    if not ports:
+        yield "at least one port is required"
+    for port in ports:
+        if not 1 <= port <= 65535:
+            yield f"port {port} is out of range 1-65535"
+    labels = host.split(".")
+    if host in ("*", "**"):
+        yield f"host '{host}' is not a valid wildcard"
+    elif "*" in host:
+        first, rest = labels[0], labels[1:]
+        if ("**" in first and first != "**") or ("*" in first and first not in ("*", "**")):
+            yield f"host '{host}': a wildcard must be a whole label"
+        elif any("**" in label or ("*" in label and label != "*") for label in rest):
+            yield f"host '{host}': '**' may only be the first label"
+        elif len([label for label in labels if "*" not in label]) < 2:
+            yield f"host '{host}' wildcards a top-level domain"
+
+
+# -- CreateSandbox request -----------------------------------------------------------------------
+
+
+def _spec_problems(spec: openshell_pb2.SandboxSpec) -> Iterator[tuple[str, str]]:
+    if len(spec.providers) > MAX_PROVIDERS:
+        yield "spec.providers", f"at most {MAX_PROVIDERS} providers (got {len(spec.providers)})"
+    env = spec.environment
+    if len(env) > MAX_ENV:
+        yield "spec.environment", f"at most {MAX_ENV} entries (got {len(env)})"
+    total = 0
+    for key, value in sorted(env.items()):
+        total += len(key.encode()) + len(value.encode())
+        if not _ENV_KEY.fullmatch(key) or len(key.encode()) > MAX_ENV_KEY_BYTES:
+            yield "spec.environment", f"key '{key[:64]}' must match ^[A-Za-z_][A-Za-z0-9_]*$"
+        if key.startswith("OPENSHELL_"):
+            yield "spec.environment", f"key '{key}' is reserved (OPENSHELL_ prefix)"
+        if len(value.encode()) > MAX_ENV_VALUE_BYTES:
+            yield "spec.environment", f"value of '{key}' exceeds {MAX_ENV_VALUE_BYTES} bytes"
+        if any(c in value for c in "\0\r\n"):
+            yield "spec.environment", f"value of '{key}' must not contain NUL, CR or LF"
+    if total > MAX_ENV_TOTAL_BYTES:
+        yield "spec.environment", f"exceeds {MAX_ENV_TOTAL_BYTES} bytes in total"
+    command = list(spec.command)
+    if len(command) > MAX_ARGS:
+        yield "spec.command", f"at most {MAX_ARGS} arguments (got {len(command)})"
+    if command and not command[0]:
+        yield "spec.command", "the first argument must not be empty"
+    for arg in command:
+        if "\0" in arg:
+            yield "spec.command", "arguments must not contain NUL"
+        if len(arg.encode()) > MAX_ARG_BYTES:
+            yield "spec.command", f"an argument exceeds {MAX_ARG_BYTES} bytes"
+    if sum(len(arg.encode()) for arg in command) > MAX_COMMAND_BYTES:
+        yield "spec.command", f"exceeds {MAX_COMMAND_BYTES} bytes in total"
+    template = spec.template
+    if len(template.image.encode()) > MAX_IMAGE_BYTES:
+        yield "spec.template.image", f"exceeds {MAX_IMAGE_BYTES} bytes"
