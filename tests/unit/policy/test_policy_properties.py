@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from helmdeck_operator.emulator import validation
 from helmdeck_operator.policy import classify, errors, revision, translate
 
 # Generation is the slow part; the properties themselves take microseconds.
@@ -270,6 +271,15 @@ def test_translation_returns_a_policy_or_raises_only_policy_validation_error(spe
 @given(specs())
 def test_every_generated_valid_spec_translates(spec: dict[str, Any]) -> None:
     translate.to_sandbox_policy(spec)
+
+
+@PROFILE
+@given(specs())
+def test_the_gateway_accepts_every_policy_the_model_accepts(spec: dict[str, Any]) -> None:
+    """The emulator's validation (written from the gateway's rules, independently of the
+    model) takes every policy the model lets through: nothing the gateway would refuse
+    passes admission and the operator's own check."""
+    validation.check_policy(translate.to_sandbox_policy(spec))
 
 
 # --- order independence -----------------------------------------------------------------------
