@@ -227,3 +227,88 @@ async def test_a_create_without_a_spec_is_refused(emulator_stub: Stub) -> None:
 async def test_a_missing_provider_is_a_failed_precondition(emulator_stub: Stub) -> None:
     error = await rpc_error(create(emulator_stub, "noprov", providers=["nowhere"]))
     assert error.code() == Code.FAILED_PRECONDITION
+
+
+def two_endpoints(left: S.NetworkEndpoint, right: S.NetworkEndpoint) -> S.SandboxPolicy:
+    policy = base_policy()
+    policy.network_policies["a"].CopyFrom(S.NetworkPolicyRule(name="a", endpoints=[left]))
+    policy.network_policies["b"].CopyFrom(S.NetworkPolicyRule(name="b", endpoints=[right]))
+    return policy
+
+
+def rest(host: str = "api.example.com", port: int = 443, **fields: object) -> S.NetworkEndpoint:
+    """An inspected read-only endpoint; `fields` override or add."""
+    values: dict[str, object] = {"protocol": "rest", "access": READ_ONLY, **fields}
+    return S.NetworkEndpoint(host=host, port=port, **values)  # type: ignore[arg-type]
+
+
+#: Pairs of endpoints the gateway refuses with FAILED_PRECONDITION, and the conflict named.
+AMBIGUOUS = [
+    (
+        "tls",
+        S.NetworkEndpoint(host="api.example.com", port=443, tls=S.NETWORK_TLS_MODE_SKIP),
+        S.NetworkEndpoint(host="api.example.com", port=443),
+        "tls=",
+    ),
+    (
+        "allowed-ips",
+        rest("*.example.com", allowed_ips=["10.0.0.0/8"]),
+        rest("api.example.com"),
+        "allowed_ips=",
+    ),
+    (
+        "raw-tcp",
+        S.NetworkEndpoint(host="git.example.com", port=22, protocol="tcp"),
+        S.NetworkEndpoint(host="git.example.com", ports=[22, 443]),
+        "transparent_tcp_eligible=",
+    ),
+    (
+        "enforcement",
+        rest(path="/v1/*", enforcement=S.NETWORK_ENFORCEMENT_MODE_ENFORCE),
+        rest(path="/v1/*", enforcement=S.NETWORK_ENFORCEMENT_MODE_AUDIT),
+        "enforcement=",
+    ),
+    (
+        "protocol",
+        rest("**.example.com", path="/ws"),
+        S.NetworkEndpoint(
+            host="api.example.com", port=443, protocol="websocket", access=READ_ONLY, path="/w*s"
+        ),
+        "protocol=",
+    ),
+]
+
+#: Pairs the gateway accepts: they never meet, or meet and agree, or one path is more specific.
+UNAMBIGUOUS = [
+    ("other-port", rest(tls=S.NETWORK_TLS_MODE_SKIP), rest(port=8443)),
+    ("other-host", rest("*.example.com", tls=S.NETWORK_TLS_MODE_SKIP), rest("a.b.example.com")),
+    ("agree", rest(enforcement=S.NETWORK_ENFORCEMENT_MODE_ENFORCE), rest(path="/v1")),
+    (
+        "more-specific-path",
+        rest(path="/v1/admin/*", enforcement=S.NETWORK_ENFORCEMENT_MODE_ENFORCE),
+        rest(path="/v1/*"),
+    ),
+    ("disjoint-paths", rest(path="/a/*", protocol="websocket"), rest(path="/b/*")),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "left", "right", "says"), AMBIGUOUS, ids=[c[0] for c in AMBIGUOUS]
+)
+async def test_ambiguous_endpoints_are_a_failed_precondition(
+    emulator_stub: Stub, case: str, left: S.NetworkEndpoint, right: S.NetworkEndpoint, says: str
+) -> None:
+    policy = two_endpoints(left, right)
+    created = await rpc_error(create(emulator_stub, named("amb", case), policy=policy))
+    assert created.code() == Code.FAILED_PRECONDITION
+    assert says in (created.details() or "")
+    await create(emulator_stub, named("ambu", case), policy=base_policy())
+    updated = await rpc_error(update_policy(emulator_stub, named("ambu", case), policy))
+    assert updated.code() == Code.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize(("case", "left", "right"), UNAMBIGUOUS, ids=[c[0] for c in UNAMBIGUOUS])
+async def test_endpoints_that_never_disagree_are_accepted(
+    emulator_stub: Stub, case: str, left: S.NetworkEndpoint, right: S.NetworkEndpoint
+) -> None:
+    await create(emulator_stub, named("ok", case), policy=two_endpoints(left, right))

@@ -16,7 +16,7 @@ from openshell._proto import openshell_pb2, sandbox_pb2
 
 from helmdeck_operator.emulator.errors import Code, FieldViolation, GatewayError
 
-__all__ = ["check_policy", "check_sandbox_spec"]
+__all__ = ["check_ambiguity", "check_policy", "check_sandbox_spec"]
 
 _L7 = frozenset({"rest", "websocket", "graphql", "sql", "json-rpc", "mcp"})
 _JSON_RPC_FAMILY = frozenset({"json-rpc", "mcp"})
@@ -57,6 +57,7 @@ def check_sandbox_spec(spec: openshell_pb2.SandboxSpec) -> None:
         )
     if spec.HasField("policy"):
         check_policy(spec.policy)
+        check_ambiguity(spec.policy)
 
 
 # -- policy --------------------------------------------------------------------------------------
@@ -234,3 +235,235 @@ def _spec_problems(spec: openshell_pb2.SandboxSpec) -> Iterator[tuple[str, str]]
     template = spec.template
     if len(template.image.encode()) > MAX_IMAGE_BYTES:
         yield "spec.template.image", f"exceeds {MAX_IMAGE_BYTES} bytes"
+
+
+# -- endpoint ambiguity ---------------------------------------------------------------------------
+
+#: The gateway's default body limit for GraphQL and JSON-RPC parsing (0 means this).
+_DEFAULT_BODY_LIMIT = 65536
+
+
+def check_ambiguity(policy: sandbox_pb2.SandboxPolicy) -> None:
+    """FAILED_PRECONDITION when two endpoints can authorize the same request but disagree on
+    what must have one value for it (the gateway checks this after the policy is valid)."""
+    found = list(_ambiguities(policy))
+    if found:
+        raise GatewayError(
+            Code.FAILED_PRECONDITION,
+            "policy has ambiguous endpoints: " + "; ".join(found),
+            tuple(FieldViolation("policy.network_policies", problem) for problem in found),
+        )
+
+
+def _ambiguities(policy: sandbox_pb2.SandboxPolicy) -> Iterator[str]:
+    endpoints = [
+        (policy.network_policies[key].name or key, index, endpoint)
+        for key in sorted(policy.network_policies)
+        for index, endpoint in enumerate(policy.network_policies[key].endpoints)
+    ]
+    for position, (left_rule, left_index, left) in enumerate(endpoints):
+        for right_rule, right_index, right in endpoints[position + 1 :]:
+            ports = sorted(_ports(left) & _ports(right))
+            if not ports or not _hosts_overlap(left.host, right.host):
+                continue
+            conflicts = _connection_conflicts(left, right)
+            if (
+                _in_request_pipeline(left)
+                and _in_request_pipeline(right)
+                and _paths_overlap(left.path, right.path)
+                and _specificity(left.path) == _specificity(right.path)
+            ):
+                conflicts += _request_conflicts(left, right)
+            if conflicts:
+                yield (
+                    f"network policies '{left_rule}' endpoint[{left_index}] ({_selector(left)}) "
+                    f"and '{right_rule}' endpoint[{right_index}] ({_selector(right)}) overlap "
+                    f"on port(s) {','.join(map(str, ports))} with conflicting metadata: "
+                    + "; ".join(conflicts)
+                )
+
+
+def _ports(ep: sandbox_pb2.NetworkEndpoint) -> set[int]:
+    return {p for p in ep.ports if p > 0} if ep.ports else ({ep.port} if ep.port > 0 else set())
+
+
+def _selector(ep: sandbox_pb2.NetworkEndpoint) -> str:
+    return f"{ep.host or '<any-host>'}:{','.join(map(str, sorted(_ports(ep))))}{ep.path}"
+
+
+def _conflict(field: str, left: object, right: object) -> list[str]:
+    return [] if left == right else [f"{field}={left!r} vs {right!r}"]
+
+
+def _connection_conflicts(
+    left: sandbox_pb2.NetworkEndpoint, right: sandbox_pb2.NetworkEndpoint
+) -> list[str]:
+    def tls(ep: sandbox_pb2.NetworkEndpoint) -> int:
+        skip = sandbox_pb2.NETWORK_TLS_MODE_SKIP
+        return skip if ep.tls == skip else sandbox_pb2.NETWORK_TLS_MODE_UNSPECIFIED
+
+    def ips(ep: sandbox_pb2.NetworkEndpoint) -> list[str]:
+        return sorted({ip.strip().lower() for ip in ep.allowed_ips})
+
+    return (
+        _conflict(
+            "transparent_tcp_eligible",
+            left.protocol.lower() == "tcp",
+            right.protocol.lower() == "tcp",
+        )
+        + _conflict("tls", tls(left), tls(right))
+        + _conflict("allowed_ips", ips(left), ips(right))
+    )
+
+
+def _in_request_pipeline(ep: sandbox_pb2.NetworkEndpoint) -> bool:
+    """Whether the endpoint's metadata takes part in choosing how a request is handled."""
+    return (
+        ep.protocol.lower() not in ("", "tcp")
+        or len(ep.allowed_ips) > 0
+        or ep.tls != sandbox_pb2.NETWORK_TLS_MODE_UNSPECIFIED
+        or ep.HasField("credential_binding")
+    )
+
+
+def _request_conflicts(
+    left: sandbox_pb2.NetworkEndpoint, right: sandbox_pb2.NetworkEndpoint
+) -> list[str]:
+    def protocol(ep: sandbox_pb2.NetworkEndpoint) -> str:
+        return "" if ep.protocol.lower() == "tcp" else ep.protocol.lower()
+
+    def enforcement(ep: sandbox_pb2.NetworkEndpoint) -> int:
+        enforce = sandbox_pb2.NETWORK_ENFORCEMENT_MODE_ENFORCE
+        return enforce if ep.enforcement == enforce else sandbox_pb2.NETWORK_ENFORCEMENT_MODE_AUDIT
+
+    def limit(value: int) -> int:
+        return value or _DEFAULT_BODY_LIMIT
+
+    conflicts = (
+        _conflict("protocol", protocol(left), protocol(right))
+        + _conflict("enforcement", enforcement(left), enforcement(right))
+        + _conflict("allow_encoded_slash", left.allow_encoded_slash, right.allow_encoded_slash)
+    )
+    both = {protocol(left), protocol(right)}
+    if both == {"websocket"}:
+        conflicts += _conflict(
+            "websocket_graphql_policy",
+            _graphql_over_websocket(left),
+            _graphql_over_websocket(right),
+        )
+    if both == {"graphql"}:
+        conflicts += _conflict(
+            "graphql_max_body_bytes",
+            limit(left.graphql_max_body_bytes),
+            limit(right.graphql_max_body_bytes),
+        )
+    if len(both) == 1 and both <= _JSON_RPC_FAMILY:
+        conflicts += _conflict(
+            "json_rpc_max_body_bytes",
+            limit(left.json_rpc_max_body_bytes),
+            limit(right.json_rpc_max_body_bytes),
+        )
+    if both == {"mcp"}:
+        conflicts += _conflict("mcp.strict_tool_names", _strict_tools(left), _strict_tools(right))
+    return conflicts
+
+
+def _graphql_over_websocket(ep: sandbox_pb2.NetworkEndpoint) -> bool:
+    def names_graphql(match: sandbox_pb2.L7Allow | sandbox_pb2.L7DenyRule) -> bool:
+        return bool(match.operation_type or match.operation_name or match.fields)
+
+    return (
+        len(ep.graphql_persisted_queries) > 0
+        or ep.persisted_queries not in ("", "deny")
+        or any(names_graphql(rule.allow) for rule in ep.rules)
+        or any(names_graphql(deny) for deny in ep.deny_rules)
+    )
+
+
+def _strict_tools(ep: sandbox_pb2.NetworkEndpoint) -> bool:
+    return (
+        ep.mcp.strict_tool_names
+        if ep.HasField("mcp") and ep.mcp.HasField("strict_tool_names")
+        else True
+    )
+
+
+def _specificity(path: str) -> int:
+    """How specific a path selector is: its characters other than `*` (0 for none)."""
+    return sum(1 for c in path if c != "*")
+
+
+def _hosts_overlap(left: str, right: str) -> bool:
+    if not left or not right:
+        return True
+    return _globs_overlap(_tokens(left.lower(), "."), _tokens(right.lower(), "."), ".")
+
+
+def _paths_overlap(left: str, right: str) -> bool:
+    if not left or not right or left in ("**", "/**") or right in ("**", "/**"):
+        return True
+    return _globs_overlap(_tokens(left, None), _tokens(right, None), None)
+
+
+# A glob token: a literal character, "?" (any one character), or a star; a star crosses the
+# delimiter when it is "**" (hosts) or always (paths: the gateway matches paths with stars
+# that may cross "/"). Character classes are read as "?", which can only find more overlaps.
+_ANY = "?"
+_STAR = "*"
+_STARS = "**"
+
+
+def _tokens(pattern: str, delimiter: str | None) -> list[str]:
+    tokens: list[str] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "*":
+            end = index
+            while end < len(pattern) and pattern[end] == "*":
+                end += 1
+            tokens.append(_STARS if end - index >= 2 or delimiter is None else _STAR)
+            index = end
+        elif char == "[" and delimiter is None and "]" in pattern[index + 1 :]:
+            tokens.append(_ANY)
+            index = pattern.index("]", index + 1) + 1
+        elif char == "?" and delimiter is None:
+            tokens.append(_ANY)
+            index += 1
+        else:
+            tokens.append("=" + char)
+            index += 1
+    return tokens
+
+
+def _globs_overlap(left: list[str], right: list[str], delimiter: str | None) -> bool:
+    """Whether some string matches both globs: a search over pairs of positions."""
+
+    def accepts(token: str, char: str) -> bool:
+        if token.startswith("="):
+            return token[1:] == char
+        return token != _STAR or char != delimiter
+
+    start = (0, 0)
+    seen, todo = {start}, [start]
+    while todo:
+        i, j = todo.pop()
+        if i == len(left) and j == len(right):
+            return True
+        moves = []
+        if i < len(left) and left[i] in (_STAR, _STARS):
+            moves.append((i + 1, j))  # the star matches nothing more
+        if j < len(right) and right[j] in (_STAR, _STARS):
+            moves.append((i, j + 1))
+        if i < len(left) and j < len(right):
+            a, b = left[i], right[j]
+            literal = a[1:] if a.startswith("=") else b[1:] if b.startswith("=") else "x"
+            if accepts(a, literal) and accepts(b, literal):
+                moves.append(
+                    (i if a in (_STAR, _STARS) else i + 1, j if b in (_STAR, _STARS) else j + 1)
+                )
+        for move in moves:
+            if move not in seen:
+                seen.add(move)
+                todo.append(move)
+    return False
