@@ -29,7 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, Strin
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from helmdeck_operator.policy import errors
+from helmdeck_operator.policy import ambiguity, errors
 
 __all__ = [
     "Access",
@@ -378,6 +378,15 @@ def _unique_names(rules: tuple[NetworkRule, ...]) -> tuple[NetworkRule, ...]:
     return rules
 
 
+def _unambiguous(rules: tuple[NetworkRule, ...]) -> tuple[NetworkRule, ...]:
+    """Not a CRD rule (CEL cannot compare every pair of endpoints within its cost limits) but
+    the gateway's: endpoints that can meet must agree (`ambiguity`)."""
+    problems = list(ambiguity.conflicts(rules))
+    if problems:
+        raise _fail("; ".join(problems))
+    return rules
+
+
 class NetworkRule(_SpecModel):
     """A named rule: its binaries may reach its endpoints."""
 
@@ -437,7 +446,13 @@ class SidecarPolicySpec(_SpecModel):
     """The `spec` of a SidecarPolicy."""
 
     network: (
-        Annotated[tuple[NetworkRule, ...], MaxLen(64), AfterValidator(_unique_names)] | None
+        Annotated[
+            tuple[NetworkRule, ...],
+            MaxLen(64),
+            AfterValidator(_unique_names),
+            AfterValidator(_unambiguous),
+        ]
+        | None
     ) = None
     filesystem: Filesystem = Field(default_factory=Filesystem)
     landlock: Landlock = Field(default_factory=Landlock)

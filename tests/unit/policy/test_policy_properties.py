@@ -11,9 +11,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from openshell._proto import sandbox_pb2
 
 from helmdeck_operator.emulator import validation
-from helmdeck_operator.policy import classify, errors, revision, translate
+from helmdeck_operator.emulator.errors import Code, GatewayError
+from helmdeck_operator.policy import ambiguity, classify, errors, model, revision, translate
 
 # Generation is the slow part; the properties themselves take microseconds.
 settings.register_profile(
@@ -146,6 +148,22 @@ def endpoints(draw: st.DrawFn) -> dict[str, Any]:
     )
 
 
+def _separate_ports(endpoints: list[dict[str, Any]]) -> None:
+    """Give every endpoint ports no other endpoint has: endpoints that can meet must agree
+    (the gateway's ambiguity rule, exercised by its own property below)."""
+    used: set[int] = set()
+    for endpoint in endpoints:
+        key = "port" if "port" in endpoint else "ports"
+        ports = [endpoint[key]] if key == "port" else endpoint[key]
+        fresh = []
+        for port in ports:
+            while port in used:
+                port = port % 65535 + 1
+            used.add(port)
+            fresh.append(port)
+        endpoint[key] = fresh[0] if key == "port" else fresh
+
+
 @st.composite
 def specs(draw: st.DrawFn) -> dict[str, Any]:
     rule_names = draw(st.lists(names, max_size=3, unique=True))
@@ -157,6 +175,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
         )
         for name in rule_names
     ]
+    _separate_ports([endpoint for rule in rules for endpoint in rule["endpoints"]])
     fs_paths = draw(
         st.lists(paths.filter(lambda p: ".." not in p.split("/")), max_size=6, unique=True)
     )
@@ -476,3 +495,51 @@ def test_the_classifier_agrees_with_the_gateway_rules(
         f"gateway accepts: {gateway_accepts}"
     )  # both outcomes occur; see --hypothesis-show-statistics
     assert verdict.live == gateway_accepts, verdict.blockers
+
+
+# --- endpoint ambiguity: the model and the emulator agree -------------------------------------
+
+meeting_hosts = st.sampled_from(
+    ["api.example.com", "*.example.com", "**.example.com", "a.api.example.com", "other.org"]
+)
+meeting_paths = optional(st.sampled_from(["/v1/*", "/v1/admin", "/**", "/w*s", "/ws", "/a?c"]))
+
+
+@st.composite
+def meeting_endpoints(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid endpoint on port 443, with a host and path from small sets, so that pairs
+    often meet."""
+    endpoint = draw(endpoints())
+    endpoint.pop("ports", None)
+    endpoint["port"] = 443
+    endpoint["host"] = draw(meeting_hosts)
+    if endpoint.get("protocol") not in (None, "tcp"):
+        endpoint["path"] = draw(meeting_paths)
+        if endpoint["path"] is ...:
+            del endpoint["path"]
+    return endpoint
+
+
+@PROFILE
+@given(st.lists(meeting_endpoints(), min_size=2, max_size=3))
+def test_the_model_and_the_gateway_agree_on_ambiguity(found: list[dict[str, Any]]) -> None:
+    """Each endpoint alone is valid; together, the model calls them ambiguous exactly when the
+    emulator's gateway rules answer FAILED_PRECONDITION."""
+    rules = [
+        model.parse_spec({"network": [{"name": f"r{i}", "endpoints": [ep]}]}).network[0]  # type: ignore[index]
+        for i, ep in enumerate(found)
+    ]
+    model_says = bool(list(ambiguity.conflicts(rules)))
+    policy = sandbox_pb2.SandboxPolicy()
+    for i, ep in enumerate(found):
+        single = translate.to_sandbox_policy({"network": [{"name": f"r{i}", "endpoints": [ep]}]})
+        policy.network_policies[f"r{i}"].CopyFrom(single.network_policies[f"r{i}"])
+    code = None
+    try:
+        validation.check_ambiguity(policy)
+    except GatewayError as err:
+        code = err.code
+    gateway_says = code is not None
+    assert code in (None, Code.FAILED_PRECONDITION)
+    event(f"ambiguous: {gateway_says}")
+    assert model_says == gateway_says
