@@ -177,16 +177,13 @@ async def test_process_must_be_identical(emulator_stub: Stub) -> None:
     await assert_live_rejection(emulator_stub, "proc", policy, "process")
 
 
-async def test_first_raw_tcp_endpoint_cannot_be_added_live(emulator_stub: Stub) -> None:
+async def test_a_first_raw_tcp_endpoint_can_be_added_live(emulator_stub: Stub) -> None:
+    """The gateway has no rule against it (../shared/OPENSHELL-RULES.md)."""
     await ready_with_policy(emulator_stub, "tcp")
     policy = base_policy(
         npm=rest_rule("registry.npmjs.org"), ssh=rest_rule("github.com", 22, protocol="")
     )
-    await assert_live_rejection(emulator_stub, "tcp", policy, "raw tcp")
-    # A sandbox that started with a raw endpoint may add more.
-    await create(emulator_stub, "tcp2", policy=base_policy(ssh=rest_rule("github.com", 22, "tcp")))
-    more = base_policy(ssh=rest_rule("github.com", 22, "tcp"), db=rest_rule("db.local", 5432, ""))
-    assert (await update_policy(emulator_stub, "tcp2", more)).version == 2
+    assert (await update_policy(emulator_stub, "tcp", policy)).version == 2
 
 
 async def test_exactly_one_of_policy_setting_or_merge(emulator_stub: Stub) -> None:

@@ -1,10 +1,10 @@
 """What the gateway checks about a sandbox policy, as pure functions.
 
 Reproduces the 0.1.x gateway's rules: the policy hash is SHA-256 over deterministic protobuf
-bytes; on a live sandbox only network rules (and settings) may change, filesystem paths may
-only be added, `include_workdir`, landlock and process are fixed from version 1; and the
-first raw-TCP endpoint (protocol '' or 'tcp', no request inspection) cannot be added live.
-Messages follow the gateway's wording so clients can match on them.
+bytes; on a live sandbox only network rules (and settings) may change (a first raw-TCP
+endpoint included: the gateway has no rule against it), filesystem paths may only be added,
+and `include_workdir`, landlock and process are fixed from version 1. Messages follow the
+gateway's wording so clients can match on them.
 """
 
 from __future__ import annotations
@@ -21,11 +21,7 @@ __all__ = [
     "canonical_bytes",
     "check_live_change",
     "policy_hash",
-    "raw_tcp_endpoints",
 ]
-
-#: Protocols that mean "no request inspection": the supervisor only sees a TCP stream.
-_RAW_PROTOCOLS = frozenset({"", "tcp"})
 
 
 def canonical_bytes(policy: sandbox_pb2.SandboxPolicy) -> bytes:
@@ -37,17 +33,6 @@ def canonical_bytes(policy: sandbox_pb2.SandboxPolicy) -> bytes:
 def policy_hash(policy: sandbox_pb2.SandboxPolicy) -> str:
     """The gateway's `policy_hash`: SHA-256 hex of the canonical bytes."""
     return hashlib.sha256(canonical_bytes(policy)).hexdigest()
-
-
-def raw_tcp_endpoints(policy: sandbox_pb2.SandboxPolicy) -> list[str]:
-    """`rule/host:port` of every endpoint without L7 inspection, for messages and checks."""
-    found = []
-    for rule_name in sorted(policy.network_policies):
-        for ep in policy.network_policies[rule_name].endpoints:
-            if ep.protocol.lower() in _RAW_PROTOCOLS:
-                ports = list(ep.ports) or [ep.port]
-                found.append(f"{rule_name}/{ep.host}:{','.join(str(p) for p in ports)}")
-    return found
 
 
 def _invalid(message: str) -> GatewayError:
@@ -98,12 +83,6 @@ def check_live_change(
         raise _invalid("landlock policy cannot be changed on a live sandbox (applied at startup)")
     if not _same_optional(baseline, new, "process"):
         raise _invalid("process policy cannot be changed on a live sandbox (applied at startup)")
-    added_raw = raw_tcp_endpoints(new)
-    if added_raw and not raw_tcp_endpoints(baseline):
-        raise _invalid(
-            f"raw tcp endpoint {added_raw[0]} cannot be changed on a live sandbox "
-            "(the first endpoint without request inspection needs a restart)"
-        )
 
 
 def _endpoint_matches(ep: sandbox_pb2.NetworkEndpoint, host: str, ports: Sequence[int]) -> bool:

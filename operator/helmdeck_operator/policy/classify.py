@@ -5,10 +5,10 @@ INVALID_ARGUMENT. The operator must know before sending anything, so that `stati
 Reject` can keep sessions on their revision with a clear reason and `Recreate` can replace
 them, instead of learning it from a failed push per session. The rules (OPENSHELL.md):
 
-- `network_policies` and `network_middlewares` are live;
+- `network_policies` and `network_middlewares` are live (a first raw-TCP endpoint too: the
+  gateway has no rule against adding one);
 - filesystem paths may be added but not removed, and `include_workdir` is fixed;
-- `landlock` and `process` must stay identical;
-- a policy without any raw-TCP endpoint (protocol empty or `tcp`) cannot gain one live.
+- `landlock` and `process` must stay identical.
 
 `version` is the schema version, not content, and is not compared.
 """
@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from openshell._proto import sandbox_pb2
-
-from helmdeck_operator.policy import canonical
 
 __all__ = ["Blocker", "ChangeClass", "classify_change"]
 
@@ -74,7 +72,6 @@ def classify_change(old: sandbox_pb2.SandboxPolicy, new: sandbox_pb2.SandboxPoli
                 new.process.run_as_group,
                 "the process group",
             ),
-            *_first_raw_tcp(old, new),
         )
     )
 
@@ -109,27 +106,4 @@ def _identical(field: str, old: str, new: str, what: str) -> list[Blocker]:
         Blocker(
             field, f"changed from {old!r} to {new!r}; {what} cannot change on a running sandbox"
         )
-    ]
-
-
-def _first_raw_tcp(old: sandbox_pb2.SandboxPolicy, new: sandbox_pb2.SandboxPolicy) -> list[Blocker]:
-    if _raw_tcp_endpoints(old):
-        return []
-    return [
-        Blocker(
-            field,
-            "first raw TCP endpoint (no protocol, or tcp); a running sandbox without one "
-            "cannot gain one",
-        )
-        for field in _raw_tcp_endpoints(new)
-    ]
-
-
-def _raw_tcp_endpoints(policy: sandbox_pb2.SandboxPolicy) -> list[str]:
-    """Field paths of the endpoints that pass traffic without request inspection."""
-    return [
-        f"network_policies[{name}].endpoints[{index}]"
-        for name in sorted(policy.network_policies)
-        for index, endpoint in enumerate(policy.network_policies[name].endpoints)
-        if endpoint.protocol in canonical.RAW_TCP_PROTOCOLS
     ]

@@ -37,6 +37,8 @@ hosts = st.builds(
 paths = st.lists(st.text(alphabet="az0._-*", min_size=1, max_size=4), min_size=1, max_size=3).map(
     lambda parts: "/" + "/".join(parts)
 )
+#: Filesystem paths have no `..` component (the gateway's rule).
+filesystem_paths = paths.filter(lambda p: ".." not in p.split("/"))
 port_numbers = st.integers(min_value=1, max_value=65535)
 
 
@@ -176,9 +178,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
         for name in rule_names
     ]
     _separate_ports([endpoint for rule in rules for endpoint in rule["endpoints"]])
-    fs_paths = draw(
-        st.lists(paths.filter(lambda p: ".." not in p.split("/")), max_size=6, unique=True)
-    )
+    fs_paths = draw(st.lists(filesystem_paths, max_size=6, unique=True))
     split = draw(st.integers(0, len(fs_paths)))
     keep_empty_network = draw(st.booleans())
     return build(
@@ -440,7 +440,7 @@ def evolved(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
             new["network"] = new["network"][1:]
         elif edit in ("add-ro", "add-rw"):
             key = "readOnly" if edit == "add-ro" else "readWrite"
-            extra = draw(paths)
+            extra = draw(filesystem_paths)
             if extra not in fs.get("readOnly", []) + fs.get("readWrite", []):
                 fs[key] = [*fs.get(key, []), extra]
         elif edit in ("drop-ro", "drop-rw"):
