@@ -47,6 +47,14 @@ def policy_edit(field: str, value: object) -> Edit:
     return edit
 
 
+def reserved_rule(policy: S.SandboxPolicy) -> None:
+    """A rule named like the ones the gateway adds for providers."""
+    rule = S.NetworkPolicyRule(
+        name="_provider_github", endpoints=[S.NetworkEndpoint(host="api.github.com", port=443)]
+    )
+    policy.network_policies["_provider_github"].CopyFrom(rule)
+
+
 READ_ONLY = S.NETWORK_ACCESS_PRESET_READ_ONLY
 ALLOW_GET = S.L7Rule(allow=S.L7Allow(method="GET"))
 
@@ -125,6 +133,12 @@ POLICY_CASES: list[tuple[str, Edit, str]] = [
         policy_edit("filesystem.read_only", [f"/p{i}" for i in range(256)]),
         "at most 256 paths",
     ),
+    (
+        "path-too-long",
+        policy_edit("filesystem.read_only", ["/" + "p" * 4096]),
+        "longer than 4096 bytes",
+    ),
+    ("reserved-rule-name", reserved_rule, "reserved"),
     ("user-root", policy_edit("process.run_as_user", "0"), "run_as_user '0'"),
     ("user-name", policy_edit("process.run_as_user", "nobody"), "'sandbox' or a number"),
     ("group-too-big", policy_edit("process.run_as_group", "4294967295"), "run_as_group"),
@@ -200,7 +214,10 @@ REQUEST_CASES: list[tuple[str, dict[str, object], str]] = [
         {"environment": {f"V{i}": "x" * 8000 for i in range(33)}},
         "in total",
     ),
+    ("env-key-long", {"environment": {"K" * 257: "1"}}, "must match"),
     ("command-first-empty", {"command": ["", "x"]}, "first argument"),
+    ("command-arg-long", {"command": ["/bin/sh", "x" * (32 * 1024 + 1)]}, "exceeds 32768 bytes"),
+    ("command-total", {"command": ["/bin/sh"] + ["x" * 32768] * 8}, "in total"),
     ("command-nul", {"command": ["/bin/sh", "a\0b"]}, "NUL"),
     ("command-count", {"command": ["/bin/true"] * 257}, "at most 256"),
     ("providers-count", {"providers": [f"p{i}" for i in range(33)]}, "at most 32"),
