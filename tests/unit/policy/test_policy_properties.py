@@ -543,3 +543,163 @@ def test_the_model_and_the_gateway_agree_on_ambiguity(found: list[dict[str, Any]
     assert code in (None, Code.FAILED_PRECONDITION)
     event(f"ambiguous: {gateway_says}")
     assert model_says == gateway_says
+
+
+# --- accept / refuse: the model and the emulator agree on generated invalid policies too ------
+
+
+def _endpoint_edit(**fields: Any) -> tuple[Any, Any]:
+    """An edit of the first endpoint, as (spec edit, policy edit): L7 fields are reset and
+    `fields` set, in the spec's spelling and in the gateway's."""
+    spec_fields = {k: v for k, v in fields.items() if v is not None}
+
+    def on_spec(spec: dict[str, Any]) -> None:
+        endpoint = spec["network"][0]["endpoints"][0]
+        for key in ("access", "rules", "denyRules", "mcp", "enforcement", "path", "protocol"):
+            endpoint.pop(key, None)
+        endpoint.update(copy.deepcopy(spec_fields))
+
+    def on_policy(policy: sandbox_pb2.SandboxPolicy, spec: dict[str, Any]) -> None:
+        single = translate.to_sandbox_policy(
+            {"network": [{"name": "x", "endpoints": [_valid_shape(spec)]}]}
+        )
+        rule = policy.network_policies[spec["network"][0]["name"]]
+        endpoint = rule.endpoints[0]
+        endpoint.CopyFrom(single.network_policies["x"].endpoints[0])
+        for key, value in _gateway_fields(fields).items():
+            field = getattr(endpoint, key)
+            if isinstance(value, list):
+                del field[:]
+                field.extend(value)
+            elif isinstance(value, sandbox_pb2.McpOptions):
+                field.CopyFrom(value)
+            else:
+                setattr(endpoint, key, value)
+
+    return on_spec, on_policy
+
+
+def _valid_shape(spec: dict[str, Any]) -> dict[str, Any]:
+    """The first endpoint's connection fields (host, ports, tls, allowedIps) alone."""
+    endpoint = spec["network"][0]["endpoints"][0]
+    keep = ("host", "port", "ports", "tls", "allowedIps")
+    shape = {k: v for k, v in endpoint.items() if k in keep}
+    if _ipv4_literal(shape["host"]):
+        shape.update(protocol="rest", access="read-only")
+    return shape
+
+
+def _gateway_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    presets = {"read-only": sandbox_pb2.NETWORK_ACCESS_PRESET_READ_ONLY}
+    modes = {"enforce": sandbox_pb2.NETWORK_ENFORCEMENT_MODE_ENFORCE}
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key == "protocol":
+            out["protocol"] = "" if value in (None, "tcp") else value
+        elif key == "access":
+            out["access"] = presets[value]
+        elif key == "enforcement":
+            out["enforcement"] = modes[value]
+        elif key == "rules":
+            gateway_names = {"method": "method", "path": "path", "operationType": "operation_type"}
+            out["rules"] = [
+                sandbox_pb2.L7Rule(
+                    allow=sandbox_pb2.L7Allow(
+                        **{gateway_names[k]: v for k, v in r["allow"].items()}
+                    )
+                )
+                for r in value
+            ]
+        elif key == "path":
+            out["path"] = value
+    return out
+
+
+def _spec_edit(path: str, value: Any) -> tuple[Any, Any]:
+    section, field = path.split(".")
+    gateway = {
+        "readOnly": ("filesystem", "read_only"),
+        "readWrite": ("filesystem", "read_write"),
+        "runAsUser": ("process", "run_as_user"),
+    }[field]
+
+    def on_spec(spec: dict[str, Any]) -> None:
+        spec.setdefault(section, {})[field] = copy.deepcopy(value)
+
+    def on_policy(policy: sandbox_pb2.SandboxPolicy, spec: dict[str, Any]) -> None:
+        target = getattr(policy, gateway[0])
+        if isinstance(value, list):
+            del getattr(target, gateway[1])[:]
+            getattr(target, gateway[1]).extend(value)
+        else:
+            setattr(target, gateway[1], value)
+
+    return on_spec, on_policy
+
+
+#: (name, (spec edit, policy edit), the model is stricter on purpose): each edit makes the
+#: same change to a valid spec and to the policy it translates to.
+EDITS: list[tuple[str, tuple[Any, Any], bool]] = [
+    ("none", (lambda spec: None, lambda policy, spec: None), False),
+    ("rest-allows-nothing", _endpoint_edit(protocol="rest"), False),
+    ("rest-read-only", _endpoint_edit(protocol="rest", access="read-only"), False),
+    ("mcp-with-access", _endpoint_edit(protocol="mcp", access="read-only"), False),
+    ("json-rpc-no-rules", _endpoint_edit(protocol="json-rpc"), False),
+    (
+        "json-rpc-rules",
+        _endpoint_edit(protocol="json-rpc", rules=[{"allow": {"method": "*"}}]),
+        False,
+    ),
+    (
+        "sql-enforce",
+        _endpoint_edit(protocol="sql", access="read-only", enforcement="enforce"),
+        False,
+    ),
+    (
+        "graphql-no-op",
+        _endpoint_edit(protocol="graphql", rules=[{"allow": {"method": "GET"}}]),
+        False,
+    ),
+    (
+        "graphql-op",
+        _endpoint_edit(protocol="graphql", rules=[{"allow": {"operationType": "query"}}]),
+        False,
+    ),
+    ("allows-nothing", _endpoint_edit(protocol="rest", rules=[{"allow": {}}]), False),
+    ("user-name", _spec_edit("process.runAsUser", "nobody"), False),
+    ("user-zeros", _spec_edit("process.runAsUser", "000"), False),
+    ("user-sandbox", _spec_edit("process.runAsUser", "sandbox"), False),
+    ("dotdot", _spec_edit("filesystem.readOnly", ["/usr/../etc"]), False),
+    ("read-write-root", _spec_edit("filesystem.readWrite", ["/"]), False),
+    ("tcp-path", _endpoint_edit(path="/v1"), True),
+]
+
+
+@PROFILE
+@given(specs().filter(lambda spec: bool(spec.get("network"))), st.sampled_from(EDITS))
+def test_the_model_and_the_gateway_agree_on_accept_and_refuse(
+    spec: dict[str, Any], edit: tuple[str, tuple[Any, Any], bool]
+) -> None:
+    """A valid spec, one edit made to it and to its policy alike: the model refuses the edited
+    spec exactly when the emulator's gateway rules refuse the edited policy, except where the
+    model is stricter on purpose (docs/policies.md), where only the model refuses."""
+    name, (on_spec, on_policy), stricter = edit
+    policy = translate.to_sandbox_policy(spec)
+    edited = copy.deepcopy(spec)
+    on_spec(edited)
+    on_policy(policy, edited)
+    try:
+        model.parse_spec(edited)
+        model_refuses = False
+    except errors.PolicyValidationError:
+        model_refuses = True
+    try:
+        validation.check_policy(policy)
+        gateway_refuses = False
+    except GatewayError:
+        gateway_refuses = True
+    event(f"{name}: model refuses {model_refuses}, gateway refuses {gateway_refuses}")
+    if stricter:
+        assert (model_refuses, gateway_refuses) == (True, False)
+    else:
+        assert model_refuses == gateway_refuses
