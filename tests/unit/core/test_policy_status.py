@@ -161,6 +161,23 @@ def test_an_invalid_spec_names_the_field_and_warns_once() -> None:
     assert again.events == ()
 
 
+def test_a_policy_the_gateway_would_find_ambiguous_is_invalid_before_any_session_uses_it() -> None:
+    endpoint = {"host": "api.example.com", "port": 443, "protocol": "rest", "access": "full"}
+    spec = {
+        "network": [
+            {"name": "a", "endpoints": [endpoint]},
+            {"name": "b", "endpoints": [{**endpoint, "tls": "skip"}]},
+        ]
+    }
+
+    result = report(spec, [])
+
+    assert conditions(result)["Valid"] == ("False", "Invalid")
+    message = result.status["conditions"][0]["message"]
+    assert "spec.network" in message
+    assert "disagree on tls" in message
+
+
 def test_a_different_problem_in_an_invalid_spec_warns_again() -> None:
     first = report(invalid_spec(), [])
     worse = invalid_spec()
