@@ -110,7 +110,11 @@ def hosts_overlap(left: str, right: str) -> bool:
     if left_kind == right_kind == "*":
         return left_suffix == right_suffix
     if left_kind == right_kind == "**":
-        return _dot_suffix(left_suffix, right_suffix) or _dot_suffix(right_suffix, left_suffix)
+        return (
+            left_suffix == right_suffix
+            or _dot_suffix(left_suffix, right_suffix)
+            or _dot_suffix(right_suffix, left_suffix)
+        )
     one, many = (left_suffix, right_suffix) if left_kind == "*" else (right_suffix, left_suffix)
     return one == many or _dot_suffix(one, many)
 

@@ -68,6 +68,8 @@ def test_endpoints_that_never_disagree_are_accepted(
     ("left", "right", "meet"),
     [
         ("api.example.com", "api.example.com", True),
+        ("*.example.com", "*.example.com", True),
+        ("**.example.com", "**.example.com", True),
         ("api.example.com", "*.example.com", True),
         ("a.api.example.com", "*.example.com", False),
         ("a.api.example.com", "**.example.com", True),
