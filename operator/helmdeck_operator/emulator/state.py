@@ -449,7 +449,6 @@ class Gateway:
         """Store `policy` as the next revision, or return the latest if identical."""
         record = self._updatable(workspace, name, expected_resource_version)
         validation.check_policy(policy)
-        validation.check_ambiguity(policy)
         baseline = record.revision(1)
         policy_rules.check_live_change(baseline.policy if baseline else None, policy)
         latest = record.latest()

@@ -10,13 +10,13 @@ INVALID_ARGUMENT, as the gateway does; messages follow the gateway's wording.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from openshell._proto import openshell_pb2, sandbox_pb2
 
 from helmdeck_operator.emulator.errors import Code, FieldViolation, GatewayError
 
-__all__ = ["check_ambiguity", "check_policy", "check_sandbox_spec"]
+__all__ = ["check_policy", "check_sandbox_spec"]
 
 _L7 = frozenset({"rest", "websocket", "graphql", "sql", "json-rpc", "mcp"})
 _JSON_RPC_FAMILY = frozenset({"json-rpc", "mcp"})
@@ -39,13 +39,24 @@ MAX_IMAGE_BYTES = 1024
 
 
 def check_policy(policy: sandbox_pb2.SandboxPolicy) -> None:
-    """Raise INVALID_ARGUMENT listing every rule `policy` breaks."""
-    problems = list(_policy_problems(policy))
-    if problems:
+    """Raise INVALID_ARGUMENT listing every content rule `policy` breaks; for a policy
+    without any, FAILED_PRECONDITION listing its ambiguous endpoints (the gateway's order)."""
+    _refuse(Code.INVALID_ARGUMENT, "policy validation failed", "policy", _policy_problems(policy))
+    _refuse(
+        Code.FAILED_PRECONDITION,
+        "policy has ambiguous endpoints",
+        "policy.network_policies",
+        _ambiguities(policy),
+    )
+
+
+def _refuse(code: Code, summary: str, field: str, problems: Iterable[str]) -> None:
+    found = list(problems)
+    if found:
         raise GatewayError(
-            Code.INVALID_ARGUMENT,
-            "policy validation failed: " + "; ".join(problems),
-            tuple(FieldViolation("policy", problem) for problem in problems),
+            code,
+            f"{summary}: " + "; ".join(found),
+            tuple(FieldViolation(field, problem) for problem in found),
         )
 
 
@@ -57,7 +68,6 @@ def check_sandbox_spec(spec: openshell_pb2.SandboxSpec) -> None:
         )
     if spec.HasField("policy"):
         check_policy(spec.policy)
-        check_ambiguity(spec.policy)
 
 
 # -- policy --------------------------------------------------------------------------------------
@@ -243,19 +253,9 @@ def _spec_problems(spec: openshell_pb2.SandboxSpec) -> Iterator[tuple[str, str]]
 _DEFAULT_BODY_LIMIT = 65536
 
 
-def check_ambiguity(policy: sandbox_pb2.SandboxPolicy) -> None:
-    """FAILED_PRECONDITION when two endpoints can authorize the same request but disagree on
-    what must have one value for it (the gateway checks this after the policy is valid)."""
-    found = list(_ambiguities(policy))
-    if found:
-        raise GatewayError(
-            Code.FAILED_PRECONDITION,
-            "policy has ambiguous endpoints: " + "; ".join(found),
-            tuple(FieldViolation("policy.network_policies", problem) for problem in found),
-        )
-
-
 def _ambiguities(policy: sandbox_pb2.SandboxPolicy) -> Iterator[str]:
+    """Pairs of endpoints that can authorize the same request but disagree on what must
+    have one value for it (the gateway checks this once the policy is otherwise valid)."""
     endpoints = [
         (policy.network_policies[key].name or key, index, endpoint)
         for key in sorted(policy.network_policies)

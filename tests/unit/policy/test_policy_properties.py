@@ -536,7 +536,7 @@ def test_the_model_and_the_gateway_agree_on_ambiguity(found: list[dict[str, Any]
         policy.network_policies[f"r{i}"].CopyFrom(single.network_policies[f"r{i}"])
     code = None
     try:
-        validation.check_ambiguity(policy)
+        validation.check_policy(policy)
     except GatewayError as err:
         code = err.code
     gateway_says = code is not None
