@@ -73,14 +73,11 @@ async def reconcile_policy(rt: Runtime, key: Key) -> Outcome:
         fanned = desired.revision if isinstance(desired, DesiredPolicy) else _INVALID
         if rt.fanned_out.get(policy_key) != fanned:
             rt.fanned_out[policy_key] = fanned
-            sessions = [
-                (session_key, found)
-                for session_key in (
-                    Key(Kind.SESSION, key.namespace, name)
-                    for name in rt.store.bound_names(key.namespace, key.name)
-                )
-                if (found := rt.session_body(session_key)) is not None
-            ]
+            sessions = []
+            for name in rt.store.bound_names(key.namespace, key.name):
+                session_key = Key(Kind.SESSION, key.namespace, name)
+                if (found := rt.session_body(session_key)) is not None:
+                    sessions.append((session_key, found))
             began = time.monotonic()
             pushed = await fan_out(rt, desired, sessions)
             span.set_attribute("helmdeck.policy.pushed", pushed)
