@@ -12,14 +12,14 @@ PYTEST_ARGS ?=
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml devkit/pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -e devkit
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## create the virtualenv with the package and test tools
+venv: $(VENV)/.installed ## create the virtualenv: the operator, its dev kit (helmdeck-dev), test tools
 
 .PHONY: controlplane
 controlplane: ## build (or reuse) kube-apiserver, etcd, kube-controller-manager, kubectl
@@ -27,16 +27,16 @@ controlplane: ## build (or reuse) kube-apiserver, etcd, kube-controller-manager,
 
 .PHONY: cluster
 cluster: venv ## start the local control plane in the background (.local/cluster/kubeconfig)
-	@$(BIN)/helmdeck-operator cluster up --state-dir $(CLUSTER)
+	@$(BIN)/helmdeck-dev cluster up --state-dir $(CLUSTER)
 
 .PHONY: cluster-down
 cluster-down: venv ## stop the local control plane
-	@$(BIN)/helmdeck-operator cluster down --state-dir $(CLUSTER)
+	@$(BIN)/helmdeck-dev cluster down --state-dir $(CLUSTER)
 
 .PHONY: lint
 lint: venv ## formatter, linter, strict types, import layers
-	$(BIN)/ruff format --check operator tests benchmarks e2e
-	$(BIN)/ruff check operator tests benchmarks e2e
+	$(BIN)/ruff format --check operator devkit tests benchmarks e2e
+	$(BIN)/ruff check operator devkit tests benchmarks e2e
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -73,15 +73,15 @@ chart-sync: ## copy crds/ and policies/ into the chart (a test fails when they d
 
 .PHONY: demo
 demo: venv ## run the product end to end on this machine, narrate it, tear it down
-	@$(BIN)/helmdeck-operator demo --workdir .local/demo
+	@$(BIN)/helmdeck-dev demo --workdir .local/demo
 
 .PHONY: dev
 dev: venv ## leave control plane, emulator and operator running (make dev-down stops them)
-	@$(BIN)/helmdeck-operator dev up --state-dir .local/dev
+	@$(BIN)/helmdeck-dev dev up --state-dir .local/dev
 
 .PHONY: dev-down
 dev-down: venv ## stop what make dev started
-	@$(BIN)/helmdeck-operator dev down --state-dir .local/dev
+	@$(BIN)/helmdeck-dev dev down --state-dir .local/dev
 
 .PHONY: bench
 bench: venv ## benchmarks: gateway client round trips; operator at N=1000 and N=5000 beside the apiserver floor

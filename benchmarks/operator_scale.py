@@ -68,11 +68,11 @@ from typing import Any
 
 import yaml
 
+from helmdeck_dev.controlplane import ControlPlane, find_binaries, free_port
+from helmdeck_dev.emulator_process import EmulatorProcess
+from helmdeck_dev.objects import policy, session
+from helmdeck_dev.operator_process import REPO_ROOT, OperatorProcess, write_config
 from helmdeck_operator.policy import revision, translate
-from helmdeck_operator.testing.controlplane import ControlPlane, find_binaries, free_port
-from helmdeck_operator.testing.emulator_process import EmulatorProcess
-from helmdeck_operator.testing.objects import policy, session
-from helmdeck_operator.testing.operator_process import REPO_ROOT, OperatorProcess, write_config
 from kubeapi import Kube, SessionWatch
 from procstats import Profile, PySpy, cpu_seconds, memory_mib, pyspy_binary
 

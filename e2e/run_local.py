@@ -37,8 +37,8 @@ from typing import Any
 
 import yaml
 
-from helmdeck_operator.testing.controlplane import ControlPlane, find_binaries
-from helmdeck_operator.testing.emulator_process import EmulatorProcess
+from helmdeck_dev.controlplane import ControlPlane, find_binaries
+from helmdeck_dev.emulator_process import EmulatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "helmdeck-operator"

@@ -1,7 +1,7 @@
 """Fixtures shared by every test layer.
 
 The control plane is real (etcd + kube-apiserver + kube-controller-manager built from Go
-modules, see helmdeck_operator.testing.controlplane) and started once per test session;
+modules, see helmdeck_dev.controlplane) and started once per test session;
 each test gets its own namespace. Tests under tests/integration/ are marked `cluster`
 automatically, so `pytest -m "not cluster"` runs only the fast, pure layers.
 """
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from helmdeck_operator.testing.controlplane import ControlPlane, find_binaries
+from helmdeck_dev.controlplane import ControlPlane, find_binaries
 
 # The OpenShell emulator fixtures (openshell_emulator, emulator_factory, emulator_process_factory,
 # emulator_tls, emulator_stub), shared by the emulator, gateway and integration tests.
-pytest_plugins = ["helmdeck_operator.testing.emulator_fixtures"]
+pytest_plugins = ["helmdeck_dev.emulator_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO_ROOT / "crds"

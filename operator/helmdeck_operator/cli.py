@@ -1,7 +1,10 @@
-"""The `helmdeck-operator` command line: one entry point, a subcommand per concern.
+"""The `helmdeck-operator` command line: what ships, one subcommand per concern.
 
-Subcommands register themselves through `_SUBCOMMANDS` so each lives beside the code it
-drives; this module only parses arguments and dispatches.
+`run` and `check` (the operator), `emulator` (the OpenShell stand-in the kind script runs
+from the image), `policy` (render and check SidecarPolicies offline), `version`. Each module
+exposes `register(subparsers)` beside the code it drives; this one only parses and
+dispatches. The development commands (`cluster`, `demo`, `dev`, `crd-reference`) are
+`helmdeck-dev`'s, in the dev kit, which never ships.
 """
 
 from __future__ import annotations
@@ -38,19 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Each subcommand module exposes `register(subparsers)`; imported lazily so that
     `helmdeck-operator version` does not pay for gRPC or Kubernetes imports."""
-    from helmdeck_operator import crdref, run
+    from helmdeck_operator import run
     from helmdeck_operator.emulator import cli as emulator_cli
     from helmdeck_operator.policy import cli as policy_cli
-    from helmdeck_operator.testing import controlplane, demo
 
-    return [
-        run.register,
-        controlplane.register,
-        demo.register,
-        emulator_cli.register,
-        policy_cli.register,
-        crdref.register,
-    ]
+    return [run.register, emulator_cli.register, policy_cli.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from helmdeck_dev.controlplane import ControlPlane
 from helmdeck_operator.run import PERMISSIONS
-from helmdeck_operator.testing.controlplane import ControlPlane
 
 from .conftest import POSTURES, Helm, posture
 

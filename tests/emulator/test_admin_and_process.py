@@ -10,8 +10,8 @@ from typing import Any
 
 import grpc
 
+from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_operator.emulator.server import EmulatorHandle
-from helmdeck_operator.testing.emulator_process import EmulatorProcess
 
 from .conftest import WS, Stub, create, get, pb, rpc_error, wait_phase, wait_ready
 

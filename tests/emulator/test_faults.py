@@ -7,9 +7,9 @@ import time
 
 import grpc
 
+from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
 from helmdeck_operator.emulator.faults import Faults, parse_fault_spec
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle
-from helmdeck_operator.testing.emulator_fixtures import FAST_SETTINGS
 
 from .conftest import Stub, create, get, pb, rpc_error, wait_phase, wait_ready
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
 from helmdeck_operator.emulator.server import EmulatorConfig
-from helmdeck_operator.testing.emulator_fixtures import FAST_SETTINGS
 
 from .conftest import (
     WS,

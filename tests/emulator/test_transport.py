@@ -5,10 +5,10 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
+from helmdeck_dev.pki import TlsMaterial
 from helmdeck_operator.emulator.auth import READ_SCOPES, Principal
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle, TlsFiles
-from helmdeck_operator.testing.emulator_fixtures import FAST_SETTINGS
-from helmdeck_operator.testing.pki import TlsMaterial
 
 from .conftest import Stub, create, pb, rpc_error
 

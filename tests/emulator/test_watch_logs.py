@@ -6,8 +6,8 @@ import asyncio
 
 import grpc
 
+from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle
-from helmdeck_operator.testing.emulator_fixtures import FAST_SETTINGS
 
 from .conftest import WS, Stub, create, pb, rpc_error, wait_ready
 

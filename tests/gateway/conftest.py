@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from helmdeck_dev.pki import generate_tls_material
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle
 from helmdeck_operator.emulator.state import GatewaySettings
 from helmdeck_operator.gateway import GatewayClient, GatewayConfig
-from helmdeck_operator.testing.pki import generate_tls_material
 
 #: Small, fixed backoff so retry tests take milliseconds yet still exercise the schedule.
 FAST_RETRY = {"max_attempts": 3, "initial_backoff": 0.01, "max_backoff": 0.05}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from helmdeck_operator.testing.controlplane import ControlPlane
+from helmdeck_dev.controlplane import ControlPlane
 
 Obj = dict[str, Any]
 

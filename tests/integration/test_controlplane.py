@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from helmdeck_operator.testing.controlplane import ControlPlane
+from helmdeck_dev.controlplane import ControlPlane
 
 
 def test_server_reports_kubernetes_1_34(control_plane: ControlPlane) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helmdeck_operator.testing.controlplane import ControlPlane
+from helmdeck_dev.controlplane import ControlPlane
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO_ROOT / "docs" / "samples").rglob("*.yaml"))

@@ -16,6 +16,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from helmdeck_dev.controlplane import ControlPlane
+from helmdeck_dev.objects import policy, session
+from helmdeck_dev.operator_process import write_config
 from helmdeck_operator.config import load_config
 from helmdeck_operator.core.naming import sandbox_name
 from helmdeck_operator.emulator.server import EmulatorHandle
@@ -24,9 +27,6 @@ from helmdeck_operator.kube import Kube
 from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.reconcile.session import reconcile_session
 from helmdeck_operator.runtime import Key, Kind, Runtime
-from helmdeck_operator.testing.controlplane import ControlPlane
-from helmdeck_operator.testing.objects import policy, session
-from helmdeck_operator.testing.operator_process import write_config
 
 ROOT = "reconcile session"
 

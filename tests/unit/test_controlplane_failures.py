@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helmdeck_operator.testing.controlplane import Binaries, ControlPlane, ControlPlaneError
+from helmdeck_dev.controlplane import Binaries, ControlPlane, ControlPlaneError
 
 FAKE_ETCD = """#!/usr/bin/env python3
 import http.server, sys

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from helmdeck_operator import cli, crdref
+from helmdeck_dev import cli, crdref
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "crds"
@@ -26,7 +26,7 @@ def page(crds: list[dict[str, Any]]) -> str:
 
 
 def test_reference_is_current(page: str) -> None:
-    assert PAGE.read_text() == page, "regenerate it with: helmdeck-operator crd-reference"
+    assert PAGE.read_text() == page, "regenerate it with: helmdeck-dev crd-reference"
 
 
 def _fields(schema: Mapping[str, Any], path: str) -> Iterator[str]:
@@ -119,7 +119,7 @@ def test_check_fails_on_a_stale_page_and_passes_once_written(
     output = tmp_path / "crd-reference.md"
     args = ["crd-reference", "--crds", str(CRD_DIR), "--output", str(output)]
     assert cli.main([*args, "--check"]) == 1
-    assert "regenerate it with: helmdeck-operator crd-reference" in capsys.readouterr().err
+    assert "regenerate it with: helmdeck-dev crd-reference" in capsys.readouterr().err
     assert cli.main(args) == 0
     assert output.read_text() == PAGE.read_text()
     assert cli.main([*args, "--check"]) == 0

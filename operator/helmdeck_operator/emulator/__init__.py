@@ -4,7 +4,7 @@ Every test and the demo talk to this instead of a real gateway. Layers: `state` 
 gateway as a plain-Python state machine (with `policy_rules`, `model`, `clock`, `faults`);
 `servicer` adapts it to `grpc.aio` (with `auth`); `server` starts it (with the `admin` HTTP
 side door); `cli` runs it as a process. Pytest fixtures and a subprocess runner live in
-`helmdeck_operator.testing.emulator_fixtures` / `.emulator_process`. See docs/emulator.md.
+`helmdeck_dev.emulator_fixtures` / `.emulator_process`. See docs/emulator.md.
 
 Names are re-exported lazily so that importing `helmdeck_operator.emulator.cli` (done by
 the operator's CLI to register the subcommand) does not load gRPC or aiohttp.

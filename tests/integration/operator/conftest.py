@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from helmdeck_operator.testing.controlplane import ControlPlane, free_port
-from helmdeck_operator.testing.emulator_process import EmulatorProcess
-from helmdeck_operator.testing.operator_process import OperatorProcess, write_config
+from helmdeck_dev.controlplane import ControlPlane, free_port
+from helmdeck_dev.emulator_process import EmulatorProcess
+from helmdeck_dev.operator_process import OperatorProcess, write_config
 
 #: Emulator delays: short, but long enough that phases are observable in between.
 EMULATOR_ARGS = [

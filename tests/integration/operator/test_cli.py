@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from helmdeck_operator.testing.controlplane import ControlPlane
+from helmdeck_dev.controlplane import ControlPlane
 
 
 def cli(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:

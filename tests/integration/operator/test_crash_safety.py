@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from helmdeck_dev.controlplane import ControlPlane
+from helmdeck_dev.emulator_process import EmulatorProcess
+from helmdeck_dev.objects import phase, policy, session
+from helmdeck_dev.operator_process import OperatorProcess
 from helmdeck_operator import crashpoints
 from helmdeck_operator.policy import revision, translate
-from helmdeck_operator.testing.controlplane import ControlPlane
-from helmdeck_operator.testing.emulator_process import EmulatorProcess
-from helmdeck_operator.testing.objects import phase, policy, session
-from helmdeck_operator.testing.operator_process import OperatorProcess
 
 ROUNDS = 20
 POINTS = [crashpoints.AFTER_CREATE, crashpoints.MID_FANOUT, crashpoints.AFTER_DELETE]

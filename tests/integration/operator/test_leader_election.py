@@ -8,9 +8,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from helmdeck_operator.testing.controlplane import ControlPlane, free_port
-from helmdeck_operator.testing.objects import phase, session
-from helmdeck_operator.testing.operator_process import OperatorProcess
+from helmdeck_dev.controlplane import ControlPlane, free_port
+from helmdeck_dev.objects import phase, session
+from helmdeck_dev.operator_process import OperatorProcess
 
 
 def probe(port: int, path: str) -> tuple[int, str]:

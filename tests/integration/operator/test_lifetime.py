@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from helmdeck_operator.testing.emulator_process import EmulatorProcess
-from helmdeck_operator.testing.objects import condition, phase, session
+from helmdeck_dev.emulator_process import EmulatorProcess
+from helmdeck_dev.objects import condition, phase, session
 
 pytestmark = pytest.mark.usefixtures("operator")
 

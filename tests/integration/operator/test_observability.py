@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from helmdeck_dev.emulator_process import EmulatorProcess
+from helmdeck_dev.objects import phase, policy, session
 from helmdeck_operator.core.naming import sandbox_name
-from helmdeck_operator.testing.emulator_process import EmulatorProcess
-from helmdeck_operator.testing.objects import phase, policy, session
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from helmdeck_dev.emulator_process import EmulatorProcess
+from helmdeck_dev.objects import condition, phase, session
 from helmdeck_operator.core.naming import sandbox_annotations, sandbox_labels, sandbox_name
 from helmdeck_operator.gateway import GatewayClient, GatewayConfig
-from helmdeck_operator.testing.emulator_process import EmulatorProcess
-from helmdeck_operator.testing.objects import condition, phase, session
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -24,15 +24,15 @@ from typing import Any
 
 import yaml
 
-from helmdeck_operator.testing.controlplane import (
+from helmdeck_dev.controlplane import (
     ControlPlane,
     cluster_down,
     cluster_up,
     find_binaries,
 )
-from helmdeck_operator.testing.emulator_process import EmulatorProcess
-from helmdeck_operator.testing.objects import phase, session
-from helmdeck_operator.testing.operator_process import REPO_ROOT, OperatorProcess, write_config
+from helmdeck_dev.emulator_process import EmulatorProcess
+from helmdeck_dev.objects import phase, session
+from helmdeck_dev.operator_process import REPO_ROOT, OperatorProcess, write_config
 
 __all__ = ["register"]
 

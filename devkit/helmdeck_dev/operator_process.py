@@ -19,7 +19,7 @@ import yaml
 
 __all__ = ["REPO_ROOT", "OperatorProcess", "write_config"]
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _IMAGES = {
     "browser": "ghcr.io/tosin2013/helmdeck-sidecar:0.9.0",
     "vision": "ghcr.io/tosin2013/helmdeck-sidecar:0.9.0",

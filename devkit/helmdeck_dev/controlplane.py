@@ -7,7 +7,7 @@ processes on loopback ports. Modelled on controller-runtime's envtest, plus the 
 manager so namespaces really delete, owner references are garbage-collected and
 ServiceAccount tokens exist.
 
-`ControlPlane` is the whole lifecycle; `register` adds `helmdeck-operator cluster up|down|
+`ControlPlane` is the whole lifecycle; `register` adds `helmdeck-dev cluster up|down|
 kubeconfig` for make. Startup failures name the binary and show the tail of its log.
 """
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helmdeck_operator.testing.pki import TlsMaterial, generate_tls_material, write_signing_key
+from helmdeck_dev.pki import TlsMaterial, generate_tls_material, write_signing_key
 
 __all__ = [
     "Binaries",
@@ -43,7 +43,7 @@ __all__ = [
 
 #: The repository root, where hack/build-controlplane.sh lives (this module is only used from
 #: a source checkout; the shipped operator never imports it).
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
 
 #: The apiserver needs a few seconds for its post-start hooks (RBAC bootstrap policy above
@@ -424,7 +424,7 @@ def _write_kubeconfig(path: Path, server: str, ca: Path, user: str, token: str) 
     path.chmod(0o600)
 
 
-# -- CLI: `helmdeck-operator cluster up|down|kubeconfig` -------------------------------------
+# -- CLI: `helmdeck-dev cluster up|down|kubeconfig` -------------------------------------
 
 
 def _load_state(state_dir: Path) -> dict[str, object] | None:

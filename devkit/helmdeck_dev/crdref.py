@@ -4,7 +4,7 @@
 the first time someone adds a field. So `render` turns the CRD documents into Markdown (per
 kind: identity, printer columns, then one table per object level with every field's type,
 requiredness, default, bounds and description, followed by its CEL rules and their
-messages), `helmdeck-operator crd-reference` writes `docs/crd-reference.md`, and
+messages), `helmdeck-dev crd-reference` writes `docs/crd-reference.md`, and
 `--check` (and a unit test) fail when the committed page is stale.
 
 `render` is pure: dictionaries in, text out, deterministic for equal input.
@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_CRDS", "DEFAULT_OUTPUT", "load_crds", "register", "render"]
 DEFAULT_CRDS = Path("crds")
 DEFAULT_OUTPUT = Path("docs/crd-reference.md")
 
-_REGENERATE = "helmdeck-operator crd-reference"
+_REGENERATE = "helmdeck-dev crd-reference"
 _SPACES = re.compile(r"\s+")
 
 
@@ -36,7 +36,7 @@ def render(crds: Sequence[Mapping[str, Any]]) -> str:
     lines = [
         "# CRD reference",
         "",
-        "<!-- Generated from crds/*.yaml by `helmdeck-operator crd-reference`; do not edit. -->",
+        "<!-- Generated from crds/*.yaml by `helmdeck-dev crd-reference`; do not edit. -->",
         "",
         f"Generated from `crds/*.yaml` by `{_REGENERATE}`; edit the CRDs, not this page.",
         "Design notes (what is refused at admission and why) are in [crds.md](crds.md);",

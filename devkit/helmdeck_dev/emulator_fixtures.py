@@ -1,6 +1,6 @@
 """pytest fixtures for the OpenShell gateway emulator.
 
-Load with `pytest_plugins = ["helmdeck_operator.testing.emulator_fixtures"]` in the
+Load with `pytest_plugins = ["helmdeck_dev.emulator_fixtures"]` in the
 top-level conftest (or import the fixtures into a directory's conftest). In-process
 fixtures run the emulator on the test's own event loop on a free loopback port; the
 subprocess factory is for tests where the gateway must be a separate process.
@@ -16,10 +16,10 @@ import pytest
 import pytest_asyncio
 from openshell._proto import openshell_pb2_grpc
 
+from helmdeck_dev.emulator_process import EmulatorProcess
+from helmdeck_dev.pki import TlsMaterial, generate_tls_material
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle, start_emulator
 from helmdeck_operator.emulator.state import GatewaySettings
-from helmdeck_operator.testing.emulator_process import EmulatorProcess
-from helmdeck_operator.testing.pki import TlsMaterial, generate_tls_material
 
 __all__ = [
     "FAST_SETTINGS",
