@@ -39,6 +39,7 @@ from helmdeck_operator.core.conditions import format_time
 from helmdeck_operator.core.plan import EventSpec
 from helmdeck_operator.kube import Kube, KubeError
 from helmdeck_operator.ratelimit import TokenBucket
+from helmdeck_operator.vocabulary import EventReason, EventType, Reason
 
 __all__ = ["EventRecorder", "ObjectRef"]
 
@@ -133,9 +134,9 @@ class EventRecorder:
         self._on_drop = on_drop
         self._instance = instance
         self._clock = clock
-        self._series: OrderedDict[tuple[str, str, str, str], _Series] = OrderedDict()
+        self._series: OrderedDict[tuple[str, EventType, str, str], _Series] = OrderedDict()
         self._objects: OrderedDict[str, _Tokens] = OrderedDict()
-        self._storms: dict[tuple[str, str, str, str], _Storm] = {}
+        self._storms: dict[tuple[str, str, EventType, EventReason | Reason], _Storm] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.posted = 0
@@ -224,7 +225,9 @@ class EventRecorder:
                 del self._storms[key]
                 self._summarize(key, storm)
 
-    def _summarize(self, key: tuple[str, str, str, str], storm: _Storm) -> None:
+    def _summarize(
+        self, key: tuple[str, str, EventType, EventReason | Reason], storm: _Storm
+    ) -> None:
         if not storm.folded:
             return
         namespace, kind, type_, reason = key
@@ -322,4 +325,5 @@ def _shorten(message: str) -> str:
 
 
 _NO_REF = ObjectRef("", "", "", "", "")
-_NO_EVENT = EventSpec("", "", "")
+#: What a count patch carries: it writes only the count of an existing Event.
+_NO_EVENT = EventSpec(EventType.NORMAL, EventReason.PROVISIONED, "")

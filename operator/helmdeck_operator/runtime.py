@@ -35,6 +35,7 @@ from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.policy.classify import ChangeClass, classify_change
 from helmdeck_operator.policy.errors import PolicyValidationError
 from helmdeck_operator.sandbox_cache import SandboxCache
+from helmdeck_operator.vocabulary import Reason
 from helmdeck_operator.workqueue import Backoff, WorkQueue
 
 __all__ = [
@@ -435,7 +436,7 @@ class Runtime:
                 self.remember_policy(found)
             except PolicyValidationError as err:
                 found = PolicyProblem(
-                    meta["name"], "PolicyInvalid", f"SidecarPolicy {meta['name']}: {err}"
+                    meta["name"], Reason.POLICY_INVALID, f"SidecarPolicy {meta['name']}: {err}"
                 )
             self._translations.put(key, found)
         return found

@@ -1,8 +1,8 @@
 """The HelmdeckSession health check on every phase and condition combination.
 
 The statuses are the operator's own: each case runs the functional core (`plan_session`)
-on a situation and renders the status the reconciler would write (`render_status`), so the
-reasons and messages are the ones a cluster shows. Hand-built objects cover only what the
+on a situation and renders the status the reconciler would write (`render_status`), so
+the reasons and messages are the ones a cluster shows. Hand-built objects cover only what the
 planner never produces on its own: no status yet, a status older than the spec, the
 finalizer's Terminating, and an unknown phase. The same check on objects written by the
 running operator is tests/integration/operator/test_argocd_health.py.
@@ -21,15 +21,15 @@ from argo_lua import assess
 from helmdeck_operator.core.plan import (
     DesiredPolicy,
     Observed,
-    Phase,
     Plan,
     PolicyProblem,
     SessionFacts,
     plan_session,
 )
+from helmdeck_operator.core.session_status import render_status
 from helmdeck_operator.gateway import models as gw
 from helmdeck_operator.policy.classify import Blocker, ChangeClass
-from helmdeck_operator.reconcile.session import render_status
+from helmdeck_operator.vocabulary import Phase
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 UID = "6f1c2a9e-0d6b-4c1e-9a55-3b7f2e8d1c40"
@@ -99,7 +99,7 @@ class Pass:
         self.facts = facts(status=(after or {}).get("status", {}), **facts_overrides)
         self.plan: Plan = plan_session(self.facts, policy, obs, NOW)
         old = self.facts.status
-        status = render_status(self.facts, self.plan, obs, "", old, NOW)
+        status = render_status(self.facts, self.plan, obs, old, "", NOW)
         status = {k: v for k, v in status.items() if v is not None}  # merge-patch removals
         on_expiry = self.facts.on_expiry
         self.obj: dict[str, Any] = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from helmdeck_operator.core.plan import Phase
 from helmdeck_operator.gateway import CallRecord
 from helmdeck_operator.observability.metrics import PHASES, Metrics
+from helmdeck_operator.vocabulary import Phase
 
 from .exported import families
 

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from helmdeck_operator.vocabulary import ConditionType, Reason
+
 __all__ = ["Condition", "Status", "format_time", "merge_conditions"]
 
 
@@ -26,9 +28,9 @@ class Status(StrEnum):
 class Condition:
     """One desired condition; the time of transition is decided by `merge_conditions`."""
 
-    type: str
+    type: ConditionType
     status: Status
-    reason: str
+    reason: Reason
     message: str
 
 

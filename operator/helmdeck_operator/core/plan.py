@@ -11,7 +11,7 @@ The rules, in order (docs/reconcile.md draws them as a state diagram):
 1. Past `expiresAt`: Delete removes the session (its finalizer removes the sandbox);
    Retain removes the sandbox and keeps the session as Expired.
 2. A refusal of our create (or a missing gateway) is Failed; a permanent failure already
-   reported for this generation stays Failed (no retry loop; `PERMANENT_REASONS`).
+   reported for this generation stays Failed (no retry loop; `vocabulary.PERMANENT_REASONS`).
 3. The gateway cannot be asked: phase kept, Ready Unknown with the error's reason.
 4. No sandbox: create one, unless it existed and was lost behind our back (SandboxLost:
    recreate, or Failed when so configured), or the policy cannot be resolved (Pending).
@@ -35,19 +35,26 @@ from typing import Any
 
 from helmdeck_operator.core.conditions import Condition, Status, format_time
 from helmdeck_operator.core.naming import LABEL_SESSION_UID
-from helmdeck_operator.core.policy_rollout import PolicyState, next_rollout_step
+from helmdeck_operator.core.policy_rollout import next_rollout_step
 from helmdeck_operator.gateway import models as gw
 from helmdeck_operator.policy import revision, translate
 from helmdeck_operator.policy.classify import ChangeClass
+from helmdeck_operator.vocabulary import (
+    PERMANENT_REASONS,
+    ConditionType,
+    EventReason,
+    EventType,
+    Phase,
+    PolicyState,
+    Reason,
+)
 
 __all__ = [
     "ANNOTATION_SHAPE",
-    "PERMANENT_REASONS",
     "Action",
     "DesiredPolicy",
     "EventSpec",
     "Observed",
-    "Phase",
     "Plan",
     "PolicyProblem",
     "SessionFacts",
@@ -57,16 +64,6 @@ __all__ = [
 
 #: Sandbox annotation holding the shape digest the sandbox was created with.
 ANNOTATION_SHAPE = "helmdeck.dev/shape"
-
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    PROVISIONING = "Provisioning"
-    READY = "Ready"
-    SUSPENDED = "Suspended"
-    FAILED = "Failed"
-    EXPIRED = "Expired"
-    TERMINATING = "Terminating"
 
 
 class Action(StrEnum):
@@ -80,22 +77,6 @@ class Action(StrEnum):
     DELETE_SESSION = "DeleteSession"
     """Remove the session object itself (expiry with Delete)."""
 
-
-#: Failure reasons that only a change of the session fixes: it stays Failed until its spec
-#: changes (a new generation). Problems fixed on the operator's or the gateway's side
-#: (credentials, permissions, a gateway missing from the configuration, outages) are not
-#: here: those are retried with back-off, so sessions recover without anyone touching them.
-PERMANENT_REASONS = frozenset(
-    {
-        "SandboxError",
-        "SandboxCompleted",
-        "SandboxLost",
-        "SandboxNameConflict",
-        "GatewayInvalidArgument",
-        "GatewayOutOfRange",
-        "GatewayFailedPrecondition",
-    }
-)
 
 #: "Look again soon": the shell waits its `pending_seconds` for any positive requeue.
 SOON = 1.0
@@ -135,7 +116,7 @@ class PolicyProblem:
     """Why no policy can be resolved: PolicyNotFound, or PolicyInvalid with the field path."""
 
     name: str
-    reason: str
+    reason: Reason
     message: str
 
 
@@ -172,9 +153,9 @@ class Observed:
     """How the desired policy differs from the one the sandbox started with, if classified."""
     error: str | None = None
     """A gateway problem observing or acting that a later pass may not have; which call."""
-    error_reason: str = "GatewayUnavailable"
+    error_reason: Reason = Reason.GATEWAY_UNAVAILABLE
     """The condition reason for `error`, e.g. GatewayPermissionDenied."""
-    failure: tuple[str, str] | None = None
+    failure: tuple[Reason, str] | None = None
     """A permanent refusal of our last action: (reason, the gateway's message)."""
     refusal: str | None = None
     """The gateway's message when it just refused the desired policy."""
@@ -184,9 +165,9 @@ class Observed:
 
 @dataclass(frozen=True)
 class EventSpec:
-    type: str
-    """Normal or Warning."""
-    reason: str
+    type: EventType
+    reason: EventReason | Reason
+    """A failure's Event carries the failure's condition reason."""
     message: str
 
 
@@ -218,7 +199,7 @@ class _Ctx:
     def old_phase(self) -> str | None:
         return self.facts.status.get("phase") or None
 
-    def old_condition(self, type_: str) -> dict[str, Any] | None:
+    def old_condition(self, type_: ConditionType) -> dict[str, Any] | None:
         conds = self.facts.status.get("conditions", [])
         return next((dict(c) for c in conds if c.get("type") == type_), None)
 
@@ -240,16 +221,16 @@ class _Ctx:
             out["message"] = message
         return out
 
-    def provisioned(self, reason: str, message: str) -> Condition:
+    def provisioned(self, reason: Reason, message: str) -> Condition:
         if self.obs.sandbox is not None:
             where = f"sandbox {self.obs.sandbox.name} on gateway {self.facts.gateway}"
-            return Condition("Provisioned", Status.TRUE, "SandboxCreated", where)
-        return Condition("Provisioned", Status.FALSE, reason, message)
+            return Condition(ConditionType.PROVISIONED, Status.TRUE, Reason.SANDBOX_CREATED, where)
+        return Condition(ConditionType.PROVISIONED, Status.FALSE, reason, message)
 
     def waiting(
         self,
         phase: Phase,
-        reason: str,
+        reason: Reason,
         message: str,
         *,
         action: Action = Action.NONE,
@@ -258,15 +239,20 @@ class _Ctx:
     ) -> Plan:
         if isinstance(self.desired, PolicyProblem):
             policy = Condition(
-                "PolicyApplied", Status.FALSE, self.desired.reason, self.desired.message
+                ConditionType.POLICY_APPLIED,
+                Status.FALSE,
+                self.desired.reason,
+                self.desired.message,
             )
         else:
-            policy = Condition("PolicyApplied", Status.UNKNOWN, reason, "waiting for the sandbox")
+            policy = Condition(
+                ConditionType.POLICY_APPLIED, Status.UNKNOWN, reason, "waiting for the sandbox"
+            )
         return Plan(
             action=action,
             phase=phase,
             conditions=(
-                Condition("Ready", Status.FALSE, reason, message),
+                Condition(ConditionType.READY, Status.FALSE, reason, message),
                 self.provisioned(reason, message),
                 policy,
             ),
@@ -275,17 +261,21 @@ class _Ctx:
             requeue_after=0.0 if action is not Action.NONE else requeue,
         )
 
-    def failed(self, reason: str, message: str) -> Plan:
+    def failed(self, reason: Reason, message: str) -> Plan:
         return Plan(
             action=Action.NONE,
             phase=Phase.FAILED,
             conditions=(
-                Condition("Ready", Status.FALSE, reason, message),
+                Condition(ConditionType.READY, Status.FALSE, reason, message),
                 self.provisioned(reason, message),
-                Condition("PolicyApplied", Status.UNKNOWN, reason, "no usable sandbox"),
+                Condition(
+                    ConditionType.POLICY_APPLIED, Status.UNKNOWN, reason, "no usable sandbox"
+                ),
             ),
             policy=self.policy_status(),
-            events=self.once(EventSpec("Warning", reason, message), unless_phase=Phase.FAILED),
+            events=self.once(
+                EventSpec(EventType.WARNING, reason, message), unless_phase=Phase.FAILED
+            ),
         )
 
 
@@ -313,11 +303,11 @@ def plan_session(
         message = f"sandbox {sandbox.name} belongs to the session with UID {owner}"
         # Nothing the gateway reports about that sandbox (its policy included) is ours.
         foreign = replace(obs, sandbox=None, active_revision=None, latest=None)
-        return _Ctx(facts, desired, foreign).failed("SandboxNameConflict", message)
+        return _Ctx(facts, desired, foreign).failed(Reason.SANDBOX_NAME_CONFLICT, message)
     if sandbox.deleting or sandbox.phase is gw.SandboxPhase.DELETING:
         return ctx.waiting(
             Phase.PROVISIONING,
-            "SandboxDeleting",
+            Reason.SANDBOX_DELETING,
             f"waiting for the previous sandbox {sandbox.name} to be removed",
         )
     digest = sandbox.annotations.get(ANNOTATION_SHAPE)
@@ -325,18 +315,18 @@ def plan_session(
         message = "image, command, resources, env or providers changed; recreating the sandbox"
         return ctx.waiting(
             Phase.PROVISIONING,
-            "Recreating",
+            Reason.RECREATING,
             message,
             action=Action.DELETE_SANDBOX,
-            events=(EventSpec("Normal", "Recreating", message),),
+            events=(EventSpec(EventType.NORMAL, EventReason.RECREATING, message),),
         )
     if sandbox.phase is gw.SandboxPhase.ERROR:
         detail = next((c.message for c in sandbox.conditions if c.message), "")
         message = f"the gateway reports sandbox {sandbox.name} in ERROR"
-        return ctx.failed("SandboxError", f"{message}: {detail}" if detail else message)
+        return ctx.failed(Reason.SANDBOX_ERROR, f"{message}: {detail}" if detail else message)
     if sandbox.phase is gw.SandboxPhase.COMPLETED:
         message = f"the gateway reports sandbox {sandbox.name} COMPLETED: its main process exited"
-        return ctx.failed("SandboxCompleted", message)
+        return ctx.failed(Reason.SANDBOX_COMPLETED, message)
     suspended = _suspend(ctx, sandbox)
     if suspended is not None:
         return suspended
@@ -346,24 +336,32 @@ def plan_session(
         unknown = sandbox.phase is gw.SandboxPhase.UNKNOWN
         return ctx.waiting(
             Phase.PROVISIONING,
-            "Provisioning",
+            Reason.PROVISIONING,
             f"sandbox {sandbox.name} is {sandbox.phase.value.lower()}{waiting_for}",
             requeue=None if unknown else SOON,
         )
     return _ready(ctx, sandbox)
 
 
-def _still_failed(ctx: _Ctx) -> tuple[str, str] | None:
+def _still_failed(ctx: _Ctx) -> tuple[Reason, str] | None:
     """The permanent failure already reported for this generation, if any."""
-    ready = ctx.old_condition("Ready")
+    ready = ctx.old_condition(ConditionType.READY) or {}
+    reason = _stored_reason(ready.get("reason"))
     if (
         ctx.old_phase == Phase.FAILED
-        and ready is not None
-        and ready.get("reason") in PERMANENT_REASONS
+        and reason in PERMANENT_REASONS
         and ready.get("observedGeneration") == ctx.facts.generation
     ):
-        return str(ready["reason"]), str(ready.get("message", ""))
+        return reason, str(ready.get("message", ""))
     return None
+
+
+def _stored_reason(value: Any) -> Reason | None:
+    """A reason read back from the stored status; None if not one this version writes."""
+    try:
+        return Reason(value)
+    except ValueError:
+        return None
 
 
 def _unreachable(ctx: _Ctx) -> Plan:
@@ -374,21 +372,20 @@ def _unreachable(ctx: _Ctx) -> Plan:
     """
     reason, message = ctx.obs.error_reason, ctx.obs.error or ""
 
-    def kept(type_: str) -> Condition:
-        old = ctx.old_condition(type_)
-        if old is None:
+    def kept(type_: ConditionType) -> Condition:
+        old = ctx.old_condition(type_) or {}
+        old_reason = _stored_reason(old.get("reason"))
+        if old_reason is None:
             return Condition(type_, Status.UNKNOWN, reason, message)
-        return Condition(
-            type_, Status(old["status"]), str(old["reason"]), str(old.get("message", ""))
-        )
+        return Condition(type_, Status(old["status"]), old_reason, str(old.get("message", "")))
 
     return Plan(
         action=Action.NONE,
         phase=Phase(ctx.old_phase or Phase.PENDING),
         conditions=(
-            Condition("Ready", Status.UNKNOWN, reason, message),
-            kept("Provisioned"),
-            kept("PolicyApplied"),
+            Condition(ConditionType.READY, Status.UNKNOWN, reason, message),
+            kept(ConditionType.PROVISIONED),
+            kept(ConditionType.POLICY_APPLIED),
         ),
         policy=dict(ctx.facts.status.get("policy") or ctx.policy_status()),
     )
@@ -408,12 +405,19 @@ def _expired(ctx: _Ctx) -> Plan:
         action=action,
         phase=Phase.EXPIRED,
         conditions=(
-            Condition("Ready", Status.FALSE, "Expired", message),
-            Condition("Provisioned", Status.TRUE if sandbox else Status.FALSE, "Expired", message),
-            Condition("PolicyApplied", Status.UNKNOWN, "Expired", message),
+            Condition(ConditionType.READY, Status.FALSE, Reason.EXPIRED, message),
+            Condition(
+                ConditionType.PROVISIONED,
+                Status.TRUE if sandbox else Status.FALSE,
+                Reason.EXPIRED,
+                message,
+            ),
+            Condition(ConditionType.POLICY_APPLIED, Status.UNKNOWN, Reason.EXPIRED, message),
         ),
         policy=ctx.policy_status(),
-        events=ctx.once(EventSpec("Normal", "Expired", message), unless_phase=Phase.EXPIRED),
+        events=ctx.once(
+            EventSpec(EventType.NORMAL, EventReason.EXPIRED, message), unless_phase=Phase.EXPIRED
+        ),
         requeue_after=None if action is Action.NONE else SOON,
     )
 
@@ -429,11 +433,13 @@ def _no_sandbox(ctx: _Ctx) -> Plan:
         name = previous.get("name", facts.sandbox_name)
         message = f"sandbox {name} disappeared from gateway {facts.gateway}"
         if facts.on_sandbox_lost == "Fail":
-            return ctx.failed("SandboxLost", message)
-        events = (EventSpec("Warning", "SandboxLost", message + "; recreating it"),)
+            return ctx.failed(Reason.SANDBOX_LOST, message)
+        events = (
+            EventSpec(EventType.WARNING, EventReason.SANDBOX_LOST, message + "; recreating it"),
+        )
     return ctx.waiting(
         Phase.PROVISIONING,
-        "Creating",
+        Reason.CREATING,
         f"creating sandbox {facts.sandbox_name} on gateway {facts.gateway}",
         action=Action.CREATE,
         events=events,
@@ -447,14 +453,16 @@ def _suspend(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan | None:
         # asynchronous, so by the time STOPPED is seen the phase is already Suspended.
         suspended = ctx.once(
             EventSpec(
-                "Normal", "Suspended", f"spec.suspend is true; stopping sandbox {sandbox.name}"
+                EventType.NORMAL,
+                EventReason.SUSPENDED,
+                f"spec.suspend is true; stopping sandbox {sandbox.name}",
             ),
             unless_phase=Phase.SUSPENDED,
         )
         if phase is gw.SandboxPhase.STOPPED:
             return ctx.waiting(
                 Phase.SUSPENDED,
-                "Suspended",
+                Reason.SUSPENDED,
                 "spec.suspend is true; the sandbox is stopped",
                 events=suspended,
                 requeue=None,
@@ -462,30 +470,36 @@ def _suspend(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan | None:
         if phase is gw.SandboxPhase.READY:
             return ctx.waiting(
                 Phase.SUSPENDED,
-                "Stopping",
+                Reason.STOPPING,
                 "spec.suspend is true; stopping the sandbox",
                 action=Action.STOP,
                 events=suspended,
             )
         if phase is gw.SandboxPhase.STOPPING:
             return ctx.waiting(
-                Phase.SUSPENDED, "Stopping", "stopping the sandbox", events=suspended
+                Phase.SUSPENDED, Reason.STOPPING, "stopping the sandbox", events=suspended
             )
         return ctx.waiting(
-            Phase.PROVISIONING, "Stopping", f"will stop the sandbox once it leaves {phase.value}"
+            Phase.PROVISIONING,
+            Reason.STOPPING,
+            f"will stop the sandbox once it leaves {phase.value}",
         )
     if phase is gw.SandboxPhase.STOPPED:
-        resumed = EventSpec("Normal", "Resumed", f"starting sandbox {sandbox.name}")
+        resumed = EventSpec(
+            EventType.NORMAL, EventReason.RESUMED, f"starting sandbox {sandbox.name}"
+        )
         return ctx.waiting(
             Phase.PROVISIONING,
-            "Starting",
+            Reason.STARTING,
             "spec.suspend is false; starting the sandbox",
             action=Action.START,
             events=(resumed,) if ctx.old_phase == Phase.SUSPENDED else (),
         )
     if phase is gw.SandboxPhase.STOPPING:
         return ctx.waiting(
-            Phase.PROVISIONING, "Starting", "waiting for the sandbox to stop before starting it"
+            Phase.PROVISIONING,
+            Reason.STARTING,
+            "waiting for the sandbox to stop before starting it",
         )
     return None
 
@@ -499,7 +513,7 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
     ready = f"sandbox {sandbox.name} is ready"
     if isinstance(desired, PolicyProblem):
         policy = Condition(
-            "PolicyApplied",
+            ConditionType.POLICY_APPLIED,
             Status.FALSE,
             desired.reason,
             f"{desired.message}; the sandbox keeps its loaded policy",
@@ -507,7 +521,10 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
         policy_status = ctx.policy_status()
     elif obs.active_revision == desired.revision:
         policy = Condition(
-            "PolicyApplied", Status.TRUE, "PolicyLoaded", f"{desired.revision} loaded"
+            ConditionType.POLICY_APPLIED,
+            Status.TRUE,
+            Reason.POLICY_LOADED,
+            f"{desired.revision} loaded",
         )
         policy_status = ctx.policy_status(PolicyState.LOADED)
         loaded = (
@@ -521,7 +538,7 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
             reported.get("revision") != desired.revision
             or reported.get("state") != PolicyState.LOADED
         ):
-            events.append(EventSpec("Normal", "PolicyApplied", loaded))
+            events.append(EventSpec(EventType.NORMAL, EventReason.POLICY_APPLIED, loaded))
     else:
         step = next_rollout_step(
             desired_revision=desired.revision,
@@ -532,26 +549,31 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
             reported=reported,
             refusal=obs.refusal,
         )
-        policy = Condition("PolicyApplied", step.status, step.reason, step.message)
+        policy = Condition(ConditionType.POLICY_APPLIED, step.status, step.reason, step.message)
         policy_status = ctx.policy_status(step.state, step.message)
         if step.warn:
-            events.append(EventSpec("Warning", "PolicyRejected", step.message))
+            events.append(EventSpec(EventType.WARNING, EventReason.POLICY_REJECTED, step.message))
         if step.push:
             action = Action.PUSH_POLICY
         elif step.recreate:
             action = Action.DELETE_SANDBOX
-            events.append(EventSpec("Normal", "Recreating", step.message))
+            events.append(EventSpec(EventType.NORMAL, EventReason.RECREATING, step.message))
         awaits_slot = step.awaits_slot
         requeue = 0.0 if action is not Action.NONE else (SOON if step.poll else None)
     if first:
-        events.insert(0, EventSpec("Normal", "Ready", ready))
+        events.insert(0, EventSpec(EventType.NORMAL, EventReason.READY, ready))
     return Plan(
         rollout=action is Action.DELETE_SANDBOX,
         action=action,
         phase=Phase.READY,
         conditions=(
-            Condition("Ready", Status.TRUE, "SandboxReady", f"sandbox {sandbox.name} is ready"),
-            ctx.provisioned("SandboxCreated", f"sandbox {sandbox.name} is ready"),
+            Condition(
+                ConditionType.READY,
+                Status.TRUE,
+                Reason.SANDBOX_READY,
+                f"sandbox {sandbox.name} is ready",
+            ),
+            ctx.provisioned(Reason.SANDBOX_CREATED, f"sandbox {sandbox.name} is ready"),
             policy,
         ),
         policy=policy_status,

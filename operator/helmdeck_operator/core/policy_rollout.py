@@ -9,23 +9,14 @@ rules in `plan` because it is the one place the hot-reload semantics live.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from helmdeck_operator.core.conditions import Status
 from helmdeck_operator.gateway import models as gw
 from helmdeck_operator.policy.classify import ChangeClass
+from helmdeck_operator.vocabulary import PolicyState, Reason
 
-__all__ = ["PolicyState", "RolloutStep", "next_rollout_step"]
-
-
-class PolicyState(StrEnum):
-    """status.policy.state: where the desired revision stands on the gateway."""
-
-    PENDING = "Pending"
-    LOADED = "Loaded"
-    FAILED = "Failed"
-    SUPERSEDED = "Superseded"
+__all__ = ["RolloutStep", "next_rollout_step"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +24,7 @@ class RolloutStep:
     """The PolicyApplied condition, the policy state, and whether to push or recreate."""
 
     status: Status
-    reason: str
+    reason: Reason
     message: str
     state: PolicyState
     push: bool = False
@@ -71,40 +62,52 @@ def next_rollout_step(
         if latest.status is gw.PolicyLoadState.FAILED:
             message = f"the gateway failed to load {desired_revision}: {latest.load_error}"
             return RolloutStep(
-                Status.FALSE, "PolicyLoadFailed", message, PolicyState.FAILED, warn=first_refusal
+                Status.FALSE,
+                Reason.POLICY_LOAD_FAILED,
+                message,
+                PolicyState.FAILED,
+                warn=first_refusal,
             )
         if latest.status is not gw.PolicyLoadState.SUPERSEDED:
             message = f"{desired_revision} sent as gateway version {latest.version}; loading"
             return RolloutStep(
-                Status.FALSE, "PolicyPending", message, PolicyState.PENDING, poll=True
+                Status.FALSE, Reason.POLICY_PENDING, message, PolicyState.PENDING, poll=True
             )
 
     if refusal is not None:
         message = f"the gateway refused {desired_revision}: {refusal}"
         return RolloutStep(
-            Status.FALSE, "PolicyRejected", message, PolicyState.FAILED, warn=first_refusal
+            Status.FALSE, Reason.POLICY_REJECTED, message, PolicyState.FAILED, warn=first_refusal
         )
 
     if change is None or change.live:
         if not first_refusal:
             message = str(reported.get("message") or f"the gateway refused {desired_revision}")
-            return RolloutStep(Status.FALSE, "PolicyRejected", message, PolicyState.FAILED)
+            return RolloutStep(Status.FALSE, Reason.POLICY_REJECTED, message, PolicyState.FAILED)
         message = f"pushing {desired_revision}"
-        return RolloutStep(Status.FALSE, "PolicyPending", message, PolicyState.PENDING, push=True)
+        return RolloutStep(
+            Status.FALSE, Reason.POLICY_PENDING, message, PolicyState.PENDING, push=True
+        )
 
     blockers = "; ".join(str(b) for b in change.blockers)
     if static_changes == "Recreate":
         if not may_recreate:
             message = f"{desired_revision} needs a new sandbox ({blockers}); waiting for a slot"
             return RolloutStep(
-                Status.FALSE, "RecreatePending", message, PolicyState.PENDING, awaits_slot=True
+                Status.FALSE,
+                Reason.RECREATE_PENDING,
+                message,
+                PolicyState.PENDING,
+                awaits_slot=True,
             )
         message = f"{desired_revision} cannot be hot-reloaded ({blockers}); recreating"
-        return RolloutStep(Status.FALSE, "Recreating", message, PolicyState.PENDING, recreate=True)
+        return RolloutStep(
+            Status.FALSE, Reason.RECREATING, message, PolicyState.PENDING, recreate=True
+        )
     message = (
         f"{desired_revision} cannot be hot-reloaded ({blockers}); staticChanges is Reject, "
         "so the sandbox keeps its loaded revision"
     )
     return RolloutStep(
-        Status.FALSE, "StaticChangeRejected", message, PolicyState.FAILED, warn=first_refusal
+        Status.FALSE, Reason.STATIC_CHANGE_REJECTED, message, PolicyState.FAILED, warn=first_refusal
     )

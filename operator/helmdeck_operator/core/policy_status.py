@@ -18,6 +18,7 @@ from typing import Any
 from helmdeck_operator.core.conditions import Condition, Status, merge_conditions
 from helmdeck_operator.core.plan import EventSpec
 from helmdeck_operator.policy import errors, revision, translate
+from helmdeck_operator.vocabulary import ConditionType, EventReason, EventType, PolicyState, Reason
 
 __all__ = ["PolicyReport", "SessionPolicy", "report_policy", "session_policy", "tally"]
 
@@ -65,36 +66,48 @@ def report_policy(
     failed = sum(
         n
         for (_, desired, state), n in bound.items()
-        if rev and desired == rev and state == "Failed"
+        if rev and desired == rev and state == PolicyState.FAILED
     )
     pending = total - loaded - failed
 
     if rev is None:
-        valid = Condition("Valid", Status.FALSE, "Invalid", problem)
-        applied = Condition("Applied", Status.FALSE, "Invalid", "the spec does not translate")
+        valid = Condition(ConditionType.VALID, Status.FALSE, Reason.INVALID, problem)
+        applied = Condition(
+            ConditionType.APPLIED, Status.FALSE, Reason.INVALID, "the spec does not translate"
+        )
     else:
-        valid = Condition("Valid", Status.TRUE, "Translated", f"translates to {rev}")
+        valid = Condition(
+            ConditionType.VALID, Status.TRUE, Reason.TRANSLATED, f"translates to {rev}"
+        )
         if failed:
             applied = Condition(
-                "Applied",
+                ConditionType.APPLIED,
                 Status.FALSE,
-                "SessionsRefused",
+                Reason.SESSIONS_REFUSED,
                 f"{failed} of {total} bound sessions could not load {rev}; "
                 "see their PolicyApplied condition",
             )
         elif pending:
             applied = Condition(
-                "Applied",
+                ConditionType.APPLIED,
                 Status.FALSE,
-                "Progressing",
+                Reason.PROGRESSING,
                 f"{loaded} of {total} bound sessions have loaded {rev}",
             )
         elif total:
             applied = Condition(
-                "Applied", Status.TRUE, "Loaded", f"all {total} bound sessions run {rev}"
+                ConditionType.APPLIED,
+                Status.TRUE,
+                Reason.LOADED,
+                f"all {total} bound sessions run {rev}",
             )
         else:
-            applied = Condition("Applied", Status.TRUE, "NoSessions", "no session uses this policy")
+            applied = Condition(
+                ConditionType.APPLIED,
+                Status.TRUE,
+                Reason.NO_SESSIONS,
+                "no session uses this policy",
+            )
 
     status = {
         "observedGeneration": generation,
@@ -119,16 +132,21 @@ def _events(
 ) -> tuple[EventSpec, ...]:
     before = {c.get("type"): c for c in old.get("conditions", [])}
     events = []
-    old_valid = before.get("Valid", {})
+    old_valid = before.get(ConditionType.VALID, {})
     if valid.status is Status.FALSE and (
-        old_valid.get("status") != "False" or old_valid.get("message") != valid.message
+        old_valid.get("status") != Status.FALSE or old_valid.get("message") != valid.message
     ):
-        events.append(EventSpec("Warning", "Invalid", valid.message))
-    old_applied = before.get("Applied", {})
-    if applied.reason == "Loaded" and (
-        old_applied.get("reason") != "Loaded" or old.get("revision") != rev
+        events.append(EventSpec(EventType.WARNING, EventReason.INVALID, valid.message))
+    old_applied = before.get(ConditionType.APPLIED, {})
+    if applied.reason is Reason.LOADED and (
+        old_applied.get("reason") != Reason.LOADED or old.get("revision") != rev
     ):
-        events.append(EventSpec("Normal", "Applied", f"{rev} loaded on all {bound} bound sessions"))
-    if applied.reason == "SessionsRefused" and old_applied.get("reason") != "SessionsRefused":
-        events.append(EventSpec("Warning", "SessionsRefused", applied.message))
+        events.append(
+            EventSpec(
+                EventType.NORMAL, EventReason.APPLIED, f"{rev} loaded on all {bound} bound sessions"
+            )
+        )
+    refused = Reason.SESSIONS_REFUSED
+    if applied.reason is refused and old_applied.get("reason") != refused:
+        events.append(EventSpec(EventType.WARNING, EventReason.SESSIONS_REFUSED, applied.message))
     return tuple(events)

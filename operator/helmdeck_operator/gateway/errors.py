@@ -33,6 +33,8 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from helmdeck_operator.vocabulary import Reason
+
 __all__ = [
     "CODE_TO_ERROR",
     "FieldViolation",
@@ -101,11 +103,11 @@ class GatewayError(Exception):
         return self.transient
 
     @property
-    def reason(self) -> str:
+    def reason(self) -> Reason:
         """CamelCase reason for conditions and Events, e.g. ``GatewayDeadlineExceeded``."""
         if not self.code:
-            return type(self).__name__
-        return "Gateway" + "".join(part.capitalize() for part in self.code.split("_"))
+            return Reason(type(self).__name__)
+        return Reason.for_gateway_code(self.code)
 
     def __str__(self) -> str:
         where = f"{self.rpc}: " if self.rpc else ""
@@ -166,8 +168,8 @@ class GatewayCredentialsError(GatewayError):
         self.transient = transient
 
     @property
-    def reason(self) -> str:
-        return "GatewayCredentialsUnavailable"
+    def reason(self) -> Reason:
+        return Reason.GATEWAY_CREDENTIALS_UNAVAILABLE
 
     def for_call(self, rpc: str, request_id: str, attempts: int) -> GatewayCredentialsError:
         """The same failure, tagged with the call it stopped."""

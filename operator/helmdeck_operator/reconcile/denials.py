@@ -37,12 +37,12 @@ from helmdeck_operator.gateway import GatewayError, models
 from helmdeck_operator.observability.ocsf import Aggregator, parse_denial
 from helmdeck_operator.ratelimit import TokenBucket
 from helmdeck_operator.runtime import Cache, Kind, Runtime
+from helmdeck_operator.vocabulary import EventReason, EventType
 
-__all__ = ["REASON", "DenialPoller"]
+__all__ = ["DenialPoller"]
 
 logger = logging.getLogger(__name__)
 
-REASON = "PolicyDenied"
 #: Lines asked for per call: more than a quiet interval produces, bounded for a flood.
 LINES_PER_POLL = 500
 #: Only these lines can be denials: OCSF events come from the sandbox at level OCSF, which
@@ -162,7 +162,9 @@ class DenialPoller:
             )
             message = aggregator.add(denial, now)
             if message is not None:
-                self.rt.events.post(ref, EventSpec("Warning", REASON, message))
+                self.rt.events.post(
+                    ref, EventSpec(EventType.WARNING, EventReason.POLICY_DENIED, message)
+                )
         if found:
             self.rt.metrics.record_denials(state.ref.namespace, state.family, found)
             state.interval = self._min
@@ -172,6 +174,8 @@ class DenialPoller:
     def _flush(self, now: float) -> None:
         for uid, (ref, aggregator) in list(self._aggregators.items()):
             for summary in aggregator.flush(now):
-                self.rt.events.post(ref, EventSpec("Warning", REASON, summary))
+                self.rt.events.post(
+                    ref, EventSpec(EventType.WARNING, EventReason.POLICY_DENIED, summary)
+                )
             if not aggregator.seen:
                 del self._aggregators[uid]

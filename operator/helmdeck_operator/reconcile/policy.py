@@ -31,7 +31,7 @@ from helmdeck_operator import crashpoints
 from helmdeck_operator.core.naming import FINALIZER, LABEL_SESSION_UID, sandbox_name
 from helmdeck_operator.core.observation import policy_facts
 from helmdeck_operator.core.plan import DesiredPolicy, PolicyProblem
-from helmdeck_operator.core.policy_rollout import PolicyState, next_rollout_step
+from helmdeck_operator.core.policy_rollout import next_rollout_step
 from helmdeck_operator.core.policy_status import PolicyReport, report_policy
 from helmdeck_operator.core.session import SessionSpec
 from helmdeck_operator.gateway import GatewayError, models
@@ -40,6 +40,7 @@ from helmdeck_operator.observability.tracing import reconcile_span
 from helmdeck_operator.reconcile.observe import classify_for
 from helmdeck_operator.reconcile.session import Outcome, session_gateway
 from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
+from helmdeck_operator.vocabulary import PolicyState
 
 __all__ = ["fan_out", "reconcile_policy"]
 

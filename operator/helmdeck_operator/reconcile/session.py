@@ -25,11 +25,9 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from helmdeck_operator import crashpoints
-from helmdeck_operator.core.conditions import Condition, Status, format_time, merge_conditions
 from helmdeck_operator.core.naming import (
     ANNOTATION_INITIAL_POLICY,
     FINALIZER,
-    LABEL_SESSION_UID,
     sandbox_annotations,
     sandbox_labels,
     sandbox_name,
@@ -40,7 +38,6 @@ from helmdeck_operator.core.plan import (
     DesiredPolicy,
     EventSpec,
     Observed,
-    Phase,
     Plan,
     PolicyProblem,
     SessionFacts,
@@ -53,26 +50,26 @@ from helmdeck_operator.core.session import (
     expires_at,
     sandbox_shape,
 )
+from helmdeck_operator.core.session_status import owned_by, render_status, terminating_status
 from helmdeck_operator.gateway import models
-from helmdeck_operator.gateway.errors import (
-    GatewayAlreadyExists,
-    GatewayError,
-    GatewayInvalid,
-    GatewayPreconditionFailed,
-)
+from helmdeck_operator.gateway.errors import GatewayAlreadyExists, GatewayError, GatewayInvalid
 from helmdeck_operator.kube import SESSIONS, KubeConflict, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span, trace_id
 from helmdeck_operator.reconcile.observe import observe_sandbox
 from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
+from helmdeck_operator.vocabulary import (
+    PERMANENT_REASONS,
+    EventReason,
+    EventType,
+    Phase,
+    PolicyState,
+    Reason,
+)
 
-__all__ = ["Outcome", "reconcile_session", "render_status", "session_gateway"]
+__all__ = ["Outcome", "finalize", "reconcile_session", "resolve_policy", "session_gateway"]
 
 logger = logging.getLogger(__name__)
 
-#: Errors that no retry fixes when the gateway answers them to a create: the request
-#: itself is wrong for this gateway (a bad value, an unknown provider). To other calls the
-#: same codes can be a race with a phase change, so there they are retried.
-_CREATE_REFUSALS = (GatewayInvalid, GatewayPreconditionFailed)
 #: After a lost optimistic write (the object changed meanwhile), look again this soon.
 CONFLICT_RETRY_S = 0.2
 #: A status that only says "waiting on the gateway" is written once it has held this long
@@ -163,7 +160,7 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
         configured = ", ".join(sorted(rt.caches))
         obs = Observed(
             failure=(
-                "GatewayNotConfigured",
+                Reason.GATEWAY_NOT_CONFIGURED,
                 f"gateway {facts.gateway!r} is not configured; configured gateways: {configured}",
             )
         )
@@ -171,7 +168,7 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
         error = cache.error
         obs = Observed(
             error=str(error) if error else "the gateway does not answer",
-            error_reason=error.reason if error else "GatewayUnavailable",
+            error_reason=error.reason if error else Reason.GATEWAY_UNAVAILABLE,
         )
     elif not cache.synced.is_set():
         cache.park(key)  # nothing is decided on a gateway before its first listing
@@ -195,10 +192,10 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
         acted = await _act(rt, cache, plan, inputs, obs)
         if acted is not None:
             made = acted.sandbox
-            if plan.action is Action.CREATE and made is not None and _ours(made, meta.uid):
+            if plan.action is Action.CREATE and made is not None and owned_by(made, meta.uid):
                 crashpoints.reached(crashpoints.AFTER_CREATE)
                 created = f"sandbox {made.name} created on gateway {facts.gateway}"
-                events += (EventSpec("Normal", "Provisioned", created),)
+                events += (EventSpec(EventType.NORMAL, EventReason.PROVISIONED, created),)
             if plan.action is Action.DELETE_SANDBOX and acted.error is None:
                 # Our own deletion: its absence later is not a loss.
                 status = {**inputs.status, "sandbox": {"gateway": facts.gateway}}
@@ -208,7 +205,7 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
             plan = replace(replanned, events=_merge_events(events, replanned.events))
 
     if plan.phase is Phase.FAILED or (
-        plan.phase is Phase.READY and plan.policy.get("state") == "Loaded"
+        plan.phase is Phase.READY and plan.policy.get("state") == PolicyState.LOADED
     ):
         for waiter in rt.rollouts.release(meta.uid):
             rt.queue.add(waiter)
@@ -216,12 +213,12 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
         rt.rollouts.wait(inputs.policy_key, key)
 
     span.set_attribute("openshell.sandbox.name", facts.sandbox_name)
-    if obs.sandbox is not None and _ours(obs.sandbox, meta.uid):
+    if obs.sandbox is not None and owned_by(obs.sandbox, meta.uid):
         span.set_attribute("openshell.sandbox.id", obs.sandbox.id)
     span.set_attribute("helmdeck.session.phase", plan.phase.value)
 
     workspace = cache.client.config.workspace if cache is not None else ""
-    new_status = render_status(facts, plan, obs, workspace, inputs.status, now)
+    new_status = render_status(facts, plan, obs, inputs.status, workspace, now)
     waits = plan.requeue_after is not None and plan.requeue_after > 0 and not plan.awaits_slot
     # Only "still waiting on the gateway" may settle: no action left to take, and either
     # provisioning or the phase unchanged (a new phase, Expired or Suspended, shows at once).
@@ -301,7 +298,7 @@ def _record(
     metrics.record_session(meta.uid, plan.phase.value, spec.family, gateway)
     if plan.phase is Phase.READY and not old.get("readyAt"):
         metrics.record_ready(spec.family, gateway, (now - meta.created_at).total_seconds())
-    if any(e.reason == "Expired" for e in plan.events):
+    if any(e.reason is EventReason.EXPIRED for e in plan.events):
         metrics.record_expiry(spec.family, spec.lifetime.on_expiry)
     if obs.error is not None:
         metrics.record_error("HelmdeckSession", obs.error_reason)
@@ -326,7 +323,7 @@ def resolve_policy(rt: Runtime, namespace: str, spec: SessionSpec) -> DesiredPol
     if body is None:
         return PolicyProblem(
             name,
-            "PolicyNotFound",
+            Reason.POLICY_NOT_FOUND,
             f"SidecarPolicy {namespace}/{name} does not exist; waiting for it",
         )
     return rt.translate(namespace, body)
@@ -371,11 +368,12 @@ async def _act(
                     return replace(obs, sandbox=None)
                 cache.mark_deleting(name)
                 return replace(obs, sandbox=replace(obs.sandbox, deleting=True))
-    except _CREATE_REFUSALS as err:
-        if action is not Action.CREATE:
-            return replace(obs, error=f"{action.value}: {err}", error_reason=err.reason)
-        return replace(obs, failure=(err.reason, err.message))
     except GatewayError as err:
+        if action is Action.CREATE and err.reason in PERMANENT_REASONS:
+            # The request itself is wrong for this gateway (a bad value, an unknown
+            # provider): no retry fixes it. To other calls the same codes can be a race
+            # with a phase change, so there they are retried.
+            return replace(obs, failure=(err.reason, err.message))
         cache.report(err)
         return replace(obs, error=f"{action.value}: {err}", error_reason=err.reason)
     return None
@@ -418,74 +416,11 @@ async def _create(
     return made
 
 
-def _ours(sandbox: models.Sandbox | None, uid: str) -> bool:
-    """A sandbox of this session (or one without an owner label, created under its name)."""
-    return sandbox is not None and sandbox.labels.get(LABEL_SESSION_UID, uid) == uid
-
-
 def _merge_events(
     first: tuple[EventSpec, ...], then: tuple[EventSpec, ...]
 ) -> tuple[EventSpec, ...]:
     seen = {e.reason for e in first}
     return first + tuple(e for e in then if e.reason not in seen)
-
-
-def render_status(
-    facts: SessionFacts,
-    plan: Plan,
-    obs: Observed,
-    workspace: str,
-    old: Mapping[str, Any],
-    now: datetime,
-) -> dict[str, Any]:
-    """The status to write; keys we no longer report are sent as null (merge-patch removal)."""
-    sandbox = obs.sandbox
-    status: dict[str, Any] = {
-        "phase": plan.phase.value,
-        "observedGeneration": facts.generation,
-        "conditions": merge_conditions(
-            old.get("conditions", []), plan.conditions, generation=facts.generation, now=now
-        ),
-        "policy": plan.policy,
-    }
-    if not _ours(sandbox, facts.uid):
-        sandbox = None  # another session's sandbox (a name conflict): never show its details
-    if obs.error is not None:
-        # Unreachable: what we knew about the sandbox stays as it was.
-        for key in ("sandbox", "endpoints"):
-            if key in old:
-                status[key] = old[key]
-    elif sandbox is None:
-        # Recorded even without a sandbox: the session stays on this gateway (session_gateway).
-        status["sandbox"] = {"gateway": facts.gateway}
-    else:
-        status["sandbox"] = {
-            "name": sandbox.name,
-            "gateway": facts.gateway,
-            "workspace": sandbox.workspace or workspace,
-            "phase": "DELETING" if sandbox.deleting else sandbox.phase.value,
-        }
-        if not sandbox.deleting:
-            status["sandbox"]["id"] = sandbox.id
-        status["endpoints"] = dict(sandbox.service_urls)
-    if facts.expires_at is not None:
-        status["expiresAt"] = format_time(facts.expires_at)
-    if old.get("readyAt"):
-        status["readyAt"] = old["readyAt"]
-    elif plan.phase is Phase.READY:
-        status["readyAt"] = format_time(now)
-    return _with_removals(old, status)
-
-
-def _with_removals(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Merge patches merge maps: a key we stopped reporting must be sent as null."""
-    out = dict(new)
-    for key, value in old.items():
-        if key not in out:
-            out[key] = None
-        elif isinstance(value, dict) and isinstance(out[key], dict):
-            out[key] = _with_removals(value, out[key])
-    return out
 
 
 # -- deletion ------------------------------------------------------------------------------
@@ -514,15 +449,7 @@ async def finalize(rt: Runtime, key: Key, body: Mapping[str, Any]) -> Outcome:
             return Outcome(requeue_after=CONFLICT_RETRY_S)
         rt.wrote(key, written, {"metadata": {"finalizers": [f for f in current if f != FINALIZER]}})
         return Outcome()
-    terminating = {
-        "phase": Phase.TERMINATING.value,
-        "conditions": merge_conditions(
-            status.get("conditions", []),
-            (Condition("Ready", Status.FALSE, "Terminating", waiting),),
-            generation=int(meta.get("generation", 1)),
-            now=rt.clock(),
-        ),
-    }
+    terminating = terminating_status(status, waiting, int(meta.get("generation", 1)), rt.clock())
     if status_changed(status, terminating):
         await rt.write_status(key, terminating)
     if failing:

@@ -29,14 +29,13 @@ from conftest import (
 )
 from helmdeck_operator.core.conditions import Status
 from helmdeck_operator.core.plan import (
-    PERMANENT_REASONS,
     SOON,
     Action,
     Observed,
-    Phase,
     plan_session,
 )
 from helmdeck_operator.gateway import models as gw
+from helmdeck_operator.vocabulary import PERMANENT_REASONS, Phase
 
 P = gw.SandboxPhase
 

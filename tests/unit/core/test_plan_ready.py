@@ -32,13 +32,13 @@ from helmdeck_operator.core.plan import (
     Action,
     DesiredPolicy,
     Observed,
-    Phase,
     PolicyProblem,
     SessionFacts,
     plan_session,
 )
 from helmdeck_operator.gateway import models as gw
 from helmdeck_operator.policy.classify import Blocker, ChangeClass
+from helmdeck_operator.vocabulary import Phase
 
 P = gw.SandboxPhase
 HEX_B = REV_B.removeprefix("sha256:")
