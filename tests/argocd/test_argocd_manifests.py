@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
-from argo_lua import HEALTH_DIR, REPO_ROOT, assess, script_path
 from lupa.lua51 import LuaError
+from tests.support import argo_lua
+from tests.support.argo_lua import HEALTH_DIR, assess, script_path
+from tests.support.repo import REPO_ROOT
 
 ARGOCD_DIR = REPO_ROOT / "argocd"
 KEY_PREFIX = "resource.customizations.health."
@@ -85,8 +87,6 @@ def test_the_harness_refuses_what_argo_cd_does_not_provide(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A check using the string library passes plain Lua but fails in Argo CD: here too."""
-    import argo_lua
-
     monkeypatch.setattr(argo_lua, "HEALTH_DIR", tmp_path)
     for body in (
         'return {status = "Healthy", message = string.lower("OK")}',
@@ -101,8 +101,6 @@ def test_the_harness_refuses_what_argo_cd_does_not_provide(
 def test_the_harness_refuses_invalid_statuses_and_leaked_globals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import argo_lua
-
     monkeypatch.setattr(argo_lua, "HEALTH_DIR", tmp_path)
     target = tmp_path / script_path("SidecarPolicy").name
     for body, complaint in (

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from argo_lua import Health, assess
+from tests.support.argo_lua import Health, assess
 
 from helmdeck_operator.core.policy_status import report_policy, tally
 from helmdeck_operator.policy import revision, translate

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from argo_lua import assess
+from tests.support.argo_lua import assess
 
 from helmdeck_operator.core.plan import (
     DesiredPolicy,

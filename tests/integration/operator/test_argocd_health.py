@@ -12,13 +12,11 @@ PolicyApplied reason) are covered on the operator's own planner output in tests/
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.argo_lua import assess
 
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import condition, phase, policy, session
@@ -26,22 +24,6 @@ from helmdeck_operator.core.naming import sandbox_name
 
 pytestmark = pytest.mark.usefixtures("operator")
 
-
-def _load_harness() -> Any:
-    """tests/argocd/argo_lua.py, shared with the unit tests there (not a package)."""
-    if "argo_lua" in sys.modules:
-        return sys.modules["argo_lua"]
-    path = Path(__file__).resolve().parents[2] / "argocd" / "argo_lua.py"
-    spec = importlib.util.spec_from_file_location("argo_lua", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["argo_lua"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-assess = _load_harness().assess
 
 BASE: dict[str, Any] = {
     "network": [

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from lupa import lua51
+from tests.support.repo import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HEALTH_DIR = REPO_ROOT / "argocd" / "health"
 #: What Argo CD accepts from a health script (anything else becomes Unknown).
 ARGO_STATUSES = frozenset({"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"})
