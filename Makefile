@@ -21,6 +21,17 @@ $(VENV)/.installed: pyproject.toml devkit/pyproject.toml
 .PHONY: venv
 venv: $(VENV)/.installed ## create the virtualenv: the operator, its dev kit (helmdeck-dev), test tools
 
+# The lock tool, pinned so the same pyproject.toml always gives the same lock file; it lives
+# in the venv only (never a runtime dependency).
+UV_REQUIREMENT := uv==0.13.9
+
+.PHONY: lock
+lock: venv ## regenerate requirements.lock: the image's runtime dependencies, pinned and hashed
+	$(BIN)/pip install --quiet '$(UV_REQUIREMENT)'
+	UV_CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/uv pip compile --quiet pyproject.toml \
+	  --universal --python-version 3.11 --generate-hashes --annotation-style split \
+	  --output-file requirements.lock
+
 .PHONY: controlplane
 controlplane: ## build (or reuse) kube-apiserver, etcd, kube-controller-manager, kubectl
 	@bash hack/build-controlplane.sh
