@@ -26,16 +26,16 @@ import yaml
 from helmdeck_operator import API_GROUP, API_VERSION
 from helmdeck_operator.config import FAMILIES, Family, OperatorConfig
 from helmdeck_operator.core.naming import LABEL_MANAGED_BY, session_of
-from helmdeck_operator.core.plan import DesiredPolicy, EventSpec, PolicyProblem, desired_policy
+from helmdeck_operator.core.plan import DesiredPolicy, EventSpec, PolicyProblem
 from helmdeck_operator.core.policy_status import SessionPolicy, session_policy
+from helmdeck_operator.desired import desired_policy, resolve
 from helmdeck_operator.events import EventRecorder, ObjectRef
 from helmdeck_operator.gateway import GatewayClient, models
 from helmdeck_operator.kube import POLICIES, SESSIONS, Kube
 from helmdeck_operator.observability.metrics import Metrics
-from helmdeck_operator.policy.classify import ChangeClass, classify_change
-from helmdeck_operator.policy.errors import PolicyValidationError
+from helmdeck_operator.policy.change import ChangeClass
+from helmdeck_operator.policy.classify import classify_change
 from helmdeck_operator.sandbox_cache import SandboxCache
-from helmdeck_operator.vocabulary import Reason
 from helmdeck_operator.workqueue import Backoff, WorkQueue
 
 __all__ = [
@@ -431,13 +431,9 @@ class Runtime:
         key = (namespace, meta["name"], str(meta.get("generation", meta.get("uid", ""))))
         found = self._translations.get(key)
         if found is None:
-            try:
-                found = desired_policy(meta["name"], body.get("spec") or {})
+            found = resolve(meta["name"], body.get("spec") or {})
+            if isinstance(found, DesiredPolicy):
                 self.remember_policy(found)
-            except PolicyValidationError as err:
-                found = PolicyProblem(
-                    meta["name"], Reason.POLICY_INVALID, f"SidecarPolicy {meta['name']}: {err}"
-                )
             self._translations.put(key, found)
         return found
 

@@ -15,6 +15,7 @@ import pytest
 from tests.support.argo_lua import Health, assess
 
 from helmdeck_operator.core.policy_status import report_policy, tally
+from helmdeck_operator.desired import resolve
 from helmdeck_operator.policy import revision, translate
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -42,7 +43,7 @@ REFUSED = {"name": "p", "revision": OLD, "desiredRevision": REV, "state": "Faile
 def policy(
     spec: dict[str, Any], bound: list[dict[str, Any]], generation: int = 1
 ) -> dict[str, Any]:
-    status = report_policy(spec, generation, tally(bound), {}, NOW).status
+    status = report_policy(resolve("p", spec), generation, tally(bound), {}, NOW).status
     return {
         "apiVersion": "helmdeck.dev/v1alpha1",
         "kind": "SidecarPolicy",

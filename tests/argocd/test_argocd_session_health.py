@@ -28,7 +28,7 @@ from helmdeck_operator.core.plan import (
 )
 from helmdeck_operator.core.session_status import render_status
 from helmdeck_operator.gateway import models as gw
-from helmdeck_operator.policy.classify import Blocker, ChangeClass
+from helmdeck_operator.policy.change import Blocker, ChangeClass
 from helmdeck_operator.vocabulary import Phase
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)

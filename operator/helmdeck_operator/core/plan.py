@@ -27,7 +27,6 @@ The rules, in order (docs/reconcile.md draws them as a state diagram):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -37,8 +36,7 @@ from helmdeck_operator.core.conditions import Condition, Status, format_time
 from helmdeck_operator.core.naming import LABEL_SESSION_UID
 from helmdeck_operator.core.policy_rollout import next_rollout_step
 from helmdeck_operator.gateway import models as gw
-from helmdeck_operator.policy import revision, translate
-from helmdeck_operator.policy.classify import ChangeClass
+from helmdeck_operator.policy.change import ChangeClass
 from helmdeck_operator.vocabulary import (
     PERMANENT_REASONS,
     ConditionType,
@@ -58,7 +56,6 @@ __all__ = [
     "Plan",
     "PolicyProblem",
     "SessionFacts",
-    "desired_policy",
     "plan_session",
 ]
 
@@ -93,22 +90,6 @@ class DesiredPolicy:
     """The `SandboxPolicy` protobuf message."""
     static_changes: str = "Reject"
     max_unavailable: int = 1
-
-
-def desired_policy(name: str, spec: Mapping[str, Any]) -> DesiredPolicy:
-    """Translate a SidecarPolicy spec into the policy sessions should run.
-
-    Raises the policy layer's PolicyValidationError when the spec does not translate.
-    """
-    policy = translate.to_sandbox_policy(dict(spec))
-    rollout = spec.get("rollout") or {}
-    return DesiredPolicy(
-        name=name,
-        revision=revision.revision(policy),
-        policy=policy,
-        static_changes=str(spec.get("staticChanges", "Reject")),
-        max_unavailable=int(rollout.get("maxUnavailable", 1)),
-    )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from helmdeck_operator.core.conditions import Status
 from helmdeck_operator.gateway import models as gw
-from helmdeck_operator.policy.classify import ChangeClass
+from helmdeck_operator.policy.change import ChangeClass
 from helmdeck_operator.vocabulary import PolicyState, Reason
 
 __all__ = ["RolloutStep", "next_rollout_step"]

@@ -16,8 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from helmdeck_operator.core.conditions import Condition, Status, merge_conditions
-from helmdeck_operator.core.plan import EventSpec
-from helmdeck_operator.policy import errors, revision, translate
+from helmdeck_operator.core.plan import DesiredPolicy, EventSpec, PolicyProblem
 from helmdeck_operator.vocabulary import ConditionType, EventReason, EventType, PolicyState, Reason
 
 __all__ = ["PolicyReport", "SessionPolicy", "report_policy", "session_policy", "tally"]
@@ -49,29 +48,26 @@ class PolicyReport:
 
 
 def report_policy(
-    spec: Mapping[str, Any],
+    desired: DesiredPolicy | PolicyProblem,
     generation: int,
     bound: Mapping[SessionPolicy, int],
     old: Mapping[str, Any],
     now: datetime,
 ) -> PolicyReport:
-    """`bound`: how many bound sessions report each (revision, desiredRevision, state)."""
-    try:
-        rev: str | None = revision.revision(translate.to_sandbox_policy(dict(spec)))
-    except errors.PolicyValidationError as err:
-        rev = None
-        problem = str(err)
+    """`desired`: the policy's spec as translated (once per generation, by the shell);
+    `bound`: how many bound sessions report each (revision, desiredRevision, state)."""
+    rev = desired.revision if isinstance(desired, DesiredPolicy) else None
     total = sum(bound.values())
     loaded = sum(n for (loaded_rev, _, _), n in bound.items() if rev and loaded_rev == rev)
     failed = sum(
         n
-        for (_, desired, state), n in bound.items()
-        if rev and desired == rev and state == PolicyState.FAILED
+        for (_, wanted, state), n in bound.items()
+        if rev and wanted == rev and state == PolicyState.FAILED
     )
     pending = total - loaded - failed
 
-    if rev is None:
-        valid = Condition(ConditionType.VALID, Status.FALSE, Reason.INVALID, problem)
+    if isinstance(desired, PolicyProblem):
+        valid = Condition(ConditionType.VALID, Status.FALSE, Reason.INVALID, desired.message)
         applied = Condition(
             ConditionType.APPLIED, Status.FALSE, Reason.INVALID, "the spec does not translate"
         )

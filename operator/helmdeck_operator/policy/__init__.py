@@ -8,7 +8,8 @@ reconcilers and the `policy render` CLI import the modules by name and qualify w
 - `translate`: spec -> canonical `SandboxPolicy`;
 - `canonical`: the one form equal policies share;
 - `revision`: `sha256:...` of the canonical policy;
-- `classify`: whether a change can be hot-reloaded into running sandboxes;
+- `classify`: whether a change can be hot-reloaded into running sandboxes (`change`: the
+  verdict, readable without the protobuf stubs);
 - `cli`: `helmdeck-operator policy render`.
 
 Nothing is imported here, so that loading `policy.cli` to register the subcommand stays cheap.

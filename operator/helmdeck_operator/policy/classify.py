@@ -15,38 +15,11 @@ them, instead of learning it from a failed push per session. The rules (OPENSHEL
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from openshell._proto import sandbox_pb2
 
-__all__ = ["Blocker", "ChangeClass", "classify_change"]
+from helmdeck_operator.policy.change import Blocker, ChangeClass
 
-
-@dataclass(frozen=True)
-class Blocker:
-    """One reason a change cannot be applied to a running sandbox."""
-
-    #: The OpenShell policy field, e.g. `filesystem.read_only` or `process.run_as_user`.
-    field: str
-    #: Why, naming the offending value, for conditions and Events.
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.reason}"
-
-
-@dataclass(frozen=True)
-class ChangeClass:
-    """The verdict on one old -> new change."""
-
-    #: Everything that prevents a hot reload; empty when the change is live.
-    blockers: tuple[Blocker, ...] = ()
-
-    @property
-    def live(self) -> bool:
-        """True when the new policy can be pushed to running sandboxes as it is (a no-op
-        change is live). Derived from `blockers` so the two cannot disagree."""
-        return not self.blockers
+__all__ = ["classify_change"]
 
 
 def classify_change(old: sandbox_pb2.SandboxPolicy, new: sandbox_pb2.SandboxPolicy) -> ChangeClass:

@@ -18,7 +18,7 @@ from helmdeck_operator.core.naming import ANNOTATION_INITIAL_POLICY, LABEL_SESSI
 from helmdeck_operator.core.observation import policy_facts
 from helmdeck_operator.core.plan import DesiredPolicy, Observed, PolicyProblem
 from helmdeck_operator.gateway import GatewayError, models
-from helmdeck_operator.policy.classify import ChangeClass
+from helmdeck_operator.policy.change import ChangeClass
 from helmdeck_operator.runtime import Cache, Runtime
 
 __all__ = ["classify_for", "observe_sandbox"]

@@ -93,9 +93,7 @@ async def reconcile_policy(rt: Runtime, key: Key) -> Outcome:
             )
         old = dict(body.get("status") or {})
         bound = rt.store.tally(key.namespace, key.name)
-        report = report_policy(
-            body.get("spec") or {}, int(meta.get("generation", 1)), bound, old, rt.clock()
-        )
+        report = report_policy(desired, int(meta.get("generation", 1)), bound, old, rt.clock())
         total = sum(bound.values())
         span.set_attribute("helmdeck.policy.revision", report.revision or "")
         span.set_attribute("helmdeck.policy.bound", total)

@@ -37,7 +37,7 @@ from helmdeck_operator.core.plan import (
     plan_session,
 )
 from helmdeck_operator.gateway import models as gw
-from helmdeck_operator.policy.classify import Blocker, ChangeClass
+from helmdeck_operator.policy.change import Blocker, ChangeClass
 from helmdeck_operator.vocabulary import Phase
 
 P = gw.SandboxPhase

@@ -15,7 +15,7 @@ from conftest import REV_A, REV_B
 from helmdeck_operator.core.conditions import Status
 from helmdeck_operator.core.policy_rollout import RolloutStep, next_rollout_step
 from helmdeck_operator.gateway import models as gw
-from helmdeck_operator.policy.classify import Blocker, ChangeClass
+from helmdeck_operator.policy.change import Blocker, ChangeClass
 from helmdeck_operator.vocabulary import PolicyState
 
 HEX_B = REV_B.removeprefix("sha256:")

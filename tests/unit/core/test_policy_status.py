@@ -11,6 +11,7 @@ from typing import Any
 
 from conftest import NOW, later, policy_spec
 from helmdeck_operator.core.policy_status import PolicyReport, report_policy, tally
+from helmdeck_operator.desired import resolve
 from helmdeck_operator.policy import revision, translate
 
 
@@ -24,7 +25,7 @@ def report(
     old: dict[str, Any] | None = None,
     generation: int = 1,
 ) -> PolicyReport:
-    return report_policy(spec, generation, tally(bound), old or {}, NOW)
+    return report_policy(resolve("p", spec), generation, tally(bound), old or {}, NOW)
 
 
 def loaded(rev: str) -> dict[str, Any]:
@@ -217,7 +218,7 @@ def test_unchanged_conditions_keep_their_transition_time() -> None:
     spec = policy_spec("node")
     first = report(spec, [])
 
-    again = report_policy(spec, 1, tally([]), first.status, later(60))
+    again = report_policy(resolve("p", spec), 1, tally([]), first.status, later(60))
 
     assert again.status["conditions"] == first.status["conditions"]
 
