@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.support.repo import CRD_DIR
+from tests.support.schema import walk
 
-CRD_FILES = sorted((Path(__file__).resolve().parents[2] / "crds").glob("*.yaml"))
+CRD_FILES = sorted(CRD_DIR.glob("*.yaml"))
 
 
 def load(path: Path) -> dict[str, Any]:
     crd: dict[str, Any] = yaml.safe_load(path.read_text())
     return crd
-
-
-def walk(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    yield path, schema
-    for name, sub in schema.get("properties", {}).items():
-        yield from walk(sub, f"{path}.{name}")
-    if "items" in schema:
-        yield from walk(schema["items"], f"{path}[]")
-    extra = schema.get("additionalProperties")
-    if isinstance(extra, dict):
-        yield from walk(extra, f"{path}{{}}")
 
 
 @pytest.fixture(params=CRD_FILES, ids=lambda p: p.name)

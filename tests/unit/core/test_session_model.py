@@ -15,8 +15,9 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.support.schema import compare, crd_spec_schema, model_schema
 
-from conftest import NOW, REPO_ROOT, UID
+from conftest import NOW, UID
 from helmdeck_operator.config import FamilyDefaults, Resources
 from helmdeck_operator.core.session import (
     SandboxShape,
@@ -32,84 +33,20 @@ from helmdeck_operator.core.session import (
 
 @pytest.fixture(scope="module")
 def crd_spec() -> dict[str, Any]:
-    crd = yaml.safe_load((REPO_ROOT / "crds" / "helmdecksessions.helmdeck.dev.yaml").read_text())
-    (version,) = crd["spec"]["versions"]
-    spec: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    return spec
+    return crd_spec_schema("helmdecksessions")
 
 
-def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    if "$ref" in schema:
-        return _resolve(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
-    return schema
-
-
-def _types(schema: dict[str, Any], defs: dict[str, Any]) -> set[str]:
-    """The JSON types a field takes, `null` (an optional field's absence) left out."""
-    branches = schema.get("anyOf", [schema])
-    return {_resolve(b, defs).get("type", "?") for b in branches} - {"null"}
-
-
-def _crd_types(schema: dict[str, Any]) -> set[str]:
-    if schema.get("x-kubernetes-int-or-string"):
-        return {"integer", "string"}
-    return {schema["type"]}
-
-
-def _is_absent(crd: dict[str, Any], value: Any) -> bool:
-    """A Python default that means what leaving the field out of the CRD object means."""
-    if value is None or value in ([], ""):
-        return True
-    if isinstance(value, dict):
-        props = crd.get("properties", {})
-        return all(
-            v == props[k]["default"] if "default" in props.get(k, {}) else _is_absent({}, v)
-            for k, v in value.items()
-        )
-    return False
-
-
-def _compare(
-    crd: dict[str, Any], field: dict[str, Any], defs: dict[str, Any], path: str
-) -> list[str]:
-    problems: list[str] = []
-    if "default" in crd:
-        if field.get("default") != crd["default"]:
-            problems.append(f"{path}: default {crd['default']!r} != {field.get('default')!r}")
-    elif not _is_absent(crd, field.get("default")):
-        problems.append(f"{path}: the model defaults to {field.get('default')!r}, the CRD not")
-    if _crd_types(crd) != _types(field, defs):
-        problems.append(f"{path}: type {_crd_types(crd)} != {_types(field, defs)}")
-    branches = [_resolve(b, defs) for b in field.get("anyOf", [field])]
-    (schema,) = [b for b in branches if b.get("type") != "null"][:1] or [{}]
-    if crd.get("enum") != schema.get("enum"):
-        problems.append(f"{path}: enum {crd.get('enum')!r} != {schema.get('enum')!r}")
-    if "properties" in crd or "properties" in schema:
-        crd_props, py_props = crd.get("properties", {}), schema.get("properties", {})
-        if set(crd_props) != set(py_props):
-            problems.append(f"{path}: fields {sorted(crd_props)} != {sorted(py_props)}")
-        if set(crd.get("required", [])) != set(schema.get("required", [])):
-            problems.append(
-                f"{path}: required {crd.get('required', [])} != {schema.get('required', [])}"
-            )
-        for name in sorted(set(crd_props) & set(py_props)):
-            problems += _compare(crd_props[name], py_props[name], defs, f"{path}.{name}")
-    if "items" in crd:
-        problems += _compare(crd["items"], schema.get("items", {}), defs, f"{path}[]")
-    return problems
-
-
-def _model_schema() -> tuple[dict[str, Any], dict[str, Any]]:
-    schema = SessionSpec.model_json_schema(by_alias=True)
-    return schema, schema.get("$defs", {})
+def problems(crd: dict[str, Any]) -> list[str]:
+    """The walk of tests.support.schema; a model default that means the field's absence
+    (None, [], "", a map of the CRD's defaults) needs no CRD default here."""
+    schema, defs = model_schema(SessionSpec)
+    return compare(crd, schema, defs, "spec", absent_defaults=True)
 
 
 def test_session_spec_and_crd_agree_on_names_types_enums_and_defaults(
     crd_spec: dict[str, Any],
 ) -> None:
-    schema, defs = _model_schema()
-
-    assert _compare(crd_spec, schema, defs, "spec") == []
+    assert problems(crd_spec) == []
 
 
 @pytest.mark.parametrize(
@@ -151,9 +88,8 @@ def test_the_walk_notices_a_disagreement(
 ) -> None:
     drifted = yaml.safe_load(yaml.safe_dump(crd_spec))
     mutate(drifted)
-    schema, defs = _model_schema()
 
-    assert "; ".join(_compare(drifted, schema, defs, "spec")) == problem
+    assert "; ".join(problems(drifted)) == problem
 
 
 def test_a_spec_as_the_apiserver_stores_it_is_read_by_its_camel_case_names() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support import schema
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 FAMILIES = ("browser", "node", "python", "vision")
@@ -18,10 +19,7 @@ FAMILIES = ("browser", "node", "python", "vision")
 @pytest.fixture(scope="session")
 def crd_spec_schema() -> dict[str, Any]:
     """The openAPIV3Schema of SidecarPolicy's `spec`, as the apiserver is given it."""
-    crd = yaml.safe_load((REPO_ROOT / "crds" / "sidecarpolicies.helmdeck.dev.yaml").read_text())
-    (version,) = crd["spec"]["versions"]
-    spec: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    return spec
+    return schema.crd_spec_schema("sidecarpolicies")
 
 
 @pytest.fixture(params=FAMILIES)
