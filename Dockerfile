@@ -7,7 +7,7 @@
 #   docker buildx imagetools inspect python:3.11.N-slim-bookworm   # prints the index digest
 # and update both FROM lines (tests/delivery/test_dockerfile.py checks they stay identical).
 
-# ---- builder: build the wheel, install it and its dependencies into /opt/venv -------------
+# ---- builder: build the wheel, install it and its pinned dependencies into /opt/venv -------
 FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -15,17 +15,22 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-# Only what the wheel needs (.dockerignore allows nothing else into the context).
-COPY pyproject.toml README.md ./
+# Only what the wheel and its pins need (.dockerignore allows nothing else into the context).
+COPY pyproject.toml README.md requirements.lock ./
 COPY operator/ operator/
 
-# Every runtime dependency ships manylinux wheels for CPython 3.11 (grpcio, protobuf,
-# pydantic-core...), so no compiler is needed; --only-binary makes that a build error
-# rather than a silent source build. pip and setuptools are removed from the venv afterwards:
-# the final image has no installer.
+# What ships is pinned: the runtime dependencies come from requirements.lock (`make lock`),
+# every file checked against its sha256 (--require-hashes), then the wheel alone (--no-deps),
+# so nothing unpinned enters the venv; `pip check` fails the build if the wheel needs
+# something the lock lacks. Every pinned dependency ships manylinux wheels for CPython 3.11 on
+# amd64 and arm64 (grpcio, protobuf, pydantic-core...), so no compiler is needed;
+# --only-binary makes that a build error rather than a silent source build. pip and
+# setuptools are removed from the venv afterwards: the final image has no installer.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/venv \
- && /opt/venv/bin/pip install --only-binary=:all: /wheels/*.whl \
+ && /opt/venv/bin/pip install --require-hashes --only-binary=:all: -r requirements.lock \
+ && /opt/venv/bin/pip install --no-deps --no-index /wheels/*.whl \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/pip uninstall --yes pip setuptools \
  && /opt/venv/bin/helmdeck-operator version
 

@@ -6,8 +6,9 @@ numeric non-root user, the console script as entrypoint. The .dockerignore is ev
 with Docker's rules (last matching pattern wins, `!` re-includes) on real paths.
 
 The wheel test (WHEEL_INSTALL_TEST=1, about 20 s with a warm pip cache) does what the
-builder stage does, outside Docker: build the wheel, install it into a fresh venv, drop pip,
-run the console script.
+builder stage does, outside Docker: build the wheel, install the runtime dependencies from
+requirements.lock with --require-hashes and then the wheel with --no-deps into a fresh venv,
+drop pip, run the console script; and it checks the wheel holds the product only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -171,6 +173,29 @@ def test_the_builder_keeps_no_pip_cache_and_drops_pip_from_the_venv(stages: list
     assert not re.search(r"\bapt(-get)?\b", run), "the builder needs no system packages"
 
 
+def test_the_builder_installs_the_hashed_lock_then_the_wheel_alone(stages: list[Stage]) -> None:
+    """What ships is pinned: the dependencies come only from requirements.lock, each file
+    checked against its hash, and the wheel brings nothing of its own (--no-deps)."""
+    builder = stages[0]
+    copied = [shlex.split(c.args)[:-1] for c in builder.all("COPY")]
+    assert any("requirements.lock" in sources for sources in copied), "COPY requirements.lock"
+    commands = [
+        shlex.split(command) for run in builder.all("RUN") for command in run.args.split("&&")
+    ]
+    installs = [c for c in commands if c[0].endswith("pip") and c[1:2] == ["install"]]
+    assert len(installs) == 2, f"two pip installs, the lock then the wheel: {installs}"
+    lock, wheel = installs
+    assert lock[lock.index("-r") + 1] == "requirements.lock"
+    assert "--require-hashes" in lock
+    assert "--only-binary=:all:" in lock, "a dependency without a wheel must fail, not compile"
+    assert "/wheels/*.whl" in wheel
+    assert "--no-deps" in wheel, "the wheel must not pull in anything the lock does not pin"
+    assert "-r" not in wheel
+    checks = [c for c in commands if c[0].endswith("pip") and c[1:2] == ["check"]]
+    assert checks, "pip check: the wheel's declared requirements are all satisfied by the lock"
+    assert commands.index(checks[0]) > commands.index(wheel)
+
+
 # -- .dockerignore --------------------------------------------------------------------------
 
 
@@ -232,6 +257,7 @@ def test_dockerignore_keeps_out(ignore_patterns: list[str], path: str) -> None:
     [
         "pyproject.toml",
         "README.md",
+        "requirements.lock",
         "operator/helmdeck_operator/cli.py",
         "operator/helmdeck_operator/py.typed",
         "operator/helmdeck_operator/emulator/server.py",
@@ -253,13 +279,32 @@ def test_every_file_the_builder_copies_is_in_the_context(stages: list[Stage]) ->
 
 # -- the wheel, as the builder stage makes it -----------------------------------------------
 
+#: The product's command line; the dev kit's commands are helmdeck-dev's and never ship.
+PRODUCT_COMMANDS = {"version", "run", "check", "emulator", "policy"}
+DEV_COMMANDS = {"cluster", "demo", "dev", "crd-reference"}
+
+
+def help_commands(help_text: str) -> list[str]:
+    """The subcommands argparse lists under the COMMAND metavar of `--help`."""
+    lines = help_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "COMMAND")
+    commands = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("    "):
+            break
+        commands.append(line.split()[0])
+    return commands
+
 
 @pytest.mark.skipif(
     os.environ.get("WHEEL_INSTALL_TEST") != "1",
-    reason="set WHEEL_INSTALL_TEST=1: builds the wheel and installs it with its "
-    "dependencies from the package index into a fresh venv (about 20 s with a warm pip cache)",
+    reason="set WHEEL_INSTALL_TEST=1: builds the wheel and installs it with its pinned "
+    "dependencies (requirements.lock) from the package index into a fresh venv "
+    "(about 20 s with a warm pip cache)",
 )
-def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
+def test_the_wheel_installs_into_a_fresh_venv_and_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     def run(*argv: str | Path, cwd: Path = REPO) -> str:
         result = subprocess.run(
             [str(a) for a in argv],
@@ -276,7 +321,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     # The build context as Docker sends it: only what .dockerignore lets through, so a file
     # the wheel needs but the context lacks fails here too (and the repo gets no build/).
     context, wheels, venv = tmp_path / "context", tmp_path / "wheels", tmp_path / "venv"
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "requirements.lock"):
         (context / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, context / name)
     shutil.copytree(
@@ -287,12 +332,41 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path: Path) -> None:
     # Build isolation stays on: the wheel must build from pyproject.toml alone.
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", wheels, ".", cwd=context)
     (wheel,) = wheels.glob("helmdeck_operator-*.whl")
+
+    # What the wheel holds: the product package and its metadata, nothing of the dev kit.
+    version = str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
+    dist_info = f"helmdeck_operator-{version}.dist-info/"
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read(dist_info + "entry_points.txt").decode()
+    with capsys.disabled():  # shown in CI's output even when the test passes
+        print(f"\n{wheel.name}: {len(names)} files")
+        for name in names:
+            print(f"  {name}")
+    assert any(n.startswith("helmdeck_operator/") for n in names)
+    outside = [n for n in names if not n.startswith(("helmdeck_operator/", dist_info))]
+    assert not outside, f"the wheel ships only the product package: {outside}"
+    for banned in ("helmdeck_dev", "testing/", "crdref"):
+        assert not [n for n in names if banned in n], f"{banned} in the wheel"
+    assert re.findall(r"(?m)^(\S+) = ", entry_points) == ["helmdeck-operator"]
+
+    # As the builder stage: the hashed pins, then the wheel alone, then nothing missing.
     run(sys.executable, "-m", "venv", venv)
-    run(venv / "bin/pip", "install", "--quiet", "--only-binary=:all:", wheel, cwd=tmp_path)
-    run(venv / "bin/pip", "uninstall", "--quiet", "--yes", "pip", "setuptools", cwd=tmp_path)
+    pip = venv / "bin/pip"
+    lock = context / "requirements.lock"
+    run(pip, "install", "--quiet", "--require-hashes", "--only-binary=:all:", "-r", lock)
+    run(pip, "install", "--quiet", "--no-deps", "--no-index", wheel, cwd=tmp_path)
+    run(pip, "check", cwd=tmp_path)
+    run(pip, "uninstall", "--quiet", "--yes", "pip", "setuptools", cwd=tmp_path)
     assert run(venv / "bin/helmdeck-operator", "version", cwd=tmp_path).strip() == (
-        "helmdeck-operator 0.1.0"
+        f"helmdeck-operator {version}"
     )
+    help_text = run(venv / "bin/helmdeck-operator", "--help", cwd=tmp_path)
+    with capsys.disabled():
+        print(help_text)
+    commands = help_commands(help_text)
+    assert not DEV_COMMANDS & set(commands), "the dev kit's commands never ship"
+    assert sorted(commands) == sorted(PRODUCT_COMMANDS)
     # What the image runs: the operator and the emulator (kind.sh runs it from the image),
     # importable without the source tree.
     run(venv / "bin/helmdeck-operator", "emulator", "--help", cwd=tmp_path)
