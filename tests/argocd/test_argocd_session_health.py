@@ -12,18 +12,32 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from tests.support import builders
 from tests.support.argo_lua import assess
+from tests.support.builders import (
+    HEX_B,
+    NOW,
+    REV_A,
+    REV_B,
+    SANDBOX,
+    UID,
+    desired,
+    facts,
+    problem,
+    ready,
+    session,
+)
 
+from helmdeck_dev.objects import condition
 from helmdeck_operator.core.plan import (
     DesiredPolicy,
     Observed,
     Plan,
     PolicyProblem,
-    SessionFacts,
     plan_session,
 )
 from helmdeck_operator.core.session_status import render_status
@@ -31,58 +45,18 @@ from helmdeck_operator.gateway import models as gw
 from helmdeck_operator.policy.change import Blocker, ChangeClass
 from helmdeck_operator.vocabulary import Phase
 
-NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
-UID = "6f1c2a9e-0d6b-4c1e-9a55-3b7f2e8d1c40"
-SANDBOX = "hd-abcdefghijklmnop"
-SHAPE = "0123456789abcdef"
-REV_A = "sha256:" + "a" * 64
-REV_B = "sha256:" + "b" * 64
-HEX_B = REV_B.removeprefix("sha256:")
 P = gw.SandboxPhase
 STATIC = ChangeClass((Blocker("process.run_as_user", "changed from '1000' to '2000'"),))
 
 
-def facts(generation: int = 1, **overrides: Any) -> SessionFacts:
-    values: dict[str, Any] = {
-        "uid": UID,
-        "generation": generation,
-        "suspend": False,
-        "shape_digest": SHAPE,
-        "expires_at": None,
-        "on_expiry": "Delete",
-        "gateway": "pods",
-        "sandbox_name": SANDBOX,
-        "status": {},
-    }
-    values.update(overrides)
-    return SessionFacts(**values)
-
-
 def sandbox(phase: gw.SandboxPhase = P.READY, **overrides: Any) -> gw.Sandbox:
-    values: dict[str, Any] = {
-        "name": SANDBOX,
-        "id": "sbx-1",
-        "workspace": "default",
-        "phase": phase,
-        "labels": {"helmdeck.dev/session-uid": UID},
-        "annotations": {"helmdeck.dev/shape": SHAPE},
-        "service_urls": {"cdp": "https://sbx-1.example/cdp"},
-        "current_policy_version": 1,
-    }
-    values.update(overrides)
-    return gw.Sandbox(**values)
-
-
-def desired(revision: str = REV_A, **overrides: Any) -> DesiredPolicy:
-    return DesiredPolicy(**{"name": "web", "revision": revision, "policy": None, **overrides})
-
-
-def problem(reason: str) -> PolicyProblem:
-    return PolicyProblem("web", reason, f"SidecarPolicy team/web: {reason} (details)")
+    """Our sandbox, with the service URL the status shows as an endpoint."""
+    overrides.setdefault("service_urls", {"cdp": "https://sbx-1.example/cdp"})
+    return builders.sandbox(phase, **overrides)
 
 
 def loaded(revision: str | None = REV_A, **overrides: Any) -> Observed:
-    return Observed(**{"sandbox": sandbox(), "active_revision": revision, **overrides})
+    return ready(revision, **{"sandbox": sandbox(), **overrides})
 
 
 class Pass:
@@ -101,23 +75,20 @@ class Pass:
         old = self.facts.status
         status = render_status(self.facts, self.plan, obs, old, "", NOW)
         status = {k: v for k, v in status.items() if v is not None}  # merge-patch removals
-        on_expiry = self.facts.on_expiry
-        self.obj: dict[str, Any] = {
-            "apiVersion": "helmdeck.dev/v1alpha1",
-            "kind": "HelmdeckSession",
-            "metadata": {"name": "s", "namespace": "team", "uid": UID, "generation": 1},
-            "spec": {
-                "family": "browser",
-                "policyRef": {"name": "web"},
-                "suspend": self.facts.suspend,
-                "lifetime": {"ttl": "1h", "onExpiry": on_expiry},
-            },
-            "status": status,
-        }
-        self.obj["metadata"]["generation"] = self.facts.generation
+        self.obj = session(
+            "s",
+            "browser",
+            policyRef={"name": "web"},
+            suspend=self.facts.suspend,
+            lifetime={"ttl": "1h", "onExpiry": self.facts.on_expiry},
+        )
+        self.obj["metadata"].update(namespace="team", uid=UID, generation=self.facts.generation)
+        self.obj["status"] = status
 
     def condition(self, type_: str) -> dict[str, Any]:
-        return next(c for c in self.obj["status"]["conditions"] if c["type"] == type_)
+        found = condition(self.obj, type_)
+        assert found, f"no {type_} condition"
+        return found
 
 
 def ready_session(**facts_overrides: Any) -> Pass:

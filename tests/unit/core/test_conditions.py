@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from conftest import NOW, later
+from tests.support.builders import NOW, later
+
 from helmdeck_operator.core.conditions import Condition, Status, format_time, merge_conditions
 
 READY = Condition("Ready", Status.TRUE, "SandboxReady", "sandbox is ready")

@@ -12,8 +12,8 @@ import uuid
 
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.support.builders import UID
 
-from conftest import UID
 from helmdeck_operator.core import naming
 
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

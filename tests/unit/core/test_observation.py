@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from conftest import sandbox
+from tests.support.builders import HEX_A, HEX_B, sandbox
+
 from helmdeck_operator.core.naming import ANNOTATION_INITIAL_POLICY
 from helmdeck_operator.core.observation import loaded_pair, policy_facts
 from helmdeck_operator.gateway import models as gw
-
-HEX_A, HEX_B = "a" * 64, "b" * 64
 
 
 def admission(

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.policies import FAMILIES
+from tests.support.repo import POLICY_DIR
 
-from conftest import FAMILIES, POLICY_DIR
 from helmdeck_operator.config import ConfigError, OperatorConfig, load_config
 
 

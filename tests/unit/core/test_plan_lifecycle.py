@@ -9,24 +9,22 @@ from __future__ import annotations
 from datetime import timedelta, timezone
 
 import pytest
-
-from conftest import (
+from tests.support.builders import (
     NOW,
     OTHER_UID,
     REV_A,
     REV_B,
     SANDBOX,
-    condition,
     desired,
     facts,
     later,
-    passes,
     problem,
     ready,
-    reasons,
     sandbox,
     status_after,
 )
+from tests.support.plans import condition, passes, reasons
+
 from helmdeck_operator.core.conditions import Status
 from helmdeck_operator.core.plan import (
     SOON,

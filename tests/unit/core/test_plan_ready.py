@@ -10,23 +10,22 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
-from conftest import (
+from tests.support.builders import (
+    HEX_B,
     NOW,
     OTHER_UID,
     REV_A,
     REV_B,
-    condition,
     desired,
     facts,
     later,
-    passes,
     problem,
     ready,
-    reasons,
     sandbox,
     status_after,
 )
+from tests.support.plans import condition, passes, reasons
+
 from helmdeck_operator.core.plan import (
     SOON,
     Action,
@@ -41,7 +40,6 @@ from helmdeck_operator.policy.change import Blocker, ChangeClass
 from helmdeck_operator.vocabulary import Phase
 
 P = gw.SandboxPhase
-HEX_B = REV_B.removeprefix("sha256:")
 LANDLOCK = Blocker("landlock.compatibility", "changed from 'best_effort' to 'hard_requirement'")
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from conftest import NOW, later, policy_spec
+from tests.support.builders import NOW, later
+from tests.support.policies import family_spec
+
 from helmdeck_operator.core.policy_status import PolicyReport, report_policy, tally
 from helmdeck_operator.desired import resolve
 from helmdeck_operator.policy import revision, translate
@@ -45,13 +47,13 @@ def conditions(result: PolicyReport) -> dict[str, tuple[str, str]]:
 
 
 def invalid_spec() -> dict[str, Any]:
-    spec = copy.deepcopy(policy_spec("node"))
+    spec = copy.deepcopy(family_spec("node"))
     spec["network"][0]["endpoints"][0]["port"] = 70000
     return spec
 
 
 def test_a_valid_spec_reports_its_revision(family: str) -> None:
-    spec = policy_spec(family)
+    spec = family_spec(family)
 
     result = report(spec, [])
 
@@ -63,7 +65,7 @@ def test_a_valid_spec_reports_its_revision(family: str) -> None:
 
 
 def test_a_policy_without_sessions_is_applied_and_settled() -> None:
-    result = report(policy_spec("node"), [])
+    result = report(family_spec("node"), [])
 
     assert conditions(result)["Applied"] == ("True", "NoSessions")
     assert result.status["sessions"] == {"bound": 0, "loaded": 0, "pending": 0, "failed": 0}
@@ -72,7 +74,7 @@ def test_a_policy_without_sessions_is_applied_and_settled() -> None:
 
 
 def test_sessions_are_counted_by_what_the_gateway_reports() -> None:
-    spec = policy_spec("node")
+    spec = family_spec("node")
     rev = revision_of(spec)
 
     result = report(spec, [loaded(rev), loaded(rev), pending(rev), refused(rev), {}])
@@ -81,7 +83,7 @@ def test_sessions_are_counted_by_what_the_gateway_reports() -> None:
 
 
 def test_a_session_still_on_another_revision_is_pending_not_loaded() -> None:
-    spec = policy_spec("node")
+    spec = family_spec("node")
 
     result = report(spec, [loaded("sha256:" + "0" * 64)])
 
@@ -90,7 +92,7 @@ def test_a_session_still_on_another_revision_is_pending_not_loaded() -> None:
 
 
 def test_a_refusal_of_an_older_revision_is_not_counted_as_failed() -> None:
-    spec = policy_spec("node")
+    spec = family_spec("node")
 
     result = report(spec, [refused("sha256:" + "0" * 64)])
 
@@ -99,7 +101,7 @@ def test_a_refusal_of_an_older_revision_is_not_counted_as_failed() -> None:
 
 
 def test_progress_is_reported_while_sessions_load() -> None:
-    spec = policy_spec("node")
+    spec = family_spec("node")
     rev = revision_of(spec)
 
     result = report(spec, [loaded(rev), pending(rev)])
@@ -111,7 +113,7 @@ def test_progress_is_reported_while_sessions_load() -> None:
 
 
 def test_all_sessions_loaded_is_applied_with_one_event() -> None:
-    spec = policy_spec("node")
+    spec = family_spec("node")
     rev = revision_of(spec)
 
     first = report(spec, [loaded(rev), loaded(rev)])
@@ -125,7 +127,7 @@ def test_all_sessions_loaded_is_applied_with_one_event() -> None:
 
 
 def test_applied_is_announced_again_for_a_new_revision() -> None:
-    node, python = policy_spec("node"), policy_spec("python")
+    node, python = family_spec("node"), family_spec("python")
     before = report(node, [loaded(revision_of(node))])
 
     after = report(python, [loaded(revision_of(python))], old=before.status)
@@ -134,7 +136,7 @@ def test_applied_is_announced_again_for_a_new_revision() -> None:
 
 
 def test_refused_sessions_are_reported_with_one_warning() -> None:
-    spec = policy_spec("node")
+    spec = family_spec("node")
     rev = revision_of(spec)
 
     first = report(spec, [loaded(rev), refused(rev)])
@@ -190,7 +192,7 @@ def test_a_different_problem_in_an_invalid_spec_warns_again() -> None:
 
 
 def test_an_invalid_spec_counts_no_session_as_loaded() -> None:
-    rev = revision_of(policy_spec("node"))
+    rev = revision_of(family_spec("node"))
 
     result = report(invalid_spec(), [loaded(rev)])
 
@@ -199,7 +201,7 @@ def test_an_invalid_spec_counts_no_session_as_loaded() -> None:
 
 def test_an_invalid_spec_leaves_nothing_to_wait_for() -> None:
     """Sessions keep their loaded policy; polling them cannot make the spec valid."""
-    rev = revision_of(policy_spec("node"))
+    rev = revision_of(family_spec("node"))
 
     assert report(invalid_spec(), [loaded(rev)]).settled
 
@@ -207,7 +209,7 @@ def test_an_invalid_spec_leaves_nothing_to_wait_for() -> None:
 def test_fixing_an_invalid_spec_makes_it_valid_again() -> None:
     broken = report(invalid_spec(), [])
 
-    fixed = report(policy_spec("node"), [], old=broken.status, generation=2)
+    fixed = report(family_spec("node"), [], old=broken.status, generation=2)
 
     assert conditions(fixed)["Valid"] == ("True", "Translated")
     assert all(c["observedGeneration"] == 2 for c in fixed.status["conditions"])
@@ -215,7 +217,7 @@ def test_fixing_an_invalid_spec_makes_it_valid_again() -> None:
 
 
 def test_unchanged_conditions_keep_their_transition_time() -> None:
-    spec = policy_spec("node")
+    spec = family_spec("node")
     first = report(spec, [])
 
     again = report_policy(resolve("p", spec), 1, tally([]), first.status, later(60))
@@ -224,7 +226,7 @@ def test_unchanged_conditions_keep_their_transition_time() -> None:
 
 
 def test_static_changes_setting_does_not_change_the_revision() -> None:
-    spec = policy_spec("node")
+    spec = family_spec("node")
     other = dict(spec, staticChanges="Recreate")
 
     assert report(other, []).revision == report(spec, []).revision

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.support.builders import NOW, UID
 from tests.support.schema import compare, crd_spec_schema, model_schema
 
-from conftest import NOW, UID
 from helmdeck_operator.config import FamilyDefaults, Resources
 from helmdeck_operator.core.session import (
     SandboxShape,
