@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from helmdeck_operator import __version__
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 

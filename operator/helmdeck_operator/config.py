@@ -28,6 +28,7 @@ __all__ = [
     "Family",
     "FamilyDefaults",
     "Intervals",
+    "Observability",
     "OperatorConfig",
     "RateLimits",
     "Resources",

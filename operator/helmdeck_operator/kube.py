@@ -43,6 +43,7 @@ from helmdeck_operator.core.naming import FINALIZER
 from helmdeck_operator.ratelimit import TokenBucket
 
 __all__ = [
+    "CONNECTIONS",
     "POLICIES",
     "SESSIONS",
     "Kube",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from helmdeck_operator.config import OperatorConfig
 
-__all__ = ["PERMISSIONS", "register"]
+__all__ = ["CRDS", "PERMISSIONS", "register"]
 
 #: (verb, resource, subresource) the operator needs in the helmdeck.dev group, and events.
 PERMISSIONS: tuple[tuple[str, str, str, str | None], ...] = (

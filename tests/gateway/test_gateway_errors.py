@@ -177,9 +177,3 @@ def test_credentials_errors_carry_their_own_transience() -> None:
     assert (tagged.rpc, tagged.request_id, tagged.attempts) == ("GetSandbox", "rid", 3)
     assert tagged.reason == "GatewayCredentialsUnavailable"
     assert str(tagged) == "GetSandbox: token endpoint down (request id rid)"
-
-
-def test_public_names() -> None:
-    assert set(errors.__all__) == {
-        name for name in vars(errors) if name.startswith(("Gateway", "from_", "CODE_", "Field"))
-    }

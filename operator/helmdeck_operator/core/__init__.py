@@ -4,3 +4,5 @@ Nothing here performs I/O: each module maps observations (the Kubernetes object,
 gateway reported, the time) to what should be true and what to do next. The kopf handlers
 in `helmdeck_operator.handlers` execute those decisions.
 """
+
+__all__: list[str] = []

@@ -49,6 +49,7 @@ from helmdeck_operator.vocabulary import (
 
 __all__ = [
     "ANNOTATION_SHAPE",
+    "SOON",
     "Action",
     "DesiredPolicy",
     "EventSpec",

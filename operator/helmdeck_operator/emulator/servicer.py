@@ -25,7 +25,7 @@ from helmdeck_operator.emulator.errors import Code, GatewayError, invalid_field
 from helmdeck_operator.emulator.model import SandboxRecord
 from helmdeck_operator.emulator.state import Gateway, WatchEvent, log_matches
 
-__all__ = ["EmulatorServicer", "status_details"]
+__all__ = ["DEFAULT_WATCH_QUEUE", "EmulatorServicer", "status_details"]
 
 T = TypeVar("T")
 P = openshell_pb2

@@ -59,7 +59,7 @@ from helmdeck_operator.gateway.errors import (
 )
 from helmdeck_operator.ratelimit import TokenBucket
 
-__all__ = ["CallRecord", "GatewayClient", "new_traceparent"]
+__all__ = ["PAGE_SIZE", "CallRecord", "GatewayClient", "new_traceparent"]
 
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)

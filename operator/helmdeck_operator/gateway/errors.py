@@ -37,6 +37,7 @@ from helmdeck_operator.vocabulary import Reason
 
 __all__ = [
     "CODE_TO_ERROR",
+    "REDACTED",
     "FieldViolation",
     "GatewayAlreadyExists",
     "GatewayCredentialsError",

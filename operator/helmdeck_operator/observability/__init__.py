@@ -3,3 +3,5 @@
 Wired at the edges only: the reconcilers record through `Metrics` and open spans through
 `tracing`; nothing in the functional core knows about either.
 """
+
+__all__: list[str] = []

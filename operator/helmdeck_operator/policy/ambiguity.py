@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from helmdeck_operator.policy.model import Endpoint, NetworkRule
 
-__all__ = ["conflicts"]
+__all__ = ["conflicts", "hosts_overlap", "paths_overlap"]
 
 
 def conflicts(rules: Sequence[NetworkRule]) -> Iterator[str]:
