@@ -8,29 +8,19 @@ objects cover what the operator never writes itself: no status yet and a stale o
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tests.support import builders, policies
 from tests.support.argo_lua import Health, assess
+from tests.support.builders import NOW
 
 from helmdeck_operator.core.policy_status import report_policy, tally
 from helmdeck_operator.desired import resolve
 from helmdeck_operator.policy import revision, translate
 
-NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 OLD = "sha256:" + "0" * 64
-SPEC: dict[str, Any] = {
-    "network": [
-        {
-            "name": "pypi",
-            "endpoints": [
-                {"host": "pypi.org", "port": 443, "protocol": "rest", "access": "read-only"}
-            ],
-        }
-    ],
-    "process": {"runAsUser": "1000", "runAsGroup": "1000"},
-}
+SPEC = policies.pypi_spec()
 REV = revision.revision(translate.to_sandbox_policy(SPEC))
 INVALID = copy.deepcopy(SPEC)
 INVALID["network"][0]["endpoints"][0]["port"] = 70000  # translation refuses it
@@ -43,14 +33,10 @@ REFUSED = {"name": "p", "revision": OLD, "desiredRevision": REV, "state": "Faile
 def policy(
     spec: dict[str, Any], bound: list[dict[str, Any]], generation: int = 1
 ) -> dict[str, Any]:
-    status = report_policy(resolve("p", spec), generation, tally(bound), {}, NOW).status
-    return {
-        "apiVersion": "helmdeck.dev/v1alpha1",
-        "kind": "SidecarPolicy",
-        "metadata": {"name": "p", "namespace": "team", "generation": generation},
-        "spec": spec,
-        "status": status,
-    }
+    obj = builders.policy("p", **spec)
+    obj["metadata"].update(namespace="team", generation=generation)
+    obj["status"] = report_policy(resolve("p", spec), generation, tally(bound), {}, NOW).status
+    return obj
 
 
 def message(obj: dict[str, Any], type_: str) -> str:

@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
+from tests.support.openshell_rpc import WS, Stub, create, get, pb, rpc_error, wait_phase, wait_ready
+from tests.support.policies import base_policy
 
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_operator.emulator.server import EmulatorHandle
-
-from .conftest import WS, Stub, create, get, pb, rpc_error, wait_phase, wait_ready
 
 Code = grpc.StatusCode
 
@@ -67,7 +67,6 @@ async def test_subprocess_emulator_serves_and_takes_faults(
     )
     async with grpc.aio.insecure_channel(proc.address) as channel:
         stub = Stub(channel)
-        from .conftest import base_policy
 
         await create(stub, "sub", policy=base_policy())
         await wait_ready(stub, "sub")

@@ -5,24 +5,22 @@ from __future__ import annotations
 import hashlib
 
 import grpc
-
-from helmdeck_operator.emulator.server import EmulatorHandle
-
-from .conftest import (
+from openshell._proto import sandbox_pb2
+from tests.support.openshell_rpc import (
     WS,
     Stub,
-    base_policy,
     create,
     eventually,
     get,
     pb,
     policy_status,
-    rest_rule,
     rpc_error,
-    sandbox_pb2,
     update_policy,
     wait_ready,
 )
+from tests.support.policies import base_policy, rest_rule
+
+from helmdeck_operator.emulator.server import EmulatorHandle
 
 Code = grpc.StatusCode
 LOADED = pb.POLICY_STATUS_LOADED

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
-from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
-from helmdeck_operator.emulator.server import EmulatorConfig
-
-from .conftest import (
+from openshell._proto import datamodel_pb2
+from tests.support.openshell_rpc import (
     WS,
     Stub,
     bad_request,
     create,
-    datamodel_pb2,
+    eventually,
     get,
     pb,
     rpc_error,
     wait_phase,
     wait_ready,
 )
+
+from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
+from helmdeck_operator.emulator.server import EmulatorConfig
 
 Code = grpc.StatusCode
 
@@ -127,8 +127,6 @@ async def test_delete_is_accepted_then_deleting_then_gone(emulator_stub: Stub) -
 
 
 async def wait_phase_gone(stub: Stub, name: str) -> None:
-    from .conftest import eventually
-
     async def probe() -> grpc.StatusCode:
         try:
             await get(stub, name)

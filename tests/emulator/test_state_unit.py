@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import pytest
 from openshell._proto import openshell_pb2 as pb
+from tests.support.policies import base_policy, rest_rule
 
 from helmdeck_operator.emulator.clock import ManualClock
 from helmdeck_operator.emulator.errors import Code, GatewayError
 from helmdeck_operator.emulator.state import Gateway, GatewaySettings
-
-from .conftest import base_policy, rest_rule
 
 
 def gateway() -> tuple[Gateway, ManualClock]:
     clock = ManualClock()
     settings = GatewaySettings(ready_delay=1.0, load_delay=0.5, delete_delay=2.0)
     return Gateway(settings, clock), clock
+
+
+def booted(name: str) -> tuple[Gateway, ManualClock]:
+    """A gateway whose sandbox `name` has booted (READY) on base_policy()."""
+    gw, clock = gateway()
+    gw.create("", name, pb.SandboxSpec(policy=base_policy()))
+    clock.advance(1.0)
+    gw.tick()
+    return gw, clock
 
 
 def test_transitions_happen_exactly_when_due() -> None:
@@ -33,10 +41,7 @@ def test_transitions_happen_exactly_when_due() -> None:
 
 
 def test_hot_reload_load_waits_for_load_delay_and_keeps_boots() -> None:
-    gw, clock = gateway()
-    gw.create("", "b", pb.SandboxSpec(policy=base_policy()))
-    clock.advance(1.0)
-    gw.tick()
+    gw, clock = booted("b")
     rev = gw.update_policy("", "b", base_policy(gh=rest_rule("api.github.com")), {})
     clock.advance(0.4)
     gw.tick()
@@ -48,10 +53,7 @@ def test_hot_reload_load_waits_for_load_delay_and_keeps_boots() -> None:
 
 
 def test_pending_revision_on_a_stopped_sandbox_loads_at_next_boot() -> None:
-    gw, clock = gateway()
-    gw.create("", "c", pb.SandboxSpec(policy=base_policy()))
-    clock.advance(1.0)
-    gw.tick()
+    gw, clock = booted("c")
     gw.stop("", "c")
     clock.advance(1.0)
     gw.tick()

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import grpc
 import pytest
 from openshell._proto import sandbox_pb2
-
-from .conftest import WS, Stub, base_policy, create, pb, rpc_error, update_policy
+from tests.support.openshell_rpc import WS, Stub, create, pb, rpc_error, update_policy
+from tests.support.policies import base_policy
 
 Code = grpc.StatusCode
 S = sandbox_pb2

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+from tests.support.openshell_rpc import WS, Stub, create, pb, rpc_error, wait_ready
+from tests.support.policies import base_policy
 
 from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle
-
-from .conftest import WS, Stub, create, pb, rpc_error, wait_ready
 
 Code = grpc.StatusCode
 
@@ -100,8 +100,6 @@ async def test_get_logs_filters_and_counts_the_buffer(
 
 
 async def test_policy_load_emits_an_ocsf_config_line(emulator_stub: Stub) -> None:
-    from .conftest import base_policy
-
     await create(emulator_stub, "ocsf", policy=base_policy())
     await wait_ready(emulator_stub, "ocsf")
     request = pb.GetSandboxLogsRequest(workspace_scope=WS, sandbox="ocsf", sources=["sandbox"])

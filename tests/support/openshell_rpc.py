@@ -1,7 +1,8 @@
-"""Shared helpers for the emulator's own tests: fixtures, request builders, polling.
+"""Calling the OpenShell gRPC API in the emulator's tests: request builders, polling, errors.
 
-Every test here goes through real gRPC over loopback with the official `OpenShellStub`;
-the fixtures come from the package's plugin module so integration tests can use the same.
+Every emulator test goes through real gRPC over loopback with the official `OpenShellStub`;
+its fixtures come from the dev kit's plugin (helmdeck_dev.emulator_fixtures), and the
+policies it sends from tests.support.policies.
 """
 
 from __future__ import annotations
@@ -14,43 +15,25 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc, sandbox_pb2
 
+__all__ = [
+    "WS",
+    "Stub",
+    "bad_request",
+    "create",
+    "eventually",
+    "get",
+    "pb",
+    "policy_status",
+    "rpc_error",
+    "update_policy",
+    "wait_phase",
+    "wait_ready",
+]
+
 T = TypeVar("T")
 pb = openshell_pb2
 Stub = openshell_pb2_grpc.OpenShellStub
 WS = datamodel_pb2.WorkspaceSelector(workspace="default")
-
-
-def base_policy(**network: sandbox_pb2.NetworkPolicyRule) -> sandbox_pb2.SandboxPolicy:
-    """A typical policy: workdir + /usr read-only, best-effort landlock, uid sandbox."""
-    policy = sandbox_pb2.SandboxPolicy(
-        version=1,
-        filesystem=sandbox_pb2.FilesystemPolicy(
-            include_workdir=True, read_only=["/usr"], read_write=["/tmp"]
-        ),
-        landlock=sandbox_pb2.LandlockPolicy(compatibility="best_effort"),
-        process=sandbox_pb2.ProcessPolicy(run_as_user="sandbox", run_as_group="sandbox"),
-    )
-    for name, rule in network.items():
-        policy.network_policies[name].CopyFrom(rule)
-    return policy
-
-
-def rest_rule(host: str, port: int = 443, protocol: str = "rest") -> sandbox_pb2.NetworkPolicyRule:
-    return sandbox_pb2.NetworkPolicyRule(
-        name=host,
-        endpoints=[
-            sandbox_pb2.NetworkEndpoint(
-                host=host,
-                port=port,
-                protocol=protocol,
-                # An inspected endpoint must allow something (the gateway's rule).
-                access=sandbox_pb2.NETWORK_ACCESS_PRESET_READ_ONLY
-                if protocol not in ("", "tcp")
-                else sandbox_pb2.NETWORK_ACCESS_PRESET_UNSPECIFIED,
-            )
-        ],
-        binaries=[sandbox_pb2.NetworkBinary(path="/usr/bin/node")],
-    )
 
 
 async def create(

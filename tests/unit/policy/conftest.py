@@ -5,15 +5,10 @@ Everything here reads files from the repository; nothing needs a cluster or a ga
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from tests.support import schema
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-FAMILIES = ("browser", "node", "python", "vision")
+from tests.support import policies, schema
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +17,7 @@ def crd_spec_schema() -> dict[str, Any]:
     return schema.crd_spec_schema("sidecarpolicies")
 
 
-@pytest.fixture(params=FAMILIES)
+@pytest.fixture(params=policies.FAMILIES)
 def family(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name
@@ -31,7 +26,4 @@ def family(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def family_manifest(family: str) -> dict[str, Any]:
     """The shipped default SidecarPolicy manifest of one family."""
-    manifest: dict[str, Any] = yaml.safe_load(
-        (REPO_ROOT / "policies" / f"{family}.yaml").read_text()
-    )
-    return manifest
+    return policies.family_manifest(family)

@@ -6,23 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.support.policies import rest, rule
 
 from helmdeck_operator.policy import errors, model
 from helmdeck_operator.policy.ambiguity import hosts_overlap, paths_overlap
 
 
 def two(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
-    return {"network": [{"name": "a", "endpoints": [left]}, {"name": "b", "endpoints": [right]}]}
-
-
-def rest(**fields: Any) -> dict[str, Any]:
-    return {
-        "host": "api.example.com",
-        "port": 443,
-        "protocol": "rest",
-        "access": "read-only",
-        **fields,
-    }
+    """A spec with rule a holding `left` and rule b holding `right`."""
+    return {"network": [rule("a", left), rule("b", right)]}
 
 
 @pytest.mark.parametrize(

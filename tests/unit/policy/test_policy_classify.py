@@ -5,26 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from openshell._proto import sandbox_pb2
+from tests.support import policies
 
 from helmdeck_operator.policy import classify, translate
 
+#: A node policy, with /usr and /etc read-only and /tmp writable.
 BASE: dict[str, Any] = {
-    "network": [
-        {
-            "name": "npm",
-            "endpoints": [
-                {
-                    "host": "registry.npmjs.org",
-                    "port": 443,
-                    "protocol": "rest",
-                    "access": "read-only",
-                }
-            ],
-            "binaries": ["/usr/bin/node"],
-        }
-    ],
+    **policies.node_spec(),
     "filesystem": {"readOnly": ["/usr", "/etc"], "readWrite": ["/tmp"]},
-    "process": {"runAsUser": "1000", "runAsGroup": "1000"},
 }
 
 
@@ -46,10 +34,7 @@ def test_no_change_is_live() -> None:
 
 
 def test_network_changes_are_live() -> None:
-    pypi = {
-        "name": "pypi",
-        "endpoints": [{"host": "pypi.org", "port": 443, "protocol": "rest", "access": "read-only"}],
-    }
+    pypi = policies.pypi_rule()
 
     assert change(BASE, {**BASE, "network": [*BASE["network"], pypi]}).live
     assert change(BASE, {**BASE, "network": []}).live
@@ -119,8 +104,8 @@ def test_process_identity_must_stay_identical() -> None:
 def test_raw_tcp_endpoints_are_live_even_the_first() -> None:
     """The gateway has no rule against a first endpoint without inspection on a live
     sandbox (../shared/OPENSHELL-RULES.md), so neither does the classifier."""
-    ssh = {"name": "git-ssh", "endpoints": [{"host": "github.com", "port": 22}]}
-    tcp = {"name": "db", "endpoints": [{"host": "db.example.com", "port": 5432, "protocol": "tcp"}]}
+    ssh = policies.rule("git-ssh", policies.endpoint("github.com", 22))
+    tcp = policies.rule("db", policies.endpoint("db.example.com", 5432, protocol="tcp"))
     with_ssh = {**BASE, "network": [*BASE["network"], ssh]}
 
     assert change(BASE, with_ssh).live
@@ -133,7 +118,7 @@ def test_every_blocker_is_reported() -> None:
         "filesystem": {"includeWorkdir": False},
         "landlock": {"compatibility": "hard_requirement"},
         "process": {"runAsUser": "2000", "runAsGroup": "2000"},
-        "network": [{"name": "ssh", "endpoints": [{"host": "github.com", "port": 22}]}],
+        "network": [policies.rule("ssh", policies.endpoint("github.com", 22))],
     }
 
     assert fields(change(BASE, new)) == [

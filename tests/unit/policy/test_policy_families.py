@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 import yaml
 from openshell._proto import sandbox_pb2
+from tests.support.policies import family_spec
+from tests.support.repo import REPO_ROOT
 
 from helmdeck_operator.policy import cli, translate
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-REPO_ROOT = Path(__file__).resolve().parents[3]
 # Never reachable from any default: cloud metadata and the private ranges (DESIGN.md §9).
 _FORBIDDEN_HOSTS = re.compile(r"^(169\.254\.|10\.|127\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.)")
 
@@ -64,15 +65,11 @@ def test_least_privilege_common_to_every_family(family_manifest: dict[str, Any])
 
 @pytest.mark.parametrize("family", ["python", "browser", "vision"])
 def test_families_without_any_outbound_traffic(family: str) -> None:
-    manifest = yaml.safe_load((REPO_ROOT / "policies" / f"{family}.yaml").read_text())
-
-    assert len(translate.to_sandbox_policy(manifest["spec"]).network_policies) == 0
+    assert len(translate.to_sandbox_policy(family_spec(family)).network_policies) == 0
 
 
 def test_node_reaches_only_the_npm_registry_read_only_from_node() -> None:
-    manifest = yaml.safe_load((REPO_ROOT / "policies" / "node.yaml").read_text())
-
-    policy = translate.to_sandbox_policy(manifest["spec"])
+    policy = translate.to_sandbox_policy(family_spec("node"))
 
     assert list(policy.network_policies) == ["npm-registry"]
     rule = policy.network_policies["npm-registry"]
@@ -85,9 +82,7 @@ def test_node_reaches_only_the_npm_registry_read_only_from_node() -> None:
 
 
 def test_python_cannot_write_outside_scratch_and_workdir() -> None:
-    manifest = yaml.safe_load((REPO_ROOT / "policies" / "python.yaml").read_text())
-
-    policy = translate.to_sandbox_policy(manifest["spec"])
+    policy = translate.to_sandbox_policy(family_spec("python"))
 
     assert list(policy.filesystem.read_write) == ["/dev/null", "/tmp"]
 

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from tests.support.policies import with_endpoint
 
 from helmdeck_operator.policy import errors, model, translate
 
@@ -39,12 +40,6 @@ def _uid(prefix: str) -> str:
 
 _IP = "allowedIps entries must be an IP address or a CIDR such as 203.0.113.0/24"
 _EP = "spec.network[0].endpoints[0]"
-
-
-def with_endpoint(**fields: Any) -> dict[str, Any]:
-    """A spec with one rule and one endpoint: `host: api.example.com, port: 443` + fields."""
-    endpoint = {"host": "api.example.com", "port": 443, **fields}
-    return {"network": [{"name": "api", "endpoints": [endpoint]}]}
 
 
 def with_binaries(binaries: list[str]) -> dict[str, Any]:
@@ -395,9 +390,9 @@ def test_set_lists_refuse_duplicates(spec: dict[str, Any], path: str) -> None:
 
 
 def test_rule_names_are_unique() -> None:
-    rule = {"name": "api", "endpoints": [{"host": "api.example.com", "port": 443}]}
+    api = with_endpoint()["network"][0]
 
-    assert issues({"network": [rule, rule]})["spec.network"] == (
+    assert issues({"network": [api, api]})["spec.network"] == (
         "duplicate rule name 'api': rule names are unique"
     )
 

@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from openshell._proto import sandbox_pb2
+from tests.support import policies
 
 from helmdeck_operator.emulator import validation
 from helmdeck_operator.emulator.errors import Code, GatewayError
@@ -332,13 +333,8 @@ def test_revision_ignores_rule_order_and_set_order(
 
 # --- the change classifier ---------------------------------------------------------------------
 
-ADDED_RULE = {
-    # Longer than any generated name, so it never collides.
-    "name": "added-by-the-property-test",
-    "endpoints": [
-        {"host": "api.example.com", "port": 443, "protocol": "rest", "access": "read-only"}
-    ],
-}
+# Named longer than any generated name, so it never collides.
+ADDED_RULE = policies.rule("added-by-the-property-test", policies.rest("api.example.com"))
 
 
 @PROFILE

@@ -7,27 +7,28 @@ import re
 from typing import Any
 
 from openshell._proto import sandbox_pb2
+from tests.support.policies import endpoint, rule
 
 from helmdeck_operator.policy import canonical, revision, translate
 
 SPEC: dict[str, Any] = {
     "network": [
-        {
-            "name": "npm",
-            "endpoints": [
-                {
-                    "host": "registry.npmjs.org",
-                    "ports": [443, 8443],
-                    "allowedIps": ["1.1.1.1", "2.2.2.2"],
-                }
-            ],
-            "binaries": ["/usr/bin/node", "/usr/local/bin/node"],
-        },
-        {"name": "git", "endpoints": [{"host": "github.com", "port": 22}]},
+        rule(
+            "npm",
+            endpoint(
+                "registry.npmjs.org",
+                None,
+                ports=[443, 8443],
+                allowedIps=["1.1.1.1", "2.2.2.2"],
+            ),
+            binaries=["/usr/bin/node", "/usr/local/bin/node"],
+        ),
+        rule("git", endpoint("github.com", 22)),
     ],
     "filesystem": {"readOnly": ["/usr", "/etc"], "readWrite": ["/tmp", "/home/helmdeck"]},
 }
 
+#: SPEC as written in another order: rules, set lists and keys (so written out in full).
 REORDERED = {
     "filesystem": {"readWrite": ["/home/helmdeck", "/tmp"], "readOnly": ["/etc", "/usr"]},
     "network": [

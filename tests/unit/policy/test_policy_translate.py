@@ -6,12 +6,14 @@ from typing import Any
 
 import pytest
 from openshell._proto import sandbox_pb2
+from tests.support import policies
 
 from helmdeck_operator.policy import canonical, errors, model, translate
 
 
 def one_endpoint(**fields: Any) -> sandbox_pb2.NetworkEndpoint:
-    spec = {"network": [{"name": "api", "endpoints": [{"host": "api.example.com", **fields}]}]}
+    """The translation of the one endpoint of policies.with_endpoint(**fields)."""
+    spec = policies.with_endpoint(**fields)
     endpoint: sandbox_pb2.NetworkEndpoint = (
         translate.to_sandbox_policy(spec).network_policies["api"].endpoints[0]
     )
@@ -54,45 +56,40 @@ def test_a_full_spec_maps_field_by_field() -> None:
         "process": {"runAsUser": "sandbox", "runAsGroup": "sandbox"},
     }
 
-    expected = sandbox_pb2.SandboxPolicy(
-        version=1,
-        filesystem=sandbox_pb2.FilesystemPolicy(
-            include_workdir=False, read_only=["/usr"], read_write=["/tmp"]
+    # policies.base_policy: /usr read-only, /tmp writable, run as sandbox, as the spec says.
+    expected = policies.base_policy(
+        include_workdir=False,
+        landlock="hard_requirement",
+        github=sandbox_pb2.NetworkPolicyRule(
+            name="github",
+            endpoints=[
+                sandbox_pb2.NetworkEndpoint(
+                    host="api.github.com",
+                    port=443,
+                    path="/repos/**",
+                    protocol="rest",
+                    tls=sandbox_pb2.NETWORK_TLS_MODE_TERMINATE,
+                    enforcement=sandbox_pb2.NETWORK_ENFORCEMENT_MODE_AUDIT,
+                    rules=[
+                        sandbox_pb2.L7Rule(
+                            allow=sandbox_pb2.L7Allow(
+                                method="GET",
+                                path="/repos/*/*",
+                                query={"page": sandbox_pb2.L7QueryMatcher(glob="[0-9]*")},
+                            )
+                        )
+                    ],
+                    deny_rules=[
+                        sandbox_pb2.L7DenyRule(
+                            method="DELETE",
+                            query={"force": sandbox_pb2.L7QueryMatcher(any=["1", "true"])},
+                        )
+                    ],
+                    allowed_ips=["140.82.112.0/20"],
+                )
+            ],
+            binaries=[sandbox_pb2.NetworkBinary(path="/usr/bin/git")],
         ),
-        landlock=sandbox_pb2.LandlockPolicy(compatibility="hard_requirement"),
-        process=sandbox_pb2.ProcessPolicy(run_as_user="sandbox", run_as_group="sandbox"),
-        network_policies={
-            "github": sandbox_pb2.NetworkPolicyRule(
-                name="github",
-                endpoints=[
-                    sandbox_pb2.NetworkEndpoint(
-                        host="api.github.com",
-                        port=443,
-                        path="/repos/**",
-                        protocol="rest",
-                        tls=sandbox_pb2.NETWORK_TLS_MODE_TERMINATE,
-                        enforcement=sandbox_pb2.NETWORK_ENFORCEMENT_MODE_AUDIT,
-                        rules=[
-                            sandbox_pb2.L7Rule(
-                                allow=sandbox_pb2.L7Allow(
-                                    method="GET",
-                                    path="/repos/*/*",
-                                    query={"page": sandbox_pb2.L7QueryMatcher(glob="[0-9]*")},
-                                )
-                            )
-                        ],
-                        deny_rules=[
-                            sandbox_pb2.L7DenyRule(
-                                method="DELETE",
-                                query={"force": sandbox_pb2.L7QueryMatcher(any=["1", "true"])},
-                            )
-                        ],
-                        allowed_ips=["140.82.112.0/20"],
-                    )
-                ],
-                binaries=[sandbox_pb2.NetworkBinary(path="/usr/bin/git")],
-            )
-        },
     )
 
     assert translate.to_sandbox_policy(spec) == expected
@@ -182,8 +179,8 @@ def test_tcp_is_sent_as_the_empty_protocol_so_both_spellings_are_one_policy() ->
 
 
 def test_rules_become_a_map_keyed_by_name_whatever_their_order() -> None:
-    a = {"name": "a", "endpoints": [{"host": "a.example.com", "port": 443}]}
-    b = {"name": "b", "endpoints": [{"host": "b.example.com", "port": 443}]}
+    a = policies.rule("a", policies.endpoint("a.example.com"))
+    b = policies.rule("b", policies.endpoint("b.example.com"))
 
     policy = translate.to_sandbox_policy({"network": [b, a]})
 
@@ -196,17 +193,15 @@ def test_rules_become_a_map_keyed_by_name_whatever_their_order() -> None:
 def test_set_lists_are_sorted() -> None:
     spec = {
         "network": [
-            {
-                "name": "api",
-                "endpoints": [
-                    {
-                        "host": "api.example.com",
-                        "ports": [8443, 443],
-                        "allowedIps": ["203.0.113.9", "198.51.100.0/24"],
-                    }
-                ],
-                "binaries": ["/usr/bin/python3", "/usr/bin/curl"],
-            }
+            policies.rule(
+                "api",
+                policies.endpoint(
+                    port=None,
+                    ports=[8443, 443],
+                    allowedIps=["203.0.113.9", "198.51.100.0/24"],
+                ),
+                binaries=["/usr/bin/python3", "/usr/bin/curl"],
+            )
         ],
         "filesystem": {"readOnly": ["/usr", "/etc"], "readWrite": ["/tmp", "/dev/null"]},
     }
