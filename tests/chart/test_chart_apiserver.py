@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.chart import POSTURES, Helm, posture
 
 from helmdeck_dev.controlplane import ControlPlane
 from helmdeck_operator.run import PERMISSIONS
-
-from .conftest import POSTURES, Helm, posture
 
 pytestmark = pytest.mark.cluster
 

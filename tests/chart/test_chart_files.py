@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from .conftest import CHART, FULLNAME, REPO_ROOT, Helm, one
+from tests.support.chart import FULLNAME, Helm, one
+from tests.support.repo import CHART, REPO_ROOT
 
 CRDS = sorted(p.name for p in (REPO_ROOT / "crds").glob("*.yaml"))
 POLICIES = sorted(p.name for p in (REPO_ROOT / "policies").glob("*.yaml"))

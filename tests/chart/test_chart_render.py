@@ -10,6 +10,16 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.chart import (
+    FULLNAME,
+    POSTURES,
+    RELEASE_NAMESPACE,
+    Helm,
+    find,
+    one,
+    posture,
+)
+from tests.support.repo import CHART
 
 from helmdeck_operator.config import (
     FAMILIES,
@@ -22,8 +32,6 @@ from helmdeck_operator.config import (
 )
 from helmdeck_operator.gateway.config import GatewayConfig, RateLimit, RetryPolicy
 from helmdeck_operator.runtime import load_family_policy
-
-from .conftest import CHART, FULLNAME, POSTURES, RELEASE_NAMESPACE, Helm, find, one, posture
 
 
 @pytest.mark.parametrize("name", sorted(POSTURES))

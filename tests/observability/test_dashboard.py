@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.repo import CHART
 
 from .exported import families, labels_by_family, series_names
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "helmdeck-operator"
 DASHBOARD = CHART / "dashboards" / "helmdeck-operator.json"
 TEMPLATE = CHART / "templates" / "dashboard-configmap.yaml"
 

@@ -1,8 +1,8 @@
-"""Fixtures and values postures for the Helm chart tests.
+"""The Helm chart in tests: `helm` against the chart, the values postures, finding objects.
 
-`helm` is built by hack/build-tools.sh (pinned v3.19.5, cached outside the repository) the
-first time a chart test needs it. The postures are the values sets a user would install with;
-each is linted, rendered, checked offline and applied to the real apiserver (server dry-run).
+The postures are the values sets a user would install with; each is linted, rendered,
+checked offline and applied to the real apiserver (server dry-run). The `helm` binary is
+hack/build-tools.sh's (tests.support.tools.build_tools).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+from tests.support.repo import CHART
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART = REPO_ROOT / "charts" / "helmdeck-operator"
+__all__ = ["FULLNAME", "POSTURES", "RELEASE", "RELEASE_NAMESPACE", "Helm", "find", "one", "posture"]
+
 RELEASE = "hd"
 RELEASE_NAMESPACE = "helmdeck-system"
 FULLNAME = f"{RELEASE}-helmdeck-operator"
@@ -99,20 +99,6 @@ POSTURES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(scope="session")
-def helm_binary() -> Path:
-    """helm from hack/build-tools.sh: built on first use (a few minutes), then cached."""
-    built = subprocess.run(
-        ["bash", str(REPO_ROOT / "hack" / "build-tools.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1200,
-    )
-    assert built.returncode == 0, built.stderr
-    return Path(built.stdout.strip().splitlines()[-1]) / "helm"
-
-
 @dataclass(frozen=True)
 class Helm:
     """`helm` against the chart with a values posture written to a file."""
@@ -155,12 +141,8 @@ class Helm:
         return [doc for doc in yaml.safe_load_all(self.template(values, **kwargs)) if doc]
 
 
-@pytest.fixture(scope="session")
-def helm(helm_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    return Helm(helm_binary, tmp_path_factory.mktemp("helm"))
-
-
 def posture(name: str) -> dict[str, Any]:
+    """A copy of the values of posture `name`, to edit."""
     return copy.deepcopy(POSTURES[name])
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CRD_DIR", "POLICY_DIR", "REPO_ROOT"]
+__all__ = ["CHART", "CRD_DIR", "POLICY_DIR", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "crds"
 #: The shipped per-family default SidecarPolicies (policies/<family>.yaml).
 POLICY_DIR = REPO_ROOT / "policies"
+CHART = REPO_ROOT / "charts" / "helmdeck-operator"
