@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.gateway import Calls, ConfigFactory, EmulatorFactory
 
 from helmdeck_dev.pki import generate_tls_material
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle
@@ -25,9 +26,6 @@ FAST_RETRY = {"max_attempts": 3, "initial_backoff": 0.01, "max_backoff": 0.05}
 QUICK = GatewaySettings(
     ready_delay=0.02, load_delay=0.02, delete_delay=0.02, stop_delay=0.02, start_delay=0.02
 )
-
-
-EmulatorFactory = Callable[..., Awaitable[EmulatorHandle]]
 
 
 @pytest.fixture
@@ -47,10 +45,6 @@ def start_emu(
 @pytest.fixture
 async def emulator(start_emu: EmulatorFactory) -> EmulatorHandle:
     return await start_emu()
-
-
-ConfigFactory = Callable[..., GatewayConfig]
-Calls = Callable[[str], list[dict[str, Any]]]
 
 
 def _client_config(handle: EmulatorHandle, **fields: Any) -> GatewayConfig:

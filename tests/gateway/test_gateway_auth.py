@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from tests.support.gateway import rotate
 
 from helmdeck_operator.gateway.auth import (
     BearerFileCredentials,
@@ -30,13 +30,6 @@ from helmdeck_operator.gateway.config import GatewayConfig, OidcAuth
 from helmdeck_operator.gateway.errors import GatewayCredentialsError
 
 SECRET = "client-secret-value"
-
-
-def rotate(path: Path, content: str) -> None:
-    """Replace a file the way the kubelet updates a Secret volume: a new inode, swapped in."""
-    fresh = path.with_name(path.name + ".new")
-    fresh.write_text(content)
-    os.replace(fresh, path)
 
 
 @dataclass

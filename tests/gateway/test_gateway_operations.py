@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from openshell._proto import openshell_pb2, sandbox_pb2
+from tests.support.gateway import Calls, ConfigFactory
 
 from helmdeck_operator.emulator.server import EmulatorHandle
 from helmdeck_operator.gateway import (
@@ -17,7 +16,6 @@ from helmdeck_operator.gateway import (
     DeletionState,
     GatewayAlreadyExists,
     GatewayClient,
-    GatewayConfig,
     GatewayInvalid,
     GatewayNotFound,
     GatewayPreconditionFailed,
@@ -31,8 +29,6 @@ from helmdeck_operator.gateway import (
 )
 from helmdeck_operator.gateway.client import PAGE_SIZE
 
-ConfigFactory = Callable[..., GatewayConfig]
-Calls = Callable[[str], list[dict[str, Any]]]
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$")
 
 

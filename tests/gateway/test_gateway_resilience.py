@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
+from tests.support.gateway import Calls, ConfigFactory, EmulatorFactory
 
 from helmdeck_operator.emulator.server import EmulatorHandle
 from helmdeck_operator.gateway import (
     GatewayAlreadyExists,
     GatewayClient,
-    GatewayConfig,
     GatewayInternal,
     GatewayPermissionDenied,
     GatewayTransient,
     SandboxPhase,
 )
-
-ConfigFactory = Callable[..., GatewayConfig]
-EmulatorFactory = Callable[..., Awaitable[EmulatorHandle]]
-Calls = Callable[[str], list[dict[str, Any]]]
 
 
 def fail(emulator: EmulatorHandle, rpc: str, code: str, count: int | None = None) -> None:

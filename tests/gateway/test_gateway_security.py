@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from tests.support.gateway import ConfigFactory, EmulatorFactory, rotate
 
 from helmdeck_operator.emulator.auth import READ_SCOPES, Principal
 from helmdeck_operator.emulator.server import EmulatorHandle, TlsFiles
@@ -26,9 +26,6 @@ from helmdeck_operator.gateway import (
     GatewayUnauthenticated,
 )
 
-ConfigFactory = Callable[..., GatewayConfig]
-EmulatorFactory = Callable[..., Awaitable[EmulatorHandle]]
-
 TOKEN = "tok-3f9c2a7d1e-never-log-me"
 READER_TOKEN = "tok-reader-5b8e0c-never-log-me"
 SECRETS = (TOKEN, READER_TOKEN)
@@ -36,13 +33,6 @@ PRINCIPALS = {
     TOKEN: Principal(subject="helmdeck-operator"),
     READER_TOKEN: Principal(subject="auditor", scopes=READ_SCOPES),
 }
-
-
-def rotate(path: Path, content: str) -> None:
-    """Replace a file the way the kubelet updates a Secret volume: new inode, swapped in."""
-    fresh = path.with_name(path.name + ".new")
-    fresh.write_text(content)
-    os.replace(fresh, path)
 
 
 @pytest.fixture

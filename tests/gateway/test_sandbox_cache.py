@@ -12,10 +12,9 @@ from openshell._proto import sandbox_pb2
 
 from helmdeck_operator.core.naming import sandbox_annotations, sandbox_labels
 from helmdeck_operator.emulator.server import EmulatorHandle
-from helmdeck_operator.gateway import GatewayClient, GatewayConfig, models
+from helmdeck_operator.gateway import GatewayClient, models
 from helmdeck_operator.sandbox_cache import SandboxCache
 
-ConfigFactory = Callable[..., GatewayConfig]
 INSTANCE = "cache-test"
 Key = tuple[str, str]
 
@@ -50,12 +49,6 @@ def key_of(sandbox: models.Sandbox) -> Key | None:
         return None
     namespace, _, name = session.partition("/")
     return namespace, name
-
-
-@pytest.fixture
-async def client(config_for: ConfigFactory) -> AsyncIterator[GatewayClient]:
-    async with GatewayClient(config_for()) as gateway:
-        yield gateway
 
 
 def make_cache(client: GatewayClient, recorder: Recorder, **settings: Any) -> SandboxCache[Key]:
