@@ -3,6 +3,8 @@
 `FakeKube` answers every call the reconcile passes, the Event recorder and leader election
 make, the way the apiserver would for them:
 
+- what is sent goes through JSON, as on the wire (a value JSON cannot carry fails the call,
+  and what is stored and watched is plain JSON data);
 - objects carry resourceVersions from one counter that only grows (etcd's revision), and
   a write that changes nothing keeps the version and sends no watch event;
 - `patch_status` merge-patches (RFC 7386) the status, `add_finalizer` is refused with
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import json
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -37,7 +40,7 @@ from helmdeck_operator.core.conditions import format_time
 from helmdeck_operator.core.naming import FINALIZER
 from helmdeck_operator.kube import POLICIES, SESSIONS, KubeConflict, KubeError
 
-__all__ = ["Call", "FakeKube", "Watcher", "merge_patch"]
+__all__ = ["Call", "FakeKube", "Watcher", "merge_patch", "wire"]
 
 #: kind of each plural this fake stores.
 KINDS = {SESSIONS: "HelmdeckSession", POLICIES: "SidecarPolicy"}
@@ -82,6 +85,11 @@ def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def wire(value: Any) -> Any:
+    """`value` as the apiserver receives it: encoded to JSON and decoded again."""
+    return json.loads(json.dumps(value))
 
 
 @dataclass
@@ -151,6 +159,7 @@ class FakeKube:
     def create(self, plural: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Store a new object as the apiserver would (uid, generation 1, version, creation
         time); a copy of what was stored."""
+        body = wire(dict(body))
         meta = dict(body.get("metadata") or {})
         namespace, name = meta["namespace"], meta["name"]
         if (plural, namespace, name) in self.objects:
@@ -162,7 +171,7 @@ class FakeKube:
         stored = {
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
             "kind": KINDS[plural],
-            **copy.deepcopy(dict(body)),
+            **body,
             "metadata": meta,
         }
         self.objects[(plural, namespace, name)] = stored
@@ -176,7 +185,7 @@ class FakeKube:
         stored = self._stored(plural, namespace, name)
         if stored is None:
             raise KubeError(f"{plural}/{namespace}/{name} not found")
-        spec = merge_patch(stored.get("spec") or {}, patch)
+        spec = merge_patch(stored.get("spec") or {}, wire(dict(patch)))
         if spec != stored.get("spec"):
             stored["spec"] = spec
             stored["metadata"]["generation"] = int(stored["metadata"].get("generation", 1)) + 1
@@ -192,7 +201,8 @@ class FakeKube:
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
     ) -> str | None:
-        self._record("patch_status", plural, namespace, name, copy.deepcopy(dict(status)))
+        status = wire(dict(status))
+        self._record("patch_status", plural, namespace, name, status)
         stored = self._stored(plural, namespace, name)
         if stored is None:
             return None
@@ -261,8 +271,8 @@ class FakeKube:
         self._delete(SESSIONS, namespace, name)
 
     async def create_event(self, namespace: str, body: Mapping[str, Any]) -> str:
-        self._record("create_event", namespace, copy.deepcopy(dict(body)))
-        event = copy.deepcopy(dict(body))
+        event = wire(dict(body))
+        self._record("create_event", namespace, copy.deepcopy(event))
         meta = event.setdefault("metadata", {})
         name = f"{meta.get('generateName', 'event.')}{uuid.uuid4().hex[:10]}"
         meta.update(name=name, namespace=namespace, resourceVersion=self._next_version())
@@ -308,6 +318,7 @@ class FakeKube:
         }
 
     async def create_lease(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        spec = wire(spec)
         self._record("create_lease", namespace, name, copy.deepcopy(spec))
         if (namespace, name) in self.leases:
             raise KubeConflict(f"creating lease {namespace}/{name}: already exists")
@@ -319,6 +330,7 @@ class FakeKube:
     async def write_lease(
         self, namespace: str, name: str, spec: dict[str, Any], resource_version: str
     ) -> None:
+        spec = wire(spec)
         self._record("write_lease", namespace, name, copy.deepcopy(spec), resource_version)
         lease = self.leases.get((namespace, name))
         if lease is None:

@@ -30,9 +30,11 @@ from helmdeck_dev.operator_process import write_config
 from helmdeck_operator.config import load_config
 from helmdeck_operator.controller import Controller
 from helmdeck_operator.core.naming import sandbox_name
+from helmdeck_operator.core.plan import EventSpec
 from helmdeck_operator.emulator.clock import ManualClock
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle
 from helmdeck_operator.emulator.state import GatewaySettings
+from helmdeck_operator.events import ObjectRef
 from helmdeck_operator.handlers import trimmed
 from helmdeck_operator.kube import POLICIES, SESSIONS
 from helmdeck_operator.observability.metrics import Metrics
@@ -48,6 +50,9 @@ NAMESPACE = "team-a"
 GATEWAY_DELAY = 10.0
 #: Longest a test waits for something to happen (it happens in milliseconds).
 WAIT_S = 5.0
+
+#: Loop turns a task waiting with asyncio.wait_for needs to resume once its event is set.
+LOOP_TURNS = 5
 
 T = TypeVar("T")
 
@@ -75,6 +80,10 @@ class PassRig:
     now: datetime
     pending: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     """Watch events not yet delivered to the store."""
+    posted: list[tuple[str, str, str, str]] = field(default_factory=list)
+    """(object kind, name, type, reason) of every Event a pass handed to the Event recorder, at
+    once (the FakeKube sees them later: the recorder writes in the background, and counts
+    a repeat on the existing Event instead of creating another)."""
 
     @classmethod
     async def start(
@@ -113,12 +122,27 @@ class PassRig:
         kube.clock = lambda: rig.now
         rt.clock = lambda: rig.now
         kube.watchers.append(lambda *event: rig.pending.append(event))
+        recorder, post = rt.events, rt.events.post
+
+        def record(ref: ObjectRef, event: EventSpec) -> None:
+            rig.posted.append((ref.kind, ref.name, str(event.type), str(event.reason)))
+            post(ref, event)
+
+        recorder.post = record  # type: ignore[method-assign]
         await rt.start()
         for cache in rt.caches.values():
             await asyncio.wait_for(cache.synced.wait(), WAIT_S)
         return rig
 
     async def close(self) -> None:
+        # Let the background tasks take in what was just handed to them before they are
+        # cancelled: on Python 3.11, asyncio.wait_for swallows a cancellation that arrives
+        # while the event it waits on has just been set (python/cpython#86296), and the
+        # Event recorder and the gateway caches wait that way. EventRecorder.close() never
+        # returns when an Event was posted one or two loop turns before it.
+        await eventually(lambda: not self.rt.events._backlog, "the Event recorder to catch up")
+        for _ in range(LOOP_TURNS):
+            await asyncio.sleep(0)
         self.rt.queue.shut_down()
         await self.rt.close()
 
@@ -155,6 +179,14 @@ class PassRig:
     def status(self, key: Key) -> dict[str, Any]:
         return dict(self.stored(key).get("status") or {})
 
+    def posted_about(self, key: Key) -> list[tuple[str, str]]:
+        """(type, reason) of the Events the passes posted about `key`, oldest first."""
+        return [
+            (type_, reason)
+            for kind, name, type_, reason in self.posted
+            if (kind, name) == (key.kind.value, key.name)
+        ]
+
     def condition(self, key: Key, type_: str) -> dict[str, Any]:
         for cond in self.status(key).get("conditions", []):
             if cond["type"] == type_:
@@ -183,10 +215,12 @@ class PassRig:
 
     # -- passes -----------------------------------------------------------------------
 
-    async def reconcile(self, key: Key) -> Outcome:
-        """Deliver what the watch has, take what waits in the queue (a worker would run
-        those passes now; this one stands for them), run one pass over `key`."""
-        self.deliver()
+    async def reconcile(self, key: Key, *, deliver: bool = True) -> Outcome:
+        """Deliver what the watch has (unless told not to: the store lags behind), take
+        what waits in the queue (a worker would run those passes now; this one stands for
+        them), and run one pass over `key`."""
+        if deliver:
+            self.deliver()
         await self.drain()
         if key.kind is Kind.SESSION:
             return await reconcile_session(self.rt, key)

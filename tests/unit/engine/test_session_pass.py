@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from tests.support.passes import NAMESPACE, PassRig
 
 from helmdeck_dev.emulator_fixtures import EmulatorFactory
 from helmdeck_operator.core.naming import FINALIZER, sandbox_name
+from helmdeck_operator.kube import SESSIONS, KubeError
+from helmdeck_operator.reconcile.session import Outcome
 from helmdeck_operator.runtime import Key
 
 
@@ -114,3 +117,227 @@ async def test_a_new_session_gets_its_finalizer_then_a_sandbox_then_ready(rig: P
     assert rig.kube.events_about("s1") == [("Normal", "Provisioned"), ("Normal", "Ready")]
     assert "helmdeck-default-python sha256:" in events[1]["message"]
     assert rig.gateway_calls() == ["CreateSandbox"]
+
+
+async def test_a_finalizer_write_that_loses_a_race_creates_nothing(rig: PassRig) -> None:
+    key = rig.put_session("s1")
+    # A user edits the session; the pass runs before the watch delivers the edit.
+    rig.edit(key, env=[{"name": "GREETING", "value": "hello"}])
+
+    outcome = await rig.reconcile(key, deliver=False)
+
+    assert [c.method for c in rig.kube.calls] == ["add_finalizer"]
+    assert outcome.requeue_after is not None
+    assert 0 < outcome.requeue_after <= 1.0  # soon: the newer version is on its way
+    assert not outcome.failing
+    assert "finalizers" not in rig.stored(key)["metadata"]
+    assert rig.sandboxes() == []
+    assert rig.gateway_calls() == []
+    assert rig.posted == []
+
+    # With the edit delivered, the next pass holds the session and creates its sandbox.
+    await rig.reconcile(key)
+    assert rig.stored(key)["metadata"]["finalizers"] == [FINALIZER]
+    [sandbox] = rig.sandboxes()
+    assert sandbox["spec"]["environment"] == {"GREETING": "hello"}
+
+
+async def test_an_apiserver_failure_adding_the_finalizer_fails_the_pass_before_any_create(
+    rig: PassRig,
+) -> None:
+    key = rig.put_session("s1")
+    rig.kube.fail_next("add_finalizer")
+
+    with pytest.raises(KubeError, match="add_finalizer"):
+        await rig.reconcile(key)  # the controller backs the key off
+
+    assert rig.sandboxes() == []
+    assert rig.gateway_calls() == []
+    await rig.reconcile(key)
+    assert len(rig.sandboxes()) == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason", "detail"),
+    [
+        # Stricter than the CRD (a gateway's own rule): INVALID_ARGUMENT.
+        (
+            {"env": [{"name": "OPENSHELL_TOKEN", "value": "x"}]},
+            "GatewayInvalidArgument",
+            "OPENSHELL_",
+        ),
+        # A provider the gateway does not have: FAILED_PRECONDITION.
+        ({"providers": ["bitbucket"]}, "GatewayFailedPrecondition", "bitbucket"),
+    ],
+)
+async def test_a_refused_create_fails_the_session_once_and_is_not_retried(
+    rig: PassRig, spec: dict[str, Any], reason: str, detail: str
+) -> None:
+    key = rig.put_session("s1", **spec)
+
+    first = await rig.reconcile(key)
+
+    assert first == Outcome()  # nothing to wait for: no retry, no back-off
+    assert rig.sandboxes() == []
+    [status_write] = rig.kube.calls_to("patch_status")
+    assert status_write.args[3]["phase"] == "Failed"
+    assert rig.status(key)["phase"] == "Failed"
+    ready = rig.condition(key, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", reason)
+    assert detail in ready["message"]
+    provisioned = rig.condition(key, "Provisioned")
+    assert (provisioned["status"], provisioned["reason"]) == ("False", reason)
+    assert rig.posted_about(key) == [("Warning", reason)]
+    [event] = await rig.kube.wait_for(lambda: rig.kube.events)
+    assert (event["type"], event["reason"]) == ("Warning", reason)
+    assert detail in event["message"]
+
+    second = await rig.reconcile(key)  # what the echoes of the two writes cause
+
+    assert second == Outcome()
+    assert rig.gateway_calls() == ["CreateSandbox"]  # one create, never retried
+    assert len(rig.kube.calls_to("patch_status")) == 1
+    assert rig.posted_about(key) == [("Warning", reason)]
+
+    # A new generation of the spec is a new request: it is tried again.
+    rig.edit(key, env=[], providers=["github"])
+    await rig.reconcile(key)
+    assert rig.gateway_calls() == ["CreateSandbox", "CreateSandbox"]
+    assert len(rig.sandboxes()) == 1
+
+
+async def test_an_unchanged_ready_session_costs_no_write_and_no_gateway_call(
+    rig: PassRig,
+) -> None:
+    key = await make_ready(rig)
+    calls, gateway_calls, posted = len(rig.kube.calls), rig.gateway_calls(), list(rig.posted)
+
+    for _ in range(3):
+        outcome = await rig.reconcile(key)
+        assert outcome == Outcome()
+
+    assert rig.kube.calls[calls:] == []
+    assert rig.gateway_calls() == gateway_calls
+    assert rig.posted == posted
+
+
+async def test_suspend_stops_the_sandbox_and_resume_starts_it(rig: PassRig) -> None:
+    key = await make_ready(rig)
+    writes = len(rig.kube.calls_to("patch_status"))
+    rig.edit(key, suspend=True)
+
+    await rig.reconcile(key)  # asks the gateway to stop
+
+    assert rig.gateway_calls()[-1] == "StopSandbox"
+    assert rig.sandbox_of(key)["phase"] == "STOPPING"  # type: ignore[index]
+    assert rig.status(key)["phase"] == "Suspended"  # a new phase shows at once
+    assert rig.condition(key, "Ready")["reason"] == "Stopping"
+    assert rig.posted_about(key)[-1] == ("Normal", "Suspended")
+
+    rig.advance_gateway()
+    await rig.woken(key)
+    await rig.reconcile(key)
+
+    status = rig.status(key)
+    assert status["phase"] == "Suspended"
+    assert status["sandbox"]["phase"] == "STOPPED"
+    assert status["observedGeneration"] == 2
+    ready = rig.condition(key, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Suspended")
+    assert len(rig.kube.calls_to("patch_status")) == writes + 2
+    assert rig.posted_about(key).count(("Normal", "Suspended")) == 1
+
+    rig.edit(key, suspend=False)
+    await rig.reconcile(key)
+    assert rig.gateway_calls()[-1] == "StartSandbox"
+    assert rig.sandbox_of(key)["phase"] == "STARTING"  # type: ignore[index]
+    # "Starting" only waits on the gateway: held back for the status that follows it.
+    assert len(rig.kube.calls_to("patch_status")) == writes + 2
+    rig.advance_gateway()
+    await rig.woken(key)
+    await rig.reconcile(key)
+    assert len(rig.kube.calls_to("patch_status")) == writes + 3
+    assert rig.status(key)["phase"] == "Ready"
+    assert rig.sandbox_of(key)["phase"] == "READY"  # type: ignore[index]
+    assert ("Normal", "Resumed") in rig.posted_about(key)
+
+
+async def test_a_deleted_session_has_its_sandbox_deleted_then_is_released(rig: PassRig) -> None:
+    key = await make_ready(rig)
+    sandbox = rig.sandbox_of(key)
+    assert sandbox is not None
+    rig.delete(key)  # held by the finalizer: marked, not removed
+
+    outcome = await rig.reconcile(key)
+
+    assert rig.gateway_calls()[-1] == "DeleteSandbox"
+    assert rig.sandbox_of(key)["phase"] == "DELETING"  # type: ignore[index]
+    assert rig.status(key)["phase"] == "Terminating"
+    terminating = rig.condition(key, "Ready")
+    assert (terminating["status"], terminating["reason"]) == ("False", "Terminating")
+    assert rig.stored(key)["metadata"]["finalizers"] == [FINALIZER]
+    assert outcome == Outcome()  # the sandbox's watch says when it is gone
+    assert rig.cache.following(sandbox["name"])
+
+    rig.advance_gateway()  # the gateway removes it
+    await rig.woken(key)
+    await rig.reconcile(key)
+
+    assert rig.sandboxes() == []
+    assert rig.kube.object(SESSIONS, NAMESPACE, "s1") is None  # released, so removed
+    assert rig.kube.calls[-1].method == "remove_finalizer"
+    rig.deliver()  # DELETED: the operator forgets the session
+    assert await rig.reconcile(key) == Outcome()
+
+
+async def test_an_expired_session_with_on_expiry_delete_is_deleted_with_its_sandbox(
+    rig: PassRig,
+) -> None:
+    key = await make_ready(rig, lifetime={"ttl": "1m", "onExpiry": "Delete"})
+    before = await rig.reconcile(key)
+    assert before.requeue_after is not None
+    assert 0 < before.requeue_after <= 60  # woken when the lifetime ends
+    rig.advance_time(61)
+
+    await rig.reconcile(key)
+
+    assert [c.method for c in rig.kube.writes()][-2:] == ["patch_status", "delete_session"]
+    assert rig.kube.calls_to("delete_session")[0].args == (NAMESPACE, "s1")
+    expired = rig.condition(key, "Ready")
+    assert (rig.status(key)["phase"], expired["reason"]) == ("Expired", "Expired")
+    assert rig.stored(key)["metadata"]["deletionTimestamp"]
+    assert rig.posted_about(key)[-1] == ("Normal", "Expired")
+
+    await rig.reconcile(key)  # the finalizer's turn: the sandbox goes first
+    rig.advance_gateway()
+    await rig.woken(key)
+    await rig.reconcile(key)
+    assert rig.sandboxes() == []
+    assert rig.kube.object(SESSIONS, NAMESPACE, "s1") is None
+
+
+async def test_an_expired_session_with_on_expiry_retain_keeps_the_session_only(
+    rig: PassRig,
+) -> None:
+    key = await make_ready(rig, lifetime={"ttl": "1m", "onExpiry": "Retain"})
+    rig.advance_time(61)
+
+    outcome = await rig.reconcile(key)
+
+    assert rig.kube.calls_to("delete_session") == []
+    assert rig.gateway_calls()[-1] == "DeleteSandbox"
+    assert rig.sandbox_of(key)["phase"] == "DELETING"  # type: ignore[index]
+    status = rig.status(key)
+    assert status["phase"] == "Expired"
+    assert "expiresAt" in status
+    assert rig.condition(key, "Ready")["reason"] == "Expired"
+    assert outcome == Outcome()
+    assert rig.posted_about(key)[-1] == ("Normal", "Expired")
+
+    rig.advance_gateway()
+    assert rig.sandboxes() == []
+    for _ in range(2):
+        assert await rig.reconcile(key) == Outcome()
+    assert rig.gateway_calls().count("DeleteSandbox") == 1
+    assert rig.status(key)["phase"] == "Expired"
+    assert rig.posted_about(key).count(("Normal", "Expired")) == 1
