@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from tests.support.passes import NAMESPACE, PassRig
+from tests.support.passes import NAMESPACE, PassRig, eventually
 
 from helmdeck_dev.emulator_fixtures import EmulatorFactory
 from helmdeck_operator.core.naming import FINALIZER, sandbox_name
@@ -341,3 +341,77 @@ async def test_an_expired_session_with_on_expiry_retain_keeps_the_session_only(
     assert rig.gateway_calls().count("DeleteSandbox") == 1
     assert rig.status(key)["phase"] == "Expired"
     assert rig.posted_about(key).count(("Normal", "Expired")) == 1
+
+
+async def test_a_gateway_outage_makes_ready_unknown_then_recovers(
+    emulator_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    # Listed often, so the cache notices the outage (and the recovery) quickly.
+    rig = await PassRig.start(emulator_factory, tmp_path, intervals={"resync_seconds": 0.1})
+    try:
+        key = await make_ready(rig)
+        writes = len(rig.kube.calls_to("patch_status"))
+        rig.emulator.faults.apply({"outage": True})
+        await eventually(lambda: not rig.cache.up, "the cache to see the gateway down")
+
+        outcome = await rig.reconcile(key)
+
+        assert outcome.failing
+        assert outcome.gateway == "pods"
+        status = rig.status(key)
+        assert status["phase"] == "Ready"  # kept: nobody can say otherwise now
+        ready = rig.condition(key, "Ready")
+        assert (ready["status"], ready["reason"]) == ("Unknown", "GatewayUnavailable")
+        assert "UNAVAILABLE" in ready["message"]
+        provisioned = rig.condition(key, "Provisioned")
+        assert (provisioned["status"], provisioned["reason"]) == ("True", "SandboxCreated")
+        assert status["sandbox"]["phase"] == "READY"  # what we knew stays
+        assert len(rig.kube.calls_to("patch_status")) == writes + 1
+        # Still down: the same report, not written again.
+        assert (await rig.reconcile(key)).failing
+        assert len(rig.kube.calls_to("patch_status")) == writes + 1
+
+        rig.cache.park(key)  # as the controller does with a failing key on a gateway down
+        rig.emulator.faults.apply({"outage": None})
+        await rig.woken(key)  # the gateway answering again wakes what was parked
+        outcome = await rig.reconcile(key)
+
+        assert outcome == Outcome()
+        ready = rig.condition(key, "Ready")
+        assert (ready["status"], ready["reason"]) == ("True", "SandboxReady")
+        assert len(rig.kube.calls_to("patch_status")) == writes + 2
+        assert rig.gateway_calls().count("CreateSandbox") == 1  # nothing recreated
+    finally:
+        await rig.close()
+
+
+async def test_a_create_during_an_outage_fails_the_pass_and_is_retried_after(
+    rig: PassRig,
+) -> None:
+    rig.emulator.faults.apply({"outage": True})
+    key = rig.put_session("s1")
+
+    outcome = await rig.reconcile(key)
+
+    assert outcome.failing
+    assert outcome.gateway == "pods"
+    assert not rig.cache.up  # the failed call told the cache
+    assert rig.stored(key)["metadata"]["finalizers"] == [FINALIZER]
+    assert rig.sandboxes() == []
+    status = rig.status(key)
+    assert status["phase"] == "Pending"
+    ready = rig.condition(key, "Ready")
+    assert (ready["status"], ready["reason"]) == ("Unknown", "GatewayUnavailable")
+    assert "CreateSandbox" in ready["message"]
+    assert [r for r in rig.posted_about(key) if r[0] == "Warning"] == []
+
+    rig.cache.park(key)
+    rig.emulator.faults.apply({"outage": None})
+    await rig.woken(key)
+    await rig.reconcile(key)
+    assert len(rig.sandboxes()) == 1
+    rig.advance_gateway()
+    await rig.woken(key)
+    await rig.reconcile(key)
+    assert rig.status(key)["phase"] == "Ready"
+    assert rig.condition(key, "Ready")["status"] == "True"
