@@ -156,6 +156,19 @@ class PassRig:
         self.deliver()
         return Key(Kind.SESSION, NAMESPACE, name)
 
+    async def ready_session(self, name: str = "s1", family: str = "python", **spec: Any) -> Key:
+        """A new session taken through its passes to Ready (its sandbox created, booted and
+        its policy loaded), its Ready Event written and every write delivered."""
+        key = self.put_session(name, family, **spec)
+        await self.reconcile(key)
+        self.advance_gateway()
+        await self.woken(key)
+        await self.reconcile(key)
+        assert self.status(key).get("phase") == "Ready", self.status(key)
+        await self.kube.wait_for(lambda: ("Normal", "Ready") in self.kube.events_about(name))
+        self.deliver()
+        return key
+
     def put_policy(self, name: str, spec: dict[str, Any], **metadata: Any) -> Key:
         body = {"metadata": {"name": name, "namespace": NAMESPACE, **metadata}, "spec": spec}
         self.kube.create(POLICIES, body)

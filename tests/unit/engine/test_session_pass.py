@@ -20,7 +20,6 @@ from helmdeck_dev.emulator_fixtures import EmulatorFactory
 from helmdeck_operator.core.naming import FINALIZER, sandbox_name
 from helmdeck_operator.kube import SESSIONS, KubeError
 from helmdeck_operator.reconcile.session import Outcome
-from helmdeck_operator.runtime import Key
 
 
 @pytest_asyncio.fixture
@@ -28,19 +27,6 @@ async def rig(emulator_factory: EmulatorFactory, tmp_path: Path) -> AsyncIterato
     started = await PassRig.start(emulator_factory, tmp_path)
     yield started
     await started.close()
-
-
-async def make_ready(rig: PassRig, name: str = "s1", **spec: Any) -> Key:
-    """A session through its first passes to Ready (asserted in detail by the first test)."""
-    key = rig.put_session(name, **spec)
-    await rig.reconcile(key)
-    rig.advance_gateway()
-    await rig.woken(key)
-    await rig.reconcile(key)
-    assert rig.status(key)["phase"] == "Ready"
-    await rig.kube.wait_for(lambda: ("Normal", "Ready") in rig.kube.events_about(name))
-    rig.deliver()
-    return key
 
 
 async def test_a_new_session_gets_its_finalizer_then_a_sandbox_then_ready(rig: PassRig) -> None:
@@ -209,7 +195,7 @@ async def test_a_refused_create_fails_the_session_once_and_is_not_retried(
 async def test_an_unchanged_ready_session_costs_no_write_and_no_gateway_call(
     rig: PassRig,
 ) -> None:
-    key = await make_ready(rig)
+    key = await rig.ready_session()
     calls, gateway_calls, posted = len(rig.kube.calls), rig.gateway_calls(), list(rig.posted)
 
     for _ in range(3):
@@ -222,7 +208,7 @@ async def test_an_unchanged_ready_session_costs_no_write_and_no_gateway_call(
 
 
 async def test_suspend_stops_the_sandbox_and_resume_starts_it(rig: PassRig) -> None:
-    key = await make_ready(rig)
+    key = await rig.ready_session()
     writes = len(rig.kube.calls_to("patch_status"))
     rig.edit(key, suspend=True)
 
@@ -263,7 +249,7 @@ async def test_suspend_stops_the_sandbox_and_resume_starts_it(rig: PassRig) -> N
 
 
 async def test_a_deleted_session_has_its_sandbox_deleted_then_is_released(rig: PassRig) -> None:
-    key = await make_ready(rig)
+    key = await rig.ready_session()
     sandbox = rig.sandbox_of(key)
     assert sandbox is not None
     rig.delete(key)  # held by the finalizer: marked, not removed
@@ -293,7 +279,7 @@ async def test_a_deleted_session_has_its_sandbox_deleted_then_is_released(rig: P
 async def test_an_expired_session_with_on_expiry_delete_is_deleted_with_its_sandbox(
     rig: PassRig,
 ) -> None:
-    key = await make_ready(rig, lifetime={"ttl": "1m", "onExpiry": "Delete"})
+    key = await rig.ready_session(lifetime={"ttl": "1m", "onExpiry": "Delete"})
     before = await rig.reconcile(key)
     assert before.requeue_after is not None
     assert 0 < before.requeue_after <= 60  # woken when the lifetime ends
@@ -319,7 +305,7 @@ async def test_an_expired_session_with_on_expiry_delete_is_deleted_with_its_sand
 async def test_an_expired_session_with_on_expiry_retain_keeps_the_session_only(
     rig: PassRig,
 ) -> None:
-    key = await make_ready(rig, lifetime={"ttl": "1m", "onExpiry": "Retain"})
+    key = await rig.ready_session(lifetime={"ttl": "1m", "onExpiry": "Retain"})
     rig.advance_time(61)
 
     outcome = await rig.reconcile(key)
@@ -349,7 +335,7 @@ async def test_a_gateway_outage_makes_ready_unknown_then_recovers(
     # Listed often, so the cache notices the outage (and the recovery) quickly.
     rig = await PassRig.start(emulator_factory, tmp_path, intervals={"resync_seconds": 0.1})
     try:
-        key = await make_ready(rig)
+        key = await rig.ready_session()
         writes = len(rig.kube.calls_to("patch_status"))
         rig.emulator.faults.apply({"outage": True})
         await eventually(lambda: not rig.cache.up, "the cache to see the gateway down")
