@@ -16,10 +16,11 @@ make, the way the apiserver would for them:
 - every call is recorded in order (`calls`), and `fail_next` makes the next call of a
   method raise, after it was recorded.
 
-What another client does (a user applying, editing or deleting an object) goes through
-`create`, `edit_spec` and `request_deletion`; those are not calls of the operator and are
-not recorded. Every change is handed to the `watchers` as (type, plural, body), which is
-how a test feeds the operator's writes back into its store, as the watch would.
+What another client does (a user applying, editing or deleting an object, another
+controller) goes through `create`, `edit_spec`, `update` and `request_deletion`; those are
+not calls of the operator and are not recorded. Every change is handed to the `watchers`
+as (type, plural, body), which is how a test feeds the operator's writes back into its
+store, as the watch would.
 """
 
 from __future__ import annotations
@@ -190,6 +191,18 @@ class FakeKube:
             stored["spec"] = spec
             stored["metadata"]["generation"] = int(stored["metadata"].get("generation", 1)) + 1
             self._bump("MODIFIED", plural, stored)
+        return copy.deepcopy(stored)
+
+    def update(
+        self, plural: str, namespace: str, name: str, change: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        """Another client's write: `change` edits the stored object in place (a new
+        resourceVersion, no new generation)."""
+        stored = self._stored(plural, namespace, name)
+        if stored is None:
+            raise KubeError(f"{plural}/{namespace}/{name} not found")
+        change(stored)
+        self._bump("MODIFIED", plural, stored)
         return copy.deepcopy(stored)
 
     def request_deletion(self, plural: str, namespace: str, name: str) -> None:

@@ -148,18 +148,32 @@ class PassRig:
 
     # -- objects, as a user would change them --------------------------------------------
 
-    def put_session(self, name: str, family: str = "python", **spec: Any) -> Key:
+    def put_session(
+        self,
+        name: str,
+        family: str = "python",
+        *,
+        metadata: dict[str, Any] | None = None,
+        **spec: Any,
+    ) -> Key:
         """Create a HelmdeckSession; the store sees it (ADDED) at once."""
-        body = {"metadata": {"name": name, "namespace": NAMESPACE}, "spec": {"family": family}}
-        body["spec"].update(spec)
+        meta = {"name": name, "namespace": NAMESPACE, **(metadata or {})}
+        body: dict[str, Any] = {"metadata": meta, "spec": {"family": family, **spec}}
         self.kube.create(SESSIONS, body)
         self.deliver()
         return Key(Kind.SESSION, NAMESPACE, name)
 
-    async def ready_session(self, name: str = "s1", family: str = "python", **spec: Any) -> Key:
+    async def ready_session(
+        self,
+        name: str = "s1",
+        family: str = "python",
+        *,
+        metadata: dict[str, Any] | None = None,
+        **spec: Any,
+    ) -> Key:
         """A new session taken through its passes to Ready (its sandbox created, booted and
         its policy loaded), its Ready Event written and every write delivered."""
-        key = self.put_session(name, family, **spec)
+        key = self.put_session(name, family, metadata=metadata, **spec)
         await self.reconcile(key)
         self.advance_gateway()
         await self.woken(key)

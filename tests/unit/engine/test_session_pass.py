@@ -401,3 +401,63 @@ async def test_a_create_during_an_outage_fails_the_pass_and_is_retried_after(
     await rig.reconcile(key)
     assert rig.status(key)["phase"] == "Ready"
     assert rig.condition(key, "Ready")["status"] == "True"
+
+
+async def test_a_pass_before_the_watch_delivers_its_own_write_does_not_repeat_it(
+    rig: PassRig,
+) -> None:
+    key = rig.put_session("s1")
+    await rig.reconcile(key)
+    rig.advance_gateway()
+    await rig.woken(key)
+    await rig.reconcile(key)  # writes Ready
+    writes, posted = len(rig.kube.writes()), list(rig.posted)
+
+    # The store still holds the session as it was before that write.
+    assert rig.pending
+    assert await rig.reconcile(key, deliver=False) == Outcome()
+
+    assert len(rig.kube.writes()) == writes
+    assert rig.posted == posted
+    assert rig.deliver() == 1
+    assert not rig.queued(key)  # and the write's echo is recognised as ours
+
+
+async def test_a_finalizer_removal_that_loses_a_race_is_retried(rig: PassRig) -> None:
+    other = "example.com/audit"
+    key = await rig.ready_session(metadata={"finalizers": [other]})
+    assert rig.stored(key)["metadata"]["finalizers"] == [other, FINALIZER]
+    rig.delete(key)
+    await rig.reconcile(key)
+    rig.advance_gateway()
+    await rig.woken(key)
+    # Another controller releases its finalizer; the store has not seen it yet.
+    rig.kube.update(
+        SESSIONS, NAMESPACE, "s1", lambda s: s["metadata"].update(finalizers=[FINALIZER])
+    )
+
+    outcome = await rig.reconcile(key, deliver=False)
+
+    assert rig.kube.calls[-1].method == "remove_finalizer"
+    assert outcome.requeue_after is not None
+    assert 0 < outcome.requeue_after <= 1.0
+    assert not outcome.failing
+    assert rig.stored(key)["metadata"]["finalizers"] == [FINALIZER]
+    assert rig.sandboxes() == []
+
+    await rig.reconcile(key)
+    assert rig.kube.object(SESSIONS, NAMESPACE, "s1") is None
+
+
+async def test_a_session_on_a_gateway_not_configured_fails_at_once(rig: PassRig) -> None:
+    key = rig.put_session("s1", gateway="edge")
+
+    assert await rig.reconcile(key) == Outcome()
+
+    assert rig.status(key)["phase"] == "Failed"
+    ready = rig.condition(key, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "GatewayNotConfigured")
+    assert "'edge'" in ready["message"]
+    assert "microvm, pods" in ready["message"]
+    assert rig.posted_about(key) == [("Warning", "GatewayNotConfigured")]
+    assert rig.gateway_calls() == []
