@@ -150,103 +150,43 @@ def _inputs(rt: Runtime, key: Key, body: Mapping[str, Any]) -> _Inputs:
     return _Inputs(key, body, meta, spec, status, shape, desired, facts)
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """What a pass settled on: the plan after its action, and what it saw."""
+
+    facts: SessionFacts
+    """As planned with: after the pass's own deletion of the sandbox, its status forgets it
+    (an absence we caused is not a loss)."""
+    plan: Plan
+    obs: Observed
+
+
 async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
-    key, meta, facts = inputs.key, inputs.meta, inputs.facts
+    """Observe, plan, act once and plan again, then report and say when to look again."""
     if not await _ensure_finalizer(rt, inputs):
         return Outcome(requeue_after=CONFLICT_RETRY_S)
     now = rt.clock()
-    cache = rt.caches.get(facts.gateway)
-    if cache is None:
-        configured = ", ".join(sorted(rt.caches))
-        obs = Observed(
-            failure=(
-                Reason.GATEWAY_NOT_CONFIGURED,
-                f"gateway {facts.gateway!r} is not configured; configured gateways: {configured}",
-            )
-        )
-    elif not cache.up:
-        error = cache.error
-        obs = Observed(
-            error=str(error) if error else "the gateway does not answer",
-            error_reason=error.reason if error else Reason.GATEWAY_UNAVAILABLE,
-        )
-    elif not cache.synced.is_set():
-        cache.park(key)  # nothing is decided on a gateway before its first listing
-        return Outcome()
-    else:
-        obs = await observe_sandbox(
-            rt, cache, facts.sandbox_name, meta.uid, inputs.desired, inputs.status
-        )
-        if isinstance(inputs.desired, DesiredPolicy):
-            obs = replace(
-                obs,
-                may_recreate=rt.rollouts.may_recreate(
-                    inputs.policy_key, meta.uid, inputs.desired.max_unavailable
-                ),
-            )
-
-    plan = plan_session(facts, inputs.desired, obs, now)
-    span.set_attribute("helmdeck.action", plan.action.value)  # what this pass set out to do
-    events = plan.events
-    if plan.action is not Action.NONE and cache is not None:
-        acted = await _act(rt, cache, plan, inputs, obs)
-        if acted is not None:
-            made = acted.sandbox
-            if plan.action is Action.CREATE and made is not None and owned_by(made, meta.uid):
-                crashpoints.reached(crashpoints.AFTER_CREATE)
-                created = f"sandbox {made.name} created on gateway {facts.gateway}"
-                events += (EventSpec(EventType.NORMAL, EventReason.PROVISIONED, created),)
-            if plan.action is Action.DELETE_SANDBOX and acted.error is None:
-                # Our own deletion: its absence later is not a loss.
-                status = {**inputs.status, "sandbox": {"gateway": facts.gateway}}
-                facts = replace(facts, status=status)
-            obs = acted
-            replanned = plan_session(facts, inputs.desired, obs, now)
-            plan = replace(replanned, events=_merge_events(events, replanned.events))
-
+    cache = rt.caches.get(inputs.facts.gateway)
+    obs = await _observe(rt, cache, inputs)
+    if obs is None:
+        return Outcome()  # parked on its gateway until the first listing
+    decided = await _decide(rt, cache, inputs, obs, now, span)
+    plan, facts = decided.plan, decided.facts
     if plan.phase is Phase.FAILED or (
         plan.phase is Phase.READY and plan.policy.get("state") == PolicyState.LOADED
     ):
-        for waiter in rt.rollouts.release(meta.uid):
+        for waiter in rt.rollouts.release(inputs.meta.uid):
             rt.queue.add(waiter)
     if plan.awaits_slot:
-        rt.rollouts.wait(inputs.policy_key, key)
-
-    span.set_attribute("openshell.sandbox.name", facts.sandbox_name)
-    if obs.sandbox is not None and owned_by(obs.sandbox, meta.uid):
-        span.set_attribute("openshell.sandbox.id", obs.sandbox.id)
-    span.set_attribute("helmdeck.session.phase", plan.phase.value)
-
-    workspace = cache.client.config.workspace if cache is not None else ""
-    new_status = render_status(facts, plan, obs, inputs.status, workspace, now)
+        rt.rollouts.wait(inputs.policy_key, inputs.key)
     waits = plan.requeue_after is not None and plan.requeue_after > 0 and not plan.awaits_slot
-    # Only "still waiting on the gateway" may settle: no action left to take, and either
-    # provisioning or the phase unchanged (a new phase, Expired or Suspended, shows at once).
-    transient = (
-        waits
-        and plan.action is Action.NONE
-        and (plan.phase is Phase.PROVISIONING or plan.phase.value == inputs.status.get("phase"))
-    )
-    settle = None
-    if status_changed(inputs.status, new_status):
-        settle = _settling(rt, key, plan.events) if transient else None
-        if settle is None:
-            # The trace of the pass that last changed something, to jump from kubectl to it.
-            new_status["lastTraceId"] = trace_id(span) or inputs.status.get("lastTraceId")
-            await rt.write_status(key, new_status)
-    if settle is None:
-        held = rt.settling.pop(key, (0.0, ()))[1]
-        rt.post(Kind.SESSION, inputs.body, _merge_events(held, plan.events))
-    if plan.action is Action.DELETE_SESSION:
-        await rt.kube.delete_session(meta.namespace, meta.name)
-
-    _record(rt, inputs, plan, inputs.status, obs, now)
+    settle = await _report(rt, cache, inputs, decided, waits, now, span)
     if cache is not None:
         if waits:
             cache.follow(facts.sandbox_name)  # its watch wakes us when it moves
         else:
             cache.unfollow(facts.sandbox_name)
-    if obs.error is not None:
+    if decided.obs.error is not None:
         return Outcome(failing=True, gateway=facts.gateway)
     if plan.requeue_after == 0:
         return Outcome(requeue_after=0.0)  # another action is due at once
@@ -255,6 +195,104 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
     if facts.expires_at is not None and plan.phase is not Phase.EXPIRED:
         return Outcome(requeue_after=max(0.0, (facts.expires_at - now).total_seconds()))
     return Outcome()
+
+
+async def _observe(rt: Runtime, cache: Cache | None, inputs: _Inputs) -> Observed | None:
+    """What the gateway says of the session's sandbox now, from its cache; None when the
+    gateway has not been listed yet (the key is parked: nothing is decided before that)."""
+    facts = inputs.facts
+    if cache is None:
+        configured = ", ".join(sorted(rt.caches))
+        return Observed(
+            failure=(
+                Reason.GATEWAY_NOT_CONFIGURED,
+                f"gateway {facts.gateway!r} is not configured; configured gateways: {configured}",
+            )
+        )
+    if not cache.up:
+        error = cache.error
+        return Observed(
+            error=str(error) if error else "the gateway does not answer",
+            error_reason=error.reason if error else Reason.GATEWAY_UNAVAILABLE,
+        )
+    if not cache.synced.is_set():
+        cache.park(inputs.key)
+        return None
+    uid, desired = inputs.meta.uid, inputs.desired
+    obs = await observe_sandbox(rt, cache, facts.sandbox_name, uid, desired, inputs.status)
+    if isinstance(desired, DesiredPolicy):
+        room = rt.rollouts.may_recreate(inputs.policy_key, uid, desired.max_unavailable)
+        obs = replace(obs, may_recreate=room)
+    return obs
+
+
+async def _decide(
+    rt: Runtime, cache: Cache | None, inputs: _Inputs, obs: Observed, now: datetime, span: Span
+) -> _Decided:
+    """Plan, take the plan's one action, and plan again with its result."""
+    facts = inputs.facts
+    plan = plan_session(facts, inputs.desired, obs, now)
+    span.set_attribute("helmdeck.action", plan.action.value)  # what this pass set out to do
+    if plan.action is Action.NONE or cache is None:
+        return _Decided(facts, plan, obs)
+    acted = await _act(rt, cache, plan, inputs, obs)
+    if acted is None:
+        return _Decided(facts, plan, obs)
+    events = plan.events
+    made = acted.sandbox
+    if plan.action is Action.CREATE and made is not None and owned_by(made, facts.uid):
+        crashpoints.reached(crashpoints.AFTER_CREATE)
+        created = f"sandbox {made.name} created on gateway {facts.gateway}"
+        events += (EventSpec(EventType.NORMAL, EventReason.PROVISIONED, created),)
+    if plan.action is Action.DELETE_SANDBOX and acted.error is None:
+        facts = replace(facts, status={**inputs.status, "sandbox": {"gateway": facts.gateway}})
+    replanned = plan_session(facts, inputs.desired, acted, now)
+    return _Decided(
+        facts, replace(replanned, events=_merge_events(events, replanned.events)), acted
+    )
+
+
+async def _report(
+    rt: Runtime,
+    cache: Cache | None,
+    inputs: _Inputs,
+    decided: _Decided,
+    waits: bool,
+    now: datetime,
+    span: Span,
+) -> float | None:
+    """Write the status if it changed (unless it is held to settle: the seconds left),
+    post the Events, delete the session when the plan says so, record metrics."""
+    facts, plan, obs = decided.facts, decided.plan, decided.obs
+    key, old = inputs.key, inputs.status
+    span.set_attribute("openshell.sandbox.name", facts.sandbox_name)
+    if obs.sandbox is not None and owned_by(obs.sandbox, facts.uid):
+        span.set_attribute("openshell.sandbox.id", obs.sandbox.id)
+    span.set_attribute("helmdeck.session.phase", plan.phase.value)
+
+    workspace = cache.client.config.workspace if cache is not None else ""
+    new_status = render_status(facts, plan, obs, old, workspace, now)
+    # Only "still waiting on the gateway" may settle: no action left to take, and either
+    # provisioning or the phase unchanged (a new phase, Expired or Suspended, shows at once).
+    transient = (
+        waits
+        and plan.action is Action.NONE
+        and (plan.phase is Phase.PROVISIONING or plan.phase.value == old.get("phase"))
+    )
+    settle = None
+    if status_changed(old, new_status):
+        settle = _settling(rt, key, plan.events) if transient else None
+        if settle is None:
+            # The trace of the pass that last changed something, to jump from kubectl to it.
+            new_status["lastTraceId"] = trace_id(span) or old.get("lastTraceId")
+            await rt.write_status(key, new_status)
+    if settle is None:
+        held = rt.settling.pop(key, (0.0, ()))[1]
+        rt.post(Kind.SESSION, inputs.body, _merge_events(held, plan.events))
+    if plan.action is Action.DELETE_SESSION:
+        await rt.kube.delete_session(inputs.meta.namespace, inputs.meta.name)
+    _record(rt, inputs, decided, now)
+    return settle
 
 
 def _settling(rt: Runtime, key: Key, events: tuple[EventSpec, ...]) -> float | None:
@@ -285,18 +323,11 @@ async def _ensure_finalizer(rt: Runtime, inputs: _Inputs) -> bool:
     return written is not None
 
 
-def _record(
-    rt: Runtime,
-    inputs: _Inputs,
-    plan: Plan,
-    old: Mapping[str, Any],
-    obs: Observed,
-    now: datetime,
-) -> None:
+def _record(rt: Runtime, inputs: _Inputs, decided: _Decided, now: datetime) -> None:
     metrics, meta, spec = rt.metrics, inputs.meta, inputs.spec
-    gateway = inputs.facts.gateway
+    plan, obs, gateway = decided.plan, decided.obs, inputs.facts.gateway
     metrics.record_session(meta.uid, plan.phase.value, spec.family, gateway)
-    if plan.phase is Phase.READY and not old.get("readyAt"):
+    if plan.phase is Phase.READY and not inputs.status.get("readyAt"):
         metrics.record_ready(spec.family, gateway, (now - meta.created_at).total_seconds())
     if any(e.reason is EventReason.EXPIRED for e in plan.events):
         metrics.record_expiry(spec.family, spec.lifetime.on_expiry)
