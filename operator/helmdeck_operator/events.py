@@ -258,8 +258,11 @@ class EventRecorder:
         while True:
             if not self._backlog:
                 self._ready.clear()
+                # asyncio.timeout, not wait_for: in Python 3.11 wait_for swallows a
+                # cancellation that arrives as the event is set, and close() then hangs.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ready.wait(), timeout=TICK_S)
+                    async with asyncio.timeout(TICK_S):
+                        await self._ready.wait()
             now = self._clock()
             self._close_storms(now)
             if now - flushed >= SERIES_FLUSH_S:

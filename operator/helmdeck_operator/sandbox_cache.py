@@ -386,7 +386,8 @@ class SandboxCache(Generic[K]):
                 return
             self._kick.clear()
             try:
-                await asyncio.wait_for(self._kick.wait(), timeout=left)
+                async with asyncio.timeout(left):  # not wait_for: see EventRecorder._run
+                    await self._kick.wait()
             except TimeoutError:
                 return
 

@@ -112,8 +112,11 @@ async def _drive(gateway: Gateway, wake: asyncio.Event) -> None:
         timeout = _IDLE_WAKE
         if due is not None:
             timeout = min(_IDLE_WAKE, max(0.0, due - gateway.clock.monotonic()))
+        # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a cancellation
+        # that arrives as the event is set, and stopping the emulator would hang.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await wake.wait()
 
 
 def _credentials(tls: TlsFiles) -> grpc.ServerCredentials:

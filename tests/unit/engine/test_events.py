@@ -170,3 +170,19 @@ async def test_a_storm_across_objects_is_folded_into_one_summary_on_the_namespac
         "30 more HelmdeckSessions: Ready (s10, s11, s12, s13, s14 and 25 more)"
     )
     assert "the first said: sandbox hd-10 is ready" in summary["message"]
+
+
+async def test_closing_right_after_a_post_returns() -> None:
+    """A post wakes the recorder's wait in the same loop turn as its cancellation: close()
+    must still end (asyncio.wait_for in Python 3.11 could swallow that cancellation)."""
+    for turns in range(4):
+        api = ApiEdge()
+        rec = recorder(api)
+        rec.start()
+        await asyncio.sleep(0.01)  # the recorder is waiting for work
+        rec.post(REF, READY)
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        closing = asyncio.create_task(rec.close())
+        done, _ = await asyncio.wait({closing}, timeout=5)
+        assert closing in done, f"close() still waiting {turns} loop turns after a post"
