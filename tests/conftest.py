@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from tests.support.cluster import create_namespace, delete_namespace, install_crds
+from tests.support.repo import CRD_DIR
 
 from helmdeck_dev.controlplane import ControlPlane, find_binaries
 
 # The OpenShell emulator fixtures (openshell_emulator, emulator_factory, emulator_process_factory,
 # emulator_tls, emulator_stub), shared by the emulator, gateway and integration tests.
 pytest_plugins = ["helmdeck_dev.emulator_fixtures"]
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CRD_DIR = REPO_ROOT / "crds"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -41,21 +39,13 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 @pytest.fixture(scope="session")
 def cluster(control_plane: ControlPlane) -> ControlPlane:
     """The control plane with this project's CRDs installed and Established."""
-    applied = control_plane.kubectl("apply", "-f", str(CRD_DIR))
-    assert applied.returncode == 0, applied.stderr
-    established = control_plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR)
-    )
-    assert established.returncode == 0, established.stderr
-    return control_plane
+    return install_crds(control_plane, CRD_DIR)
 
 
 @pytest.fixture
 def namespace(cluster: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards without waiting."""
     slug = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
-    name = f"t-{slug}-{secrets.token_hex(3)}"
-    created = cluster.kubectl("create", "namespace", name)
-    assert created.returncode == 0, created.stderr
+    name = create_namespace(cluster, f"t-{slug}-{secrets.token_hex(3)}")
     yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false")
+    delete_namespace(cluster, name)

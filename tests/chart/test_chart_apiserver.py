@@ -5,12 +5,15 @@ grants the chart's ServiceAccount exactly the operator's permissions where they 
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.chart import POSTURES, Helm, posture
+from tests.support.cluster import create_namespace, delete_namespace, install_crds
 
 from helmdeck_dev.controlplane import ControlPlane
 from helmdeck_operator.run import PERMISSIONS
@@ -22,25 +25,16 @@ SERVICEMONITOR_CRD = Path(__file__).with_name("servicemonitor-crd.yaml")
 
 @pytest.fixture(scope="module")
 def servicemonitor_crd(cluster: ControlPlane) -> ControlPlane:
-    applied = cluster.kubectl("apply", "-f", str(SERVICEMONITOR_CRD))
-    assert applied.returncode == 0, applied.stderr
-    established = cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "-f", str(SERVICEMONITOR_CRD)
-    )
-    assert established.returncode == 0, established.stderr
-    return cluster
+    return install_crds(cluster, SERVICEMONITOR_CRD)
 
 
 @pytest.fixture
 def namespaces(cluster: ControlPlane) -> Iterator[list[str]]:
     """Two fresh namespaces to watch in the namespaced posture."""
-    names = [f"team-{secrets.token_hex(3)}" for _ in range(2)]
-    for name in names:
-        created = cluster.kubectl("create", "namespace", name)
-        assert created.returncode == 0, created.stderr
+    names = [create_namespace(cluster, f"team-{secrets.token_hex(3)}") for _ in range(2)]
     yield names
     for name in names:
-        cluster.kubectl("delete", "namespace", name, "--wait=false")
+        delete_namespace(cluster, name)
 
 
 @pytest.mark.parametrize("name", sorted(POSTURES))
@@ -67,6 +61,31 @@ def test_server_side_dry_run(
         assert "networkpolicy" in kinds
 
 
+@contextlib.contextmanager
+def _rbac_applied(
+    helm: Helm, cluster: ControlPlane, values: dict[str, Any] | None, namespace: str
+) -> Iterator[str]:
+    """The chart's RBAC and ServiceAccount for `values`, applied for real under a fresh
+    release in `namespace` and deleted afterwards; yields the release's full name (the
+    ServiceAccount's and the Lease's)."""
+    release = f"r{secrets.token_hex(3)}"
+    manifest = helm.template(
+        values,
+        "--show-only",
+        "templates/rbac.yaml",
+        "--show-only",
+        "templates/serviceaccount.yaml",
+        namespace=namespace,
+        release=release,
+    )
+    applied = cluster.kubectl("apply", "-f", "-", stdin=manifest)
+    assert applied.returncode == 0, applied.stderr
+    try:
+        yield f"{release}-helmdeck-operator"
+    finally:
+        cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest)
+
+
 def _can_i(cluster: ControlPlane, account: str, verb: str, *what: str) -> bool:
     result = cluster.kubectl("auth", "can-i", verb, *what, f"--as={account}")
     assert result.stdout.strip() in {"yes", "no"}, result.stderr
@@ -84,23 +103,10 @@ def test_namespaced_rbac_grants_exactly_the_operators_permissions(
     helm: Helm, cluster: ControlPlane, namespace: str, namespaces: list[str]
 ) -> None:
     """Applied for real: allowed in the watched namespaces, nowhere else, and nothing more."""
-    release = f"r{secrets.token_hex(3)}"
     values = posture("namespaced")
     values["watchNamespaces"] = namespaces
-    manifest = helm.template(
-        values,
-        "--show-only",
-        "templates/rbac.yaml",
-        "--show-only",
-        "templates/serviceaccount.yaml",
-        namespace=namespace,
-        release=release,
-    )
-    applied = cluster.kubectl("apply", "-f", "-", stdin=manifest)
-    assert applied.returncode == 0, applied.stderr
-    fullname = f"{release}-helmdeck-operator"
-    account = f"system:serviceaccount:{namespace}:{fullname}"
-    try:
+    with _rbac_applied(helm, cluster, values, namespace) as fullname:
+        account = f"system:serviceaccount:{namespace}:{fullname}"
         for verb, group, resource, sub in PERMISSIONS:
             what = _resource(group, resource, sub)
             for watched in namespaces:
@@ -141,27 +147,13 @@ def test_namespaced_rbac_grants_exactly_the_operators_permissions(
         assert _can_i(cluster, account, "get", f"{crds}/sidecarpolicies.helmdeck.dev")
         assert not _can_i(cluster, account, "get", f"{crds}/servicemonitors.monitoring.coreos.com")
         assert not _can_i(cluster, account, "list", crds)
-    finally:
-        cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest)
 
 
 def test_cluster_rbac_grants_the_operators_permissions_everywhere(
     helm: Helm, cluster: ControlPlane, namespace: str
 ) -> None:
-    release = f"r{secrets.token_hex(3)}"
-    manifest = helm.template(
-        None,
-        "--show-only",
-        "templates/rbac.yaml",
-        "--show-only",
-        "templates/serviceaccount.yaml",
-        namespace=namespace,
-        release=release,
-    )
-    applied = cluster.kubectl("apply", "-f", "-", stdin=manifest)
-    assert applied.returncode == 0, applied.stderr
-    account = f"system:serviceaccount:{namespace}:{release}-helmdeck-operator"
-    try:
+    with _rbac_applied(helm, cluster, None, namespace) as fullname:
+        account = f"system:serviceaccount:{namespace}:{fullname}"
         for verb, group, resource, sub in PERMISSIONS:
             what = _resource(group, resource, sub)
             assert _can_i(cluster, account, verb, *what, "--all-namespaces"), f"{verb} {what}"
@@ -170,5 +162,3 @@ def test_cluster_rbac_grants_the_operators_permissions_everywhere(
                 cluster, account, verb, "sidecarpolicies.helmdeck.dev", "--all-namespaces"
             ), f"{verb} sidecarpolicies"
         assert not _can_i(cluster, account, "get", "secrets", "--all-namespaces")
-    finally:
-        cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.cluster import Check, Kube
 
 from helmdeck_dev.controlplane import ControlPlane, free_port
 from helmdeck_dev.emulator_process import EmulatorProcess
@@ -89,59 +90,9 @@ def scrape(operator: OperatorProcess) -> Callable[[], dict[str, float]]:
     return read
 
 
-class Kube:
-    """kubectl for one namespace, returning parsed objects."""
-
-    def __init__(self, plane: ControlPlane, namespace: str) -> None:
-        self.plane = plane
-        self.namespace = namespace
-
-    def apply(self, *objects: dict[str, Any]) -> None:
-        items = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
-        result = self.plane.kubectl(
-            "apply", "-n", self.namespace, "-f", "-", stdin=json.dumps(items)
-        )
-        assert result.returncode == 0, result.stderr
-
-    def run(self, *args: str) -> str:
-        result = self.plane.kubectl(*args, "-n", self.namespace)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        result = self.plane.kubectl("get", kind, name, "-n", self.namespace, "-o", "json")
-        if result.returncode != 0:
-            assert "NotFound" in result.stderr, result.stderr
-            return None
-        found: dict[str, Any] = json.loads(result.stdout)
-        return found
-
-    def list(self, kind: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.plane.kubectl_json("get", kind, "-n", self.namespace)[
-            "items"
-        ]
-        return items
-
-    def events(self, name: str) -> list[tuple[str, str]]:
-        """(type, reason) of the Events on object `name`, oldest first."""
-        listing = self.plane.kubectl_json(
-            "get",
-            "events",
-            "-n",
-            self.namespace,
-            f"--field-selector=involvedObject.name={name}",
-        )
-        # Timestamps have second resolution; etcd's resourceVersion orders creations exactly.
-        ordered = sorted(listing["items"], key=lambda e: int(e["metadata"]["resourceVersion"]))
-        return [(e["type"], e["reason"]) for e in ordered]
-
-
 @pytest.fixture
 def kube(cluster: ControlPlane, namespace: str) -> Kube:
     return Kube(cluster, namespace)
-
-
-Check = Callable[[], Any]
 
 
 @pytest.fixture

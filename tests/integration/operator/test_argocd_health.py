@@ -55,11 +55,6 @@ def message(obj: dict[str, Any], type_: str) -> str:
     return str(condition(obj, type_)["message"])
 
 
-def reached(kube: Any, kind: str, name: str, test: Any) -> Any:
-    """A check for `eventually`: the object once `test(obj)` holds."""
-    return lambda: (obj := kube.get(kind, name)) and test(obj) and obj
-
-
 def test_a_session_and_its_policy_through_their_phases(
     kube: Any, eventually: Any, gateway: EmulatorProcess
 ) -> None:
@@ -73,22 +68,20 @@ def test_a_session_and_its_policy_through_their_phases(
         ),
     )
 
-    provisioning = eventually(
-        reached(kube, "hds", "s", lambda o: phase(o) == "Provisioning"), "Provisioning"
-    )
+    provisioning = eventually(kube.in_phase("s", "Provisioning"), "Provisioning")
     assert verdict(provisioning) == ("Progressing", message(provisioning, "Ready"))
     rolling = eventually(
-        reached(kube, "scp", "p", lambda o: condition(o, "Applied").get("reason") == "Progressing"),
+        kube.when("scp", "p", lambda o: condition(o, "Applied").get("reason") == "Progressing"),
         "policy waiting for its session",
     )
     assert verdict(rolling) == ("Progressing", message(rolling, "Applied"))
     assert "0 of 1 bound sessions" in message(rolling, "Applied")
 
     gateway.clear_faults()
-    ready = eventually(reached(kube, "hds", "s", lambda o: phase(o) == "Ready"), "Ready")
+    ready = eventually(kube.in_phase("s", "Ready"), "Ready")
     assert verdict(ready) == ("Healthy", message(ready, "Ready"))
     applied = eventually(
-        reached(kube, "scp", "p", lambda o: condition(o, "Applied").get("status") == "True"),
+        kube.when("scp", "p", lambda o: condition(o, "Applied").get("status") == "True"),
         "policy applied",
     )
     assert verdict(applied) == (
@@ -98,8 +91,7 @@ def test_a_session_and_its_policy_through_their_phases(
 
     kube.run("patch", "hds", "s", "--type=merge", "-p", '{"spec":{"suspend":true}}')
     suspended = eventually(
-        reached(
-            kube,
+        kube.when(
             "hds",
             "s",
             lambda o: phase(o) == "Suspended" and o["status"]["observedGeneration"] == 2,
@@ -118,9 +110,7 @@ def test_a_session_and_its_policy_through_their_phases(
         {"errors": {"DeleteSandbox": {"code": "PERMISSION_DENIED", "message": "no delete"}}}
     )
     kube.run("delete", "hds", "s", "--wait=false")
-    terminating = eventually(
-        reached(kube, "hds", "s", lambda o: phase(o) == "Terminating"), "Terminating"
-    )
+    terminating = eventually(kube.in_phase("s", "Terminating"), "Terminating")
     name = sandbox_name(terminating["metadata"]["uid"])
     assert verdict(terminating) == (
         "Progressing",
@@ -139,22 +129,20 @@ def test_failed_sessions_are_degraded_and_a_missing_policy_is_waited_for(
         session("waiting", "node", policyRef={"name": "later"}),
     )
 
-    refused = eventually(reached(kube, "hds", "refused", lambda o: phase(o) == "Failed"), "Failed")
+    refused = eventually(kube.in_phase("refused", "Failed"), "Failed")
     assert condition(refused, "Ready")["reason"] == "GatewayFailedPrecondition"
     assert verdict(refused) == ("Degraded", message(refused, "Ready"))
     assert "gitlab" in verdict(refused)[1]
 
-    waiting = eventually(
-        reached(kube, "hds", "waiting", lambda o: phase(o) == "Pending"), "Pending"
-    )
+    waiting = eventually(kube.in_phase("waiting", "Pending"), "Pending")
     assert condition(waiting, "Ready")["reason"] == "PolicyNotFound"
     assert verdict(waiting) == ("Progressing", message(waiting, "Ready"))
 
-    ready = eventually(reached(kube, "hds", "crashy", lambda o: phase(o) == "Ready"), "Ready")
+    ready = eventually(kube.in_phase("crashy", "Ready"), "Ready")
     gateway.error(
         "default", sandbox_name(ready["metadata"]["uid"]), "chromium exited with code 139"
     )
-    crashed = eventually(reached(kube, "hds", "crashy", lambda o: phase(o) == "Failed"), "Failed")
+    crashed = eventually(kube.in_phase("crashy", "Failed"), "Failed")
     assert condition(crashed, "Ready")["reason"] == "SandboxError"
     assert verdict(crashed) == ("Degraded", message(crashed, "Ready"))
     assert "chromium exited with code 139" in verdict(crashed)[1]
@@ -164,14 +152,14 @@ def test_a_gateway_that_cannot_be_asked_degrades_a_ready_session_until_it_answer
     kube: Any, eventually: Any, gateway: EmulatorProcess
 ) -> None:
     kube.apply(session("s", "browser"))
-    eventually(reached(kube, "hds", "s", lambda o: phase(o) == "Ready"), "Ready")
+    eventually(kube.in_phase("s", "Ready"), "Ready")
 
     # The gateway's listing (how the operator keeps its view current) is refused.
     gateway.set_faults(
         {"errors": {"ListSandboxes": {"code": "PERMISSION_DENIED", "message": "token expired"}}}
     )
     unknown = eventually(
-        reached(kube, "hds", "s", lambda o: condition(o, "Ready").get("status") == "Unknown"),
+        kube.when("hds", "s", lambda o: condition(o, "Ready").get("status") == "Unknown"),
         "Ready Unknown",
     )
     assert phase(unknown) == "Ready"  # the phase is kept
@@ -181,7 +169,7 @@ def test_a_gateway_that_cannot_be_asked_degrades_a_ready_session_until_it_answer
 
     gateway.clear_faults()
     healthy = eventually(
-        reached(kube, "hds", "s", lambda o: condition(o, "Ready").get("status") == "True"),
+        kube.when("hds", "s", lambda o: condition(o, "Ready").get("status") == "True"),
         "Ready again",
     )
     assert verdict(healthy)[0] == "Healthy"
@@ -197,7 +185,7 @@ def test_policies_the_sandbox_could_not_take_degrade_the_session_and_the_policy(
         session("b", "python", policyRef={"name": "cold"}),
     )
     for name in ("a", "b"):
-        eventually(reached(kube, "hds", name, lambda o: phase(o) == "Ready"), f"{name} Ready")
+        eventually(kube.in_phase(name, "Ready"), f"{name} Ready")
 
     # A live change the gateway fails to load.
     gateway.set_faults({"policy_load_failures": {"next": 1, "message": "proxy refused rule files"}})
@@ -211,8 +199,7 @@ def test_policies_the_sandbox_could_not_take_degrade_the_session_and_the_policy(
 
     for name, reason in (("a", "PolicyLoadFailed"), ("b", "StaticChangeRejected")):
         refused = eventually(
-            reached(
-                kube,
+            kube.when(
                 "hds",
                 name,
                 lambda o, r=reason: condition(o, "PolicyApplied").get("reason") == r,
@@ -223,8 +210,7 @@ def test_policies_the_sandbox_could_not_take_degrade_the_session_and_the_policy(
         assert verdict(refused) == ("Degraded", message(refused, "PolicyApplied"))
     for name in ("hot", "cold"):
         degraded = eventually(
-            reached(
-                kube,
+            kube.when(
                 "scp",
                 name,
                 lambda o: (

@@ -66,9 +66,7 @@ def test_a_session_becomes_ready_then_deletes_without_a_trace(
         kube.apply(policy(policy_name, **NODE_POLICY))
     kube.apply(session("s1", family, **spec))
 
-    ready = eventually(
-        lambda: (obj := kube.get("hds", "s1")) and phase(obj) == "Ready" and obj, "session Ready"
-    )
+    ready = eventually(kube.in_phase("s1", "Ready"), "session Ready")
     uid = ready["metadata"]["uid"]
     status = ready["status"]
     expected_policy = policy_name or f"helmdeck-default-{family}"
@@ -130,7 +128,7 @@ def test_a_session_becomes_ready_then_deletes_without_a_trace(
 def test_a_missing_policy_waits_then_recovers(kube: Any, eventually: Any) -> None:
     kube.apply(session("waiting", "node", policyRef={"name": "later"}))
     pending = eventually(
-        lambda: (obj := kube.get("hds", "waiting")) and phase(obj) == "Pending" and obj,
+        kube.in_phase("waiting", "Pending"),
         "session Pending on its missing policy",
     )
     assert condition(pending, "PolicyApplied")["reason"] == "PolicyNotFound"
@@ -147,7 +145,7 @@ def test_a_refused_create_fails_once_without_a_retry_loop(
 ) -> None:
     kube.apply(session("unknown-provider", "python", providers=["gitlab"]))
     failed = eventually(
-        lambda: (obj := kube.get("hds", "unknown-provider")) and phase(obj) == "Failed" and obj,
+        kube.in_phase("unknown-provider", "Failed"),
         "session Failed",
     )
     ready = condition(failed, "Ready")

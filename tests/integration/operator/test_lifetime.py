@@ -61,7 +61,7 @@ def test_ttl_expiry_deletes_or_retains(
 
     eventually(lambda: kube.get("hds", "gone") is None, "Delete: the session is gone", timeout=120)
     expired = eventually(
-        lambda: (s := kube.get("hds", "kept")) and phase(s) == "Expired" and s,
+        kube.in_phase("kept", "Expired"),
         "Retain: the session is Expired",
         timeout=30,
     )

@@ -116,9 +116,7 @@ def test_a_denial_becomes_one_event_and_repeats_are_aggregated(
     kube: Any, eventually: Any, gateway: EmulatorProcess, scrape: Scrape
 ) -> None:
     kube.apply(session("noisy", "browser"), session("quiet", "browser"))
-    ready = eventually(
-        lambda: (s := kube.get("hds", "noisy")) and phase(s) == "Ready" and s, "noisy Ready"
-    )
+    ready = eventually(kube.in_phase("noisy", "Ready"), "noisy Ready")
     eventually(lambda: phase(kube.get("hds", "quiet")) == "Ready", "quiet Ready")
     time.sleep(1)  # let the follower open its log stream on the new sandbox
     base = value(

@@ -90,9 +90,7 @@ def test_a_sandbox_deleted_behind_our_back_is_recreated(
     kube: Any, eventually: Any, gateway: EmulatorProcess
 ) -> None:
     kube.apply(session("drifty", "browser"))
-    ready = eventually(
-        lambda: (s := kube.get("hds", "drifty")) and phase(s) == "Ready" and s, "Ready"
-    )
+    ready = eventually(kube.in_phase("drifty", "Ready"), "Ready")
     first_id = ready["status"]["sandbox"]["id"]
     gateway.vanish("default", sandbox_name(ready["metadata"]["uid"]))
 
@@ -113,15 +111,11 @@ def test_a_sandbox_in_error_fails_the_session_with_the_gateway_reason(
     kube: Any, eventually: Any, gateway: EmulatorProcess
 ) -> None:
     kube.apply(session("crashy", "vision"))
-    ready = eventually(
-        lambda: (s := kube.get("hds", "crashy")) and phase(s) == "Ready" and s, "Ready"
-    )
+    ready = eventually(kube.in_phase("crashy", "Ready"), "Ready")
     gateway.error(
         "default", sandbox_name(ready["metadata"]["uid"]), "chromium exited with code 139"
     )
-    failed = eventually(
-        lambda: (s := kube.get("hds", "crashy")) and phase(s) == "Failed" and s, "Failed"
-    )
+    failed = eventually(kube.in_phase("crashy", "Failed"), "Failed")
     assert condition(failed, "Ready")["reason"] == "SandboxError"
     assert "chromium exited with code 139" in condition(failed, "Ready")["message"]
     assert ("Warning", "SandboxError") in kube.events("crashy")
@@ -131,7 +125,7 @@ async def test_orphaned_sandboxes_are_swept(
     kube: Any, eventually: Any, gateway: EmulatorProcess, scrape: Any
 ) -> None:
     kube.apply(session("kept", "python"))
-    kept = eventually(lambda: (s := kube.get("hds", "kept")) and phase(s) == "Ready" and s, "Ready")
+    kept = eventually(kube.in_phase("kept", "Ready"), "Ready")
     swept = 'helmdeck_orphans_collected_total{gateway="pods"}'
     before = scrape().get(swept, 0)
 
