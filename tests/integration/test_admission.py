@@ -13,35 +13,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from tests.support import policies
 
+from helmdeck_dev import objects
 from helmdeck_dev.controlplane import ControlPlane
 
 Obj = dict[str, Any]
 
 
 def session(**spec: Any) -> Obj:
-    return {
-        "apiVersion": "helmdeck.dev/v1alpha1",
-        "kind": "HelmdeckSession",
-        "metadata": {"name": "subject"},
-        "spec": {"family": "browser", **spec},
-    }
+    """The HelmdeckSession under test: family browser unless `spec` says otherwise."""
+    return objects.session("subject", **spec)
 
 
 def policy(**spec: Any) -> Obj:
-    return {
-        "apiVersion": "helmdeck.dev/v1alpha1",
-        "kind": "SidecarPolicy",
-        "metadata": {"name": "subject"},
-        "spec": spec,
-    }
+    """The SidecarPolicy under test."""
+    return objects.policy("subject", **spec)
 
 
 def endpoint(**fields: Any) -> Obj:
     """A policy with one rule holding one endpoint; fields override a valid https endpoint."""
-    base: Obj = {"host": "api.example.com", "port": 443}
-    base.update(fields)
-    return policy(network=[{"name": "rule", "endpoints": [base]}])
+    return policy(**policies.with_endpoint("rule", **fields))
 
 
 def drop(obj: Obj, *path: str) -> Obj:
@@ -299,15 +291,13 @@ CREATE_CASES = [
     ),
     Case(
         "endpoints-empty",
-        policy(network=[{"name": "rule", "endpoints": []}]),
+        policy(network=[policies.rule("rule")]),
         "spec.network[0].endpoints",
         "at least 1 items",
     ),
     Case(
         "rule-name-invalid",
-        policy(
-            network=[{"name": "Rule One", "endpoints": [{"host": "a.example.com", "port": 443}]}]
-        ),
+        policy(network=[policies.rule("Rule One", policies.endpoint("a.example.com"))]),
         "spec.network[0].name",
         "should match",
     ),
@@ -315,8 +305,8 @@ CREATE_CASES = [
         "rule-name-duplicate",
         policy(
             network=[
-                {"name": "r", "endpoints": [{"host": "a.example.com", "port": 443}]},
-                {"name": "r", "endpoints": [{"host": "b.example.com", "port": 443}]},
+                policies.rule("r", policies.endpoint("a.example.com")),
+                policies.rule("r", policies.endpoint("b.example.com")),
             ]
         ),
         "spec.network[1]",
@@ -324,15 +314,7 @@ CREATE_CASES = [
     ),
     Case(
         "binary-relative",
-        policy(
-            network=[
-                {
-                    "name": "r",
-                    "endpoints": [{"host": "a.example.com", "port": 443}],
-                    "binaries": ["node"],
-                }
-            ]
-        ),
+        policy(network=[policies.rule("r", policies.endpoint("a.example.com"), binaries=["node"])]),
         "spec.network[0].binaries[0]",
         "should match '^/'",
     ),

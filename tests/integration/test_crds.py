@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.support.repo import POLICY_DIR, REPO_ROOT
 
 from helmdeck_dev.controlplane import ControlPlane
+from helmdeck_dev.objects import policy
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO_ROOT / "docs" / "samples").rglob("*.yaml"))
-DEFAULT_POLICIES = sorted((REPO_ROOT / "policies").glob("*.yaml"))
+DEFAULT_POLICIES = sorted(POLICY_DIR.glob("*.yaml"))
 
 
 def test_there_are_samples_for_every_family() -> None:
@@ -126,12 +127,7 @@ def test_status_is_a_subresource(cluster: ControlPlane, namespace: str) -> None:
 
 
 def test_defaults_are_applied_by_the_apiserver(cluster: ControlPlane, namespace: str) -> None:
-    manifest = {
-        "apiVersion": "helmdeck.dev/v1alpha1",
-        "kind": "SidecarPolicy",
-        "metadata": {"name": "bare"},
-        "spec": {"filesystem": {}, "landlock": {}, "rollout": {}},
-    }
+    manifest = policy("bare", filesystem={}, landlock={}, rollout={})
     created = cluster.kubectl("create", "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
     assert created.returncode == 0, created.stderr
     spec = cluster.kubectl_json("get", "scp", "bare", "-n", namespace)["spec"]

@@ -15,6 +15,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.support import policies
 
 from helmdeck_dev.controlplane import ControlPlane
 from helmdeck_dev.objects import policy, session
@@ -149,13 +150,13 @@ async def test_a_policy_reload_is_traced_to_the_config_update(
     exporter: InMemorySpanExporter,
     openshell_emulator: EmulatorHandle,
 ) -> None:
-    first = {"network": [{"name": "a", "endpoints": [{"host": "a.example.com", "port": 443}]}]}
+    first = {"network": [policies.rule("a", policies.endpoint("a.example.com"))]}
     create(cluster, namespace, policy("p", **first))
     index(runtime, "policies").load(cluster, namespace, "scp", "p")
     create(cluster, namespace, session("reloaded", "node", policyRef={"name": "p"}))
     await until_ready(runtime, cluster, namespace, "reloaded")
 
-    second = {"network": [{"name": "b", "endpoints": [{"host": "b.example.com", "port": 443}]}]}
+    second = {"network": [policies.rule("b", policies.endpoint("b.example.com"))]}
     create(cluster, namespace, policy("p", **second))
     index(runtime, "policies").load(cluster, namespace, "scp", "p")
     exporter.clear()

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 import pytest
+from tests.support import policies
 from tests.support.argo_lua import assess
 
 from helmdeck_dev.emulator_process import EmulatorProcess
@@ -25,24 +26,8 @@ from helmdeck_operator.core.naming import sandbox_name
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-BASE: dict[str, Any] = {
-    "network": [
-        {
-            "name": "pypi",
-            "endpoints": [
-                {"host": "pypi.org", "port": 443, "protocol": "rest", "access": "read-only"}
-            ],
-        }
-    ],
-    "filesystem": {"readOnly": ["/usr"], "readWrite": ["/tmp"]},
-    "process": {"runAsUser": "1000", "runAsGroup": "1000"},
-}
-EXTRA_RULE = {
-    "name": "files",
-    "endpoints": [
-        {"host": "files.pythonhosted.org", "port": 443, "protocol": "rest", "access": "read-only"}
-    ],
-}
+BASE = policies.pypi_spec()
+EXTRA_RULE = policies.files_rule()
 
 
 def verdict(obj: dict[str, Any] | None) -> tuple[str, str]:

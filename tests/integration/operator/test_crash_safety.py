@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support import policies
 
 from helmdeck_dev.controlplane import ControlPlane
 from helmdeck_dev.emulator_process import EmulatorProcess
@@ -28,18 +29,7 @@ def spec_for(round_: int) -> dict[str, Any]:
     """The shared policy as of a round: one more hot-reloadable rule per round."""
     return {
         "network": [
-            {
-                "name": f"r{i}",
-                "endpoints": [
-                    {
-                        "host": f"api{i}.example.com",
-                        "port": 443,
-                        "protocol": "rest",
-                        "access": "read-only",
-                    }
-                ],
-            }
-            for i in range(round_ + 1)
+            policies.rule(f"r{i}", policies.rest(f"api{i}.example.com")) for i in range(round_ + 1)
         ]
     }
 

@@ -8,6 +8,7 @@ import copy
 from typing import Any
 
 import pytest
+from tests.support import policies
 
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import condition, phase, policy, session
@@ -15,24 +16,8 @@ from helmdeck_operator.policy import revision, translate
 
 pytestmark = pytest.mark.usefixtures("operator")
 
-BASE: dict[str, Any] = {
-    "network": [
-        {
-            "name": "pypi",
-            "endpoints": [
-                {"host": "pypi.org", "port": 443, "protocol": "rest", "access": "read-only"}
-            ],
-        }
-    ],
-    "filesystem": {"readOnly": ["/usr"], "readWrite": ["/tmp"]},
-    "process": {"runAsUser": "1000", "runAsGroup": "1000"},
-}
-EXTRA_RULE = {
-    "name": "files",
-    "endpoints": [
-        {"host": "files.pythonhosted.org", "port": 443, "protocol": "rest", "access": "read-only"}
-    ],
-}
+BASE = policies.pypi_spec()
+EXTRA_RULE = policies.files_rule()
 
 
 def rev(spec: dict[str, Any]) -> str:

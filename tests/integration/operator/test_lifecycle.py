@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+from tests.support import policies
 
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import condition, phase, policy, session
@@ -14,23 +15,7 @@ from helmdeck_operator.policy import revision, translate
 
 pytestmark = pytest.mark.usefixtures("operator")
 
-NODE_POLICY: dict[str, Any] = {
-    "network": [
-        {
-            "name": "npm",
-            "endpoints": [
-                {
-                    "host": "registry.npmjs.org",
-                    "port": 443,
-                    "protocol": "rest",
-                    "access": "read-only",
-                }
-            ],
-            "binaries": ["/usr/bin/node"],
-        }
-    ],
-    "process": {"runAsUser": "1000", "runAsGroup": "1000"},
-}
+NODE_POLICY = policies.node_spec()
 
 
 def sandboxes_of(gateway: EmulatorProcess, uid: str) -> list[dict[str, Any]]:

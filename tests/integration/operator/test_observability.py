@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.support import policies
 
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import phase, policy, session
@@ -34,9 +35,7 @@ def test_metrics_follow_sessions_policies_and_gateway_errors(
     kube: Any, eventually: Any, gateway: EmulatorProcess, scrape: Scrape
 ) -> None:
     before = scrape()
-    kube.apply(
-        policy("p", network=[{"name": "a", "endpoints": [{"host": "a.example.com", "port": 443}]}])
-    )
+    kube.apply(policy("p", network=[policies.rule("a", policies.endpoint("a.example.com"))]))
     kube.apply(session("watched", "node", policyRef={"name": "p"}))
     eventually(lambda: phase(kube.get("hds", "watched")) == "Ready", "Ready")
 
@@ -57,9 +56,7 @@ def test_metrics_follow_sessions_policies_and_gateway_errors(
     assert value(after, "helmdeck_gateway_request_duration_seconds_count", rpc="ListSandboxes") > 0
 
     # A policy edit: propagation is observed once it is loaded on the bound session.
-    kube.apply(
-        policy("p", network=[{"name": "b", "endpoints": [{"host": "b.example.com", "port": 443}]}])
-    )
+    kube.apply(policy("p", network=[policies.rule("b", policies.endpoint("b.example.com"))]))
     eventually(
         lambda: (
             value(scrape(), "helmdeck_policy_propagation_seconds_count")
