@@ -22,7 +22,9 @@ from openshell._proto import sandbox_pb2
 
 from helmdeck_operator.emulator.server import EmulatorConfig, start_emulator
 from helmdeck_operator.emulator.state import GatewaySettings
-from helmdeck_operator.gateway import GatewayClient, GatewayConfig, SandboxSpec
+from helmdeck_operator.gateway.client import GatewayClient
+from helmdeck_operator.gateway.config import GatewayConfig
+from helmdeck_operator.gateway.models import SandboxSpec
 
 __all__ = ["main"]
 

@@ -12,10 +12,10 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from tests.support.cluster import create_namespace, delete_namespace, install_crds
-from tests.support.repo import CRD_DIR
 
 from helmdeck_dev.controlplane import ControlPlane, find_binaries
+from tests.support.cluster import create_namespace, delete_namespace, install_crds
+from tests.support.repo import CRD_DIR
 
 # The OpenShell emulator fixtures (openshell_emulator, emulator_factory, emulator_process_factory,
 # emulator_tls, emulator_stub), shared by the emulator, gateway and integration tests.

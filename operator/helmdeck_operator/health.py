@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from helmdeck_operator.gateway import GatewayClient, GatewayError
+from helmdeck_operator.gateway.client import GatewayClient
+from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.observability.metrics import Metrics
 
 __all__ = ["Health", "serve_health", "serve_metrics"]

@@ -220,7 +220,8 @@ def _check(args: argparse.Namespace) -> int:
 
 async def _run_checks(config: OperatorConfig) -> list[Check]:
     from helmdeck_operator import API_VERSION
-    from helmdeck_operator.gateway import GatewayClient, GatewayError
+    from helmdeck_operator.gateway.client import GatewayClient
+    from helmdeck_operator.gateway.errors import GatewayError
     from helmdeck_operator.kube import Kube, KubeError
 
     checks: list[Check] = []

@@ -30,7 +30,8 @@ from helmdeck_operator.core.plan import DesiredPolicy, EventSpec, PolicyProblem
 from helmdeck_operator.core.policy_status import SessionPolicy, session_policy
 from helmdeck_operator.desired import desired_policy, resolve
 from helmdeck_operator.events import EventRecorder, ObjectRef
-from helmdeck_operator.gateway import GatewayClient, models
+from helmdeck_operator.gateway import models
+from helmdeck_operator.gateway.client import GatewayClient
 from helmdeck_operator.kube import POLICIES, SESSIONS, Kube
 from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.policy.change import ChangeClass

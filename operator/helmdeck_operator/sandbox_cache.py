@@ -40,8 +40,9 @@ from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from helmdeck_operator.core.observation import loaded_pair
-from helmdeck_operator.gateway import GatewayClient, GatewayError, models
-from helmdeck_operator.gateway.errors import GatewayCredentialsError
+from helmdeck_operator.gateway import models
+from helmdeck_operator.gateway.client import GatewayClient
+from helmdeck_operator.gateway.errors import GatewayCredentialsError, GatewayError
 
 __all__ = ["OUTAGE_CODES", "SandboxCache", "is_outage"]
 

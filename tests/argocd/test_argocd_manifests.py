@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from lupa.lua51 import LuaError
+
 from tests.support import argo_lua
 from tests.support.argo_lua import HEALTH_DIR, assess, script_path
 from tests.support.repo import REPO_ROOT

@@ -11,13 +11,13 @@ import copy
 from typing import Any
 
 import pytest
-from tests.support import builders, policies
-from tests.support.argo_lua import Health, assess
-from tests.support.builders import NOW
 
 from helmdeck_operator.core.policy_status import report_policy, tally
 from helmdeck_operator.desired import resolve
 from helmdeck_operator.policy import revision, translate
+from tests.support import builders, policies
+from tests.support.argo_lua import Health, assess
+from tests.support.builders import NOW
 
 OLD = "sha256:" + "0" * 64
 SPEC = policies.pypi_spec()

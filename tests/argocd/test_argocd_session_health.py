@@ -16,6 +16,19 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
+from helmdeck_dev.objects import condition
+from helmdeck_operator.core.plan import (
+    DesiredPolicy,
+    Observed,
+    Plan,
+    PolicyProblem,
+    plan_session,
+)
+from helmdeck_operator.core.session_status import render_status
+from helmdeck_operator.gateway import models as gw
+from helmdeck_operator.policy.change import Blocker, ChangeClass
+from helmdeck_operator.vocabulary import Phase
 from tests.support import builders
 from tests.support.argo_lua import assess
 from tests.support.builders import (
@@ -31,19 +44,6 @@ from tests.support.builders import (
     ready,
     session,
 )
-
-from helmdeck_dev.objects import condition
-from helmdeck_operator.core.plan import (
-    DesiredPolicy,
-    Observed,
-    Plan,
-    PolicyProblem,
-    plan_session,
-)
-from helmdeck_operator.core.session_status import render_status
-from helmdeck_operator.gateway import models as gw
-from helmdeck_operator.policy.change import Blocker, ChangeClass
-from helmdeck_operator.vocabulary import Phase
 
 P = gw.SandboxPhase
 STATIC = ChangeClass((Blocker("process.run_as_user", "changed from '1000' to '2000'"),))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.support.chart import Helm
 from tests.support.tools import build_tools
 

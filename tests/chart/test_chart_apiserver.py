@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.chart import POSTURES, Helm, posture
-from tests.support.cluster import create_namespace, delete_namespace, install_crds
 
 from helmdeck_dev.controlplane import ControlPlane
 from helmdeck_operator.run import PERMISSIONS
+from tests.support.chart import POSTURES, Helm, posture
+from tests.support.cluster import create_namespace, delete_namespace, install_crds
 
 pytestmark = pytest.mark.cluster
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.support.chart import FULLNAME, Helm, one
 from tests.support.repo import CHART, REPO_ROOT
 

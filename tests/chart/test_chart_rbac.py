@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.support.chart import FULLNAME, RELEASE_NAMESPACE, Helm, find, one, posture
 
 from helmdeck_operator.run import CRDS, PERMISSIONS
+from tests.support.chart import FULLNAME, RELEASE_NAMESPACE, Helm, find, one, posture
 
 Triple = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
 

@@ -10,16 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.chart import (
-    FULLNAME,
-    POSTURES,
-    RELEASE_NAMESPACE,
-    Helm,
-    find,
-    one,
-    posture,
-)
-from tests.support.repo import CHART
 
 from helmdeck_operator.config import (
     FAMILIES,
@@ -32,6 +22,16 @@ from helmdeck_operator.config import (
 )
 from helmdeck_operator.gateway.config import GatewayConfig, RateLimit, RetryPolicy
 from helmdeck_operator.runtime import load_family_policy
+from tests.support.chart import (
+    FULLNAME,
+    POSTURES,
+    RELEASE_NAMESPACE,
+    Helm,
+    find,
+    one,
+    posture,
+)
+from tests.support.repo import CHART
 
 
 @pytest.mark.parametrize("name", sorted(POSTURES))

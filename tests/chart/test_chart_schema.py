@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from tests.support.chart import Helm, posture
 
 _GATEWAY = {"name": "pods", "endpoint": "openshell.openshell.svc:8080", "auth": {"type": "mtls"}}

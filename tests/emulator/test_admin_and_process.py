@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
-from tests.support.openshell_rpc import WS, Stub, create, get, pb, rpc_error, wait_phase, wait_ready
-from tests.support.policies import base_policy
 
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_operator.emulator.server import EmulatorHandle
+from tests.support.openshell_rpc import WS, Stub, create, get, pb, rpc_error, wait_phase, wait_ready
+from tests.support.policies import base_policy
 
 Code = grpc.StatusCode
 

@@ -6,11 +6,11 @@ import asyncio
 import time
 
 import grpc
-from tests.support.openshell_rpc import Stub, create, get, pb, rpc_error, wait_phase, wait_ready
 
 from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
 from helmdeck_operator.emulator.faults import Faults, parse_fault_spec
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle
+from tests.support.openshell_rpc import Stub, create, get, pb, rpc_error, wait_phase, wait_ready
 
 Code = grpc.StatusCode
 

@@ -6,6 +6,8 @@ import hashlib
 
 import grpc
 from openshell._proto import sandbox_pb2
+
+from helmdeck_operator.emulator.server import EmulatorHandle
 from tests.support.openshell_rpc import (
     WS,
     Stub,
@@ -19,8 +21,6 @@ from tests.support.openshell_rpc import (
     wait_ready,
 )
 from tests.support.policies import base_policy, rest_rule
-
-from helmdeck_operator.emulator.server import EmulatorHandle
 
 Code = grpc.StatusCode
 LOADED = pb.POLICY_STATUS_LOADED

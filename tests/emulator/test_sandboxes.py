@@ -5,6 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 from openshell._proto import datamodel_pb2
+
+from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
+from helmdeck_operator.emulator.server import EmulatorConfig
 from tests.support.openshell_rpc import (
     WS,
     Stub,
@@ -17,9 +20,6 @@ from tests.support.openshell_rpc import (
     wait_phase,
     wait_ready,
 )
-
-from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
-from helmdeck_operator.emulator.server import EmulatorConfig
 
 Code = grpc.StatusCode
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from openshell._proto import openshell_pb2 as pb
-from tests.support.policies import base_policy, rest_rule
 
 from helmdeck_operator.emulator.clock import ManualClock
 from helmdeck_operator.emulator.errors import Code, GatewayError
 from helmdeck_operator.emulator.state import Gateway, GatewaySettings
+from tests.support.policies import base_policy, rest_rule
 
 
 def gateway() -> tuple[Gateway, ManualClock]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from tests.support.openshell_rpc import Stub, create, pb, rpc_error
 
 from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
 from helmdeck_dev.pki import TlsMaterial
 from helmdeck_operator.emulator.auth import READ_SCOPES, Principal
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle, TlsFiles
+from tests.support.openshell_rpc import Stub, create, pb, rpc_error
 
 Code = grpc.StatusCode
 TOKEN = "s3cret-test-token"

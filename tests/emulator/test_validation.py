@@ -9,6 +9,7 @@ from collections.abc import Callable
 import grpc
 import pytest
 from openshell._proto import sandbox_pb2
+
 from tests.support.openshell_rpc import WS, Stub, create, pb, rpc_error, update_policy
 from tests.support.policies import base_policy
 

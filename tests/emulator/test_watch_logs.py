@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from tests.support.openshell_rpc import WS, Stub, create, pb, rpc_error, wait_ready
-from tests.support.policies import base_policy
 
 from helmdeck_dev.emulator_fixtures import FAST_SETTINGS
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle
+from tests.support.openshell_rpc import WS, Stub, create, pb, rpc_error, wait_ready
+from tests.support.policies import base_policy
 
 Code = grpc.StatusCode
 

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.gateway import Calls, ConfigFactory, EmulatorFactory
 
 from helmdeck_dev.pki import generate_tls_material
 from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle
 from helmdeck_operator.emulator.state import GatewaySettings
-from helmdeck_operator.gateway import GatewayClient, GatewayConfig
+from helmdeck_operator.gateway.client import GatewayClient
+from helmdeck_operator.gateway.config import GatewayConfig
+from tests.support.gateway import Calls, ConfigFactory, EmulatorFactory
 
 #: Small, fixed backoff so retry tests take milliseconds yet still exercise the schedule.
 FAST_RETRY = {"max_attempts": 3, "initial_backoff": 0.01, "max_backoff": 0.05}

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from tests.support.gateway import rotate
 
 from helmdeck_operator.gateway.auth import (
     BearerFileCredentials,
@@ -28,6 +27,7 @@ from helmdeck_operator.gateway.auth import (
 )
 from helmdeck_operator.gateway.config import GatewayConfig, OidcAuth
 from helmdeck_operator.gateway.errors import GatewayCredentialsError
+from tests.support.gateway import rotate
 
 SECRET = "client-secret-value"
 

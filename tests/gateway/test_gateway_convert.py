@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 import pytest
 from openshell._proto import openshell_pb2
 
-import helmdeck_operator.gateway as gateway
 from helmdeck_operator.gateway import convert, models
 
 
@@ -76,14 +72,3 @@ def test_payloads_we_do_not_consume_still_carry_the_cursor() -> None:
     )
     assert platform.event is not None
     assert platform.event.reason == "Pulled"
-
-
-def test_public_surface() -> None:
-    """The package re-exports exactly the names reconcilers use; each module explains itself."""
-    assert sorted(gateway.__all__) == gateway.__all__
-    for name in gateway.__all__:
-        assert getattr(gateway, name) is not None
-    for info in pkgutil.iter_modules(gateway.__path__):
-        module = importlib.import_module(f"{gateway.__name__}.{info.name}")
-        assert module.__doc__, info.name
-        assert set(module.__all__) <= set(vars(module)), info.name

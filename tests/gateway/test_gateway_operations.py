@@ -7,18 +7,18 @@ import re
 
 import pytest
 from openshell._proto import openshell_pb2, sandbox_pb2
-from tests.support.gateway import Calls, ConfigFactory
 
 from helmdeck_operator.emulator.server import EmulatorHandle
-from helmdeck_operator.gateway import (
-    AdmissionState,
-    CallRecord,
-    DeletionState,
+from helmdeck_operator.gateway.client import PAGE_SIZE, CallRecord, GatewayClient
+from helmdeck_operator.gateway.errors import (
     GatewayAlreadyExists,
-    GatewayClient,
     GatewayInvalid,
     GatewayNotFound,
     GatewayPreconditionFailed,
+)
+from helmdeck_operator.gateway.models import (
+    AdmissionState,
+    DeletionState,
     HealthStatus,
     PolicyLoadState,
     PolicyStatus,
@@ -27,7 +27,7 @@ from helmdeck_operator.gateway import (
     SandboxPhase,
     SandboxSpec,
 )
-from helmdeck_operator.gateway.client import PAGE_SIZE
+from tests.support.gateway import Calls, ConfigFactory
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$")
 

@@ -10,17 +10,17 @@ import asyncio
 import time
 
 import pytest
-from tests.support.gateway import Calls, ConfigFactory, EmulatorFactory
 
 from helmdeck_operator.emulator.server import EmulatorHandle
-from helmdeck_operator.gateway import (
+from helmdeck_operator.gateway.client import GatewayClient
+from helmdeck_operator.gateway.errors import (
     GatewayAlreadyExists,
-    GatewayClient,
     GatewayInternal,
     GatewayPermissionDenied,
     GatewayTransient,
-    SandboxPhase,
 )
+from helmdeck_operator.gateway.models import SandboxPhase
+from tests.support.gateway import Calls, ConfigFactory, EmulatorFactory
 
 
 def fail(emulator: EmulatorHandle, rpc: str, code: str, count: int | None = None) -> None:

@@ -12,19 +12,19 @@ import pytest
 from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from tests.support.gateway import ConfigFactory, EmulatorFactory, rotate
 
 from helmdeck_operator.emulator.auth import READ_SCOPES, Principal
 from helmdeck_operator.emulator.server import EmulatorHandle, TlsFiles
-from helmdeck_operator.gateway import (
-    GatewayClient,
-    GatewayConfig,
+from helmdeck_operator.gateway.client import GatewayClient
+from helmdeck_operator.gateway.config import GatewayConfig
+from helmdeck_operator.gateway.errors import (
     GatewayCredentialsError,
     GatewayError,
     GatewayPermissionDenied,
     GatewayTransient,
     GatewayUnauthenticated,
 )
+from tests.support.gateway import ConfigFactory, EmulatorFactory, rotate
 
 TOKEN = "tok-3f9c2a7d1e-never-log-me"
 READER_TOKEN = "tok-reader-5b8e0c-never-log-me"

@@ -12,7 +12,8 @@ from openshell._proto import sandbox_pb2
 
 from helmdeck_operator.core.naming import sandbox_annotations, sandbox_labels
 from helmdeck_operator.emulator.server import EmulatorHandle
-from helmdeck_operator.gateway import GatewayClient, models
+from helmdeck_operator.gateway import models
+from helmdeck_operator.gateway.client import GatewayClient
 from helmdeck_operator.sandbox_cache import SandboxCache
 
 INSTANCE = "cache-test"

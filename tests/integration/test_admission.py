@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from tests.support import policies
 
 from helmdeck_dev import objects
 from helmdeck_dev.controlplane import ControlPlane
+from tests.support import policies
 
 Obj = dict[str, Any]
 

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.support.repo import POLICY_DIR, REPO_ROOT
 
 from helmdeck_dev.controlplane import ControlPlane
 from helmdeck_dev.objects import policy
+from tests.support.repo import POLICY_DIR, REPO_ROOT
 
 SAMPLES = sorted((REPO_ROOT / "docs" / "samples").rglob("*.yaml"))
 DEFAULT_POLICIES = sorted(POLICY_DIR.glob("*.yaml"))

@@ -15,7 +15,6 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tests.support import policies
 
 from helmdeck_dev.controlplane import ControlPlane
 from helmdeck_dev.objects import policy, session
@@ -28,6 +27,7 @@ from helmdeck_operator.kube import Kube
 from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.reconcile.session import reconcile_session
 from helmdeck_operator.runtime import Key, Kind, Runtime
+from tests.support import policies
 
 ROOT = "reconcile session"
 

@@ -8,7 +8,7 @@ registry in which every recorder has been called once.
 
 from __future__ import annotations
 
-from helmdeck_operator.gateway import CallRecord
+from helmdeck_operator.gateway.client import CallRecord
 from helmdeck_operator.observability.metrics import Metrics
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}

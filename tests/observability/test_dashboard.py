@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from tests.support.repo import CHART
 
 from .exported import families, labels_by_family, series_names

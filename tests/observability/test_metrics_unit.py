@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from helmdeck_operator.gateway import CallRecord
+from helmdeck_operator.gateway.client import CallRecord
 from helmdeck_operator.observability.metrics import PHASES, Metrics
 from helmdeck_operator.vocabulary import Phase
 

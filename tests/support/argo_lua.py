@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lupa import lua51
+
 from tests.support.repo import REPO_ROOT
 
 HEALTH_DIR = REPO_ROOT / "argocd" / "health"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tests.support.repo import CHART
 
 __all__ = ["FULLNAME", "POSTURES", "RELEASE", "RELEASE_NAMESPACE", "Helm", "find", "one", "posture"]

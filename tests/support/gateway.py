@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from helmdeck_operator.emulator.server import EmulatorHandle
-from helmdeck_operator.gateway import GatewayConfig
+from helmdeck_operator.gateway.config import GatewayConfig
 
 __all__ = ["Calls", "ConfigFactory", "EmulatorFactory", "rotate"]
 

@@ -23,8 +23,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.support.kube_edge import FakeKube
-
 from helmdeck_dev.emulator_fixtures import EmulatorFactory
 from helmdeck_dev.operator_process import write_config
 from helmdeck_operator.config import load_config
@@ -41,6 +39,7 @@ from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.reconcile.policy import reconcile_policy
 from helmdeck_operator.reconcile.session import Outcome, reconcile_session
 from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
+from tests.support.kube_edge import FakeKube
 
 __all__ = ["GATEWAY_DELAY", "NAMESPACE", "PassRig", "eventually"]
 

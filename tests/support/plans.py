@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from tests.support.builders import NOW, status_after
-
 from helmdeck_operator.core.plan import (
     DesiredPolicy,
     Observed,
@@ -15,6 +13,7 @@ from helmdeck_operator.core.plan import (
     SessionFacts,
     plan_session,
 )
+from tests.support.builders import NOW, status_after
 
 __all__ = ["condition", "passes", "reasons"]
 

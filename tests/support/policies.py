@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 from openshell._proto import sandbox_pb2
+
 from tests.support.repo import POLICY_DIR
 
 __all__ = [

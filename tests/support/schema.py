@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel
+
 from tests.support.repo import CRD_DIR
 
 __all__ = ["BOUNDS", "compare", "crd_spec_schema", "model_schema", "walk"]

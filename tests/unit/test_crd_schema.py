@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.support.repo import CRD_DIR
 from tests.support.schema import walk
 

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from helmdeck_operator.gateway import CallRecord
+from helmdeck_operator.gateway.client import CallRecord
 from helmdeck_operator.workqueue import QueueObserver
 
 __all__ = ["PHASES", "Metrics", "SessionGauge"]

@@ -33,7 +33,8 @@ from datetime import UTC, datetime
 from helmdeck_operator.core.naming import LABEL_FAMILY, session_of
 from helmdeck_operator.core.plan import EventSpec
 from helmdeck_operator.events import ObjectRef
-from helmdeck_operator.gateway import GatewayError, models
+from helmdeck_operator.gateway import models
+from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.observability.ocsf import Aggregator, parse_denial
 from helmdeck_operator.ratelimit import TokenBucket
 from helmdeck_operator.runtime import Cache, Kind, Runtime

@@ -17,7 +17,8 @@ from typing import Any
 from helmdeck_operator.core.naming import ANNOTATION_INITIAL_POLICY, LABEL_SESSION_UID
 from helmdeck_operator.core.observation import policy_facts
 from helmdeck_operator.core.plan import DesiredPolicy, Observed, PolicyProblem
-from helmdeck_operator.gateway import GatewayError, models
+from helmdeck_operator.gateway import models
+from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.policy.change import ChangeClass
 from helmdeck_operator.runtime import Cache, Runtime
 

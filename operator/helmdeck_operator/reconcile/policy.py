@@ -34,7 +34,8 @@ from helmdeck_operator.core.plan import DesiredPolicy, PolicyProblem
 from helmdeck_operator.core.policy_rollout import next_rollout_step
 from helmdeck_operator.core.policy_status import PolicyReport, report_policy
 from helmdeck_operator.core.session import SessionSpec
-from helmdeck_operator.gateway import GatewayError, models
+from helmdeck_operator.gateway import models
+from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.kube import POLICIES, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span
 from helmdeck_operator.reconcile.observe import classify_for

@@ -15,7 +15,7 @@ import logging
 from datetime import timedelta
 
 from helmdeck_operator.core.naming import session_of
-from helmdeck_operator.gateway import GatewayError
+from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.kube import SESSIONS
 from helmdeck_operator.runtime import Runtime
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.cluster import Check, Kube
 
 from helmdeck_dev.controlplane import ControlPlane, free_port
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.operator_process import OperatorProcess, write_config
+from tests.support.cluster import Check, Kube
 
 #: Emulator delays: short, but long enough that phases are observable in between.
 EMULATOR_ARGS = [

@@ -16,12 +16,12 @@ import json
 from typing import Any
 
 import pytest
-from tests.support import policies
-from tests.support.argo_lua import assess
 
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import condition, phase, policy, session
 from helmdeck_operator.core.naming import sandbox_name
+from tests.support import policies
+from tests.support.argo_lua import assess
 
 pytestmark = pytest.mark.usefixtures("operator")
 

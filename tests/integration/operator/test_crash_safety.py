@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support import policies
 
 from helmdeck_dev.controlplane import ControlPlane
 from helmdeck_dev.emulator_process import EmulatorProcess
@@ -18,6 +17,7 @@ from helmdeck_dev.objects import phase, policy, session
 from helmdeck_dev.operator_process import OperatorProcess
 from helmdeck_operator import crashpoints
 from helmdeck_operator.policy import revision, translate
+from tests.support import policies
 
 ROUNDS = 20
 POINTS = [crashpoints.AFTER_CREATE, crashpoints.MID_FANOUT, crashpoints.AFTER_DELETE]

@@ -6,12 +6,12 @@ import time
 from typing import Any
 
 import pytest
-from tests.support import policies
 
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import condition, phase, policy, session
 from helmdeck_operator.core.naming import sandbox_name
 from helmdeck_operator.policy import revision, translate
+from tests.support import policies
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.support import policies
 
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import phase, policy, session
 from helmdeck_operator.core.naming import sandbox_name
+from tests.support import policies
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -11,7 +11,8 @@ import pytest
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import condition, phase, session
 from helmdeck_operator.core.naming import sandbox_annotations, sandbox_labels, sandbox_name
-from helmdeck_operator.gateway import GatewayClient, GatewayConfig
+from helmdeck_operator.gateway.client import GatewayClient
+from helmdeck_operator.gateway.config import GatewayConfig
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -8,6 +8,7 @@ passes in a row the way the reconciler does).
 from __future__ import annotations
 
 import pytest
+
 from tests.support.policies import FAMILIES
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from tests.support.builders import NOW, later
-
 from helmdeck_operator.core.conditions import Condition, Status, format_time, merge_conditions
+from tests.support.builders import NOW, later
 
 READY = Condition("Ready", Status.TRUE, "SandboxReady", "sandbox is ready")
 NOT_READY = Condition("Ready", Status.FALSE, "Provisioning", "sandbox is provisioning")

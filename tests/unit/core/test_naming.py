@@ -12,9 +12,9 @@ import uuid
 
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.support.builders import UID
 
 from helmdeck_operator.core import naming
+from tests.support.builders import UID
 
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 

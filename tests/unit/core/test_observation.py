@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from tests.support.builders import HEX_A, HEX_B, sandbox
-
 from helmdeck_operator.core.naming import ANNOTATION_INITIAL_POLICY
 from helmdeck_operator.core.observation import loaded_pair, policy_facts
 from helmdeck_operator.gateway import models as gw
+from tests.support.builders import HEX_A, HEX_B, sandbox
 
 
 def admission(

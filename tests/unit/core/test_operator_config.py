@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.policies import FAMILIES
-from tests.support.repo import POLICY_DIR
 
 from helmdeck_operator.config import ConfigError, OperatorConfig, load_config
+from tests.support.policies import FAMILIES
+from tests.support.repo import POLICY_DIR
 
 
 def valid() -> dict[str, Any]:

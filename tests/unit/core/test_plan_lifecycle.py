@@ -9,6 +9,16 @@ from __future__ import annotations
 from datetime import timedelta, timezone
 
 import pytest
+
+from helmdeck_operator.core.conditions import Status
+from helmdeck_operator.core.plan import (
+    SOON,
+    Action,
+    Observed,
+    plan_session,
+)
+from helmdeck_operator.gateway import models as gw
+from helmdeck_operator.vocabulary import PERMANENT_REASONS, Phase
 from tests.support.builders import (
     NOW,
     OTHER_UID,
@@ -24,16 +34,6 @@ from tests.support.builders import (
     status_after,
 )
 from tests.support.plans import condition, passes, reasons
-
-from helmdeck_operator.core.conditions import Status
-from helmdeck_operator.core.plan import (
-    SOON,
-    Action,
-    Observed,
-    plan_session,
-)
-from helmdeck_operator.gateway import models as gw
-from helmdeck_operator.vocabulary import PERMANENT_REASONS, Phase
 
 P = gw.SandboxPhase
 

@@ -10,6 +10,19 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+
+from helmdeck_operator.core.plan import (
+    SOON,
+    Action,
+    DesiredPolicy,
+    Observed,
+    PolicyProblem,
+    SessionFacts,
+    plan_session,
+)
+from helmdeck_operator.gateway import models as gw
+from helmdeck_operator.policy.change import Blocker, ChangeClass
+from helmdeck_operator.vocabulary import Phase
 from tests.support.builders import (
     HEX_B,
     NOW,
@@ -25,19 +38,6 @@ from tests.support.builders import (
     status_after,
 )
 from tests.support.plans import condition, passes, reasons
-
-from helmdeck_operator.core.plan import (
-    SOON,
-    Action,
-    DesiredPolicy,
-    Observed,
-    PolicyProblem,
-    SessionFacts,
-    plan_session,
-)
-from helmdeck_operator.gateway import models as gw
-from helmdeck_operator.policy.change import Blocker, ChangeClass
-from helmdeck_operator.vocabulary import Phase
 
 P = gw.SandboxPhase
 LANDLOCK = Blocker("landlock.compatibility", "changed from 'best_effort' to 'hard_requirement'")

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.support.builders import HEX_B, REV_A, REV_B
 
 from helmdeck_operator.core.conditions import Status
 from helmdeck_operator.core.policy_rollout import RolloutStep, next_rollout_step
 from helmdeck_operator.gateway import models as gw
 from helmdeck_operator.policy.change import Blocker, ChangeClass
 from helmdeck_operator.vocabulary import PolicyState
+from tests.support.builders import HEX_B, REV_A, REV_B
 
 L = gw.PolicyLoadState
 LANDLOCK = Blocker("landlock.compatibility", "changed from 'best_effort' to 'hard_requirement'")

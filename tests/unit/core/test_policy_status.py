@@ -9,12 +9,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tests.support.builders import NOW, later
-from tests.support.policies import family_spec
-
 from helmdeck_operator.core.policy_status import PolicyReport, report_policy, tally
 from helmdeck_operator.desired import resolve
 from helmdeck_operator.policy import revision, translate
+from tests.support.builders import NOW, later
+from tests.support.policies import family_spec
 
 
 def revision_of(spec: dict[str, Any]) -> str:

@@ -15,8 +15,6 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.support.builders import NOW, UID
-from tests.support.schema import compare, crd_spec_schema, model_schema
 
 from helmdeck_operator.config import FamilyDefaults, Resources
 from helmdeck_operator.core.session import (
@@ -27,6 +25,8 @@ from helmdeck_operator.core.session import (
     parse_duration,
     sandbox_shape,
 )
+from tests.support.builders import NOW, UID
+from tests.support.schema import compare, crd_spec_schema, model_schema
 
 # -- the model and the CRD agree -------------------------------------------------------
 

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-from tests.support import policies
-from tests.support.passes import NAMESPACE, PassRig
 
 from helmdeck_dev.emulator_fixtures import EmulatorFactory
 from helmdeck_operator.core.naming import FINALIZER
@@ -18,6 +16,8 @@ from helmdeck_operator.kube import POLICIES
 from helmdeck_operator.policy import revision, translate
 from helmdeck_operator.reconcile.session import Outcome
 from helmdeck_operator.runtime import Key, Kind
+from tests.support import policies
+from tests.support.passes import NAMESPACE, PassRig
 
 
 @pytest_asyncio.fixture

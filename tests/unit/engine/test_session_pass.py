@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from tests.support.passes import NAMESPACE, PassRig, eventually
 
 from helmdeck_dev.emulator_fixtures import EmulatorFactory
 from helmdeck_operator.core.naming import FINALIZER, sandbox_name
 from helmdeck_operator.kube import SESSIONS, KubeError
 from helmdeck_operator.reconcile.session import Outcome
+from tests.support.passes import NAMESPACE, PassRig, eventually
 
 
 @pytest_asyncio.fixture

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.support.policies import rest, rule
 
 from helmdeck_operator.policy import errors, model
 from helmdeck_operator.policy.ambiguity import hosts_overlap, paths_overlap
+from tests.support.policies import rest, rule
 
 
 def two(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from openshell._proto import sandbox_pb2
-from tests.support import policies
 
 from helmdeck_operator.policy import classify, translate
+from tests.support import policies
 
 #: A node policy, with /usr and /etc read-only and /tmp writable.
 BASE: dict[str, Any] = {

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.schema import BOUNDS, compare, model_schema, walk
-
 from helmdeck_operator.policy import model
+from tests.support.schema import BOUNDS, compare, model_schema, walk
 
 
 def problems(crd: dict[str, Any]) -> list[str]:

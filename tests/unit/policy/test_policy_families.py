@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 from openshell._proto import sandbox_pb2
-from tests.support.policies import family_spec
-from tests.support.repo import REPO_ROOT
 
 from helmdeck_operator.policy import cli, translate
+from tests.support.policies import family_spec
+from tests.support.repo import REPO_ROOT
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 # Never reachable from any default: cloud metadata and the private ranges (DESIGN.md §9).

@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 import pytest
-from tests.support.policies import with_endpoint
 
 from helmdeck_operator.policy import errors, model, translate
+from tests.support.policies import with_endpoint
 
 _CEL_ENDPOINT_L7 = (
     "access, rules and denyRules inspect requests, so they need an L7 protocol "

@@ -12,11 +12,11 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from openshell._proto import sandbox_pb2
-from tests.support import policies
 
 from helmdeck_operator.emulator import validation
 from helmdeck_operator.emulator.errors import Code, GatewayError
 from helmdeck_operator.policy import ambiguity, classify, errors, model, revision, translate
+from tests.support import policies
 
 # Generation is the slow part; the properties themselves take microseconds.
 settings.register_profile(

@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 from openshell._proto import sandbox_pb2
-from tests.support.policies import endpoint, rule
 
 from helmdeck_operator.policy import canonical, revision, translate
+from tests.support.policies import endpoint, rule
 
 SPEC: dict[str, Any] = {
     "network": [

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 from openshell._proto import sandbox_pb2
-from tests.support import policies
 
 from helmdeck_operator.policy import canonical, errors, model, translate
+from tests.support import policies
 
 
 def one_endpoint(**fields: Any) -> sandbox_pb2.NetworkEndpoint:
