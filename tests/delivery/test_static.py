@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tools import build_tools
+
 REPO = Path(__file__).resolve().parents[2]
 #: Never scanned: virtualenvs, local state, VCS data, caches, vendored Go modules.
 SKIP_DIRS = {".git", ".venv", ".local", "node_modules", ".mypy_cache", ".ruff_cache"}
@@ -69,15 +71,7 @@ def test_shellcheck(script: Path) -> None:
 def actionlint() -> str:
     if shutil.which("go") is None and not os.environ.get("ACTIONLINT"):
         pytest.skip("actionlint is built from Go modules (hack/build-tools.sh): no `go` here")
-    result = subprocess.run(
-        ["bash", str(REPO / "hack" / "build-tools.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
-    assert result.returncode == 0, f"hack/build-tools.sh failed:\n{result.stderr}"
-    return str(Path(result.stdout.strip().splitlines()[-1]) / "actionlint")
+    return str(build_tools() / "actionlint")
 
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
