@@ -23,6 +23,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
 from helmdeck_dev.emulator_fixtures import EmulatorFactory
 from helmdeck_dev.operator_process import write_config
 from helmdeck_operator.config import load_config
@@ -36,6 +39,7 @@ from helmdeck_operator.events import ObjectRef
 from helmdeck_operator.handlers import trimmed
 from helmdeck_operator.kube import POLICIES, SESSIONS
 from helmdeck_operator.observability.metrics import Metrics
+from helmdeck_operator.observability.tracing import configure_tracing
 from helmdeck_operator.reconcile.policy import reconcile_policy
 from helmdeck_operator.reconcile.session import Outcome, reconcile_session
 from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
@@ -90,6 +94,7 @@ class PassRig:
     ) -> PassRig:
         """A started runtime on a fresh emulator; `config` overrides the configuration
         `helmdeck_dev.operator_process.write_config` writes (nested keys merge)."""
+        _trace_as_the_operator_does()
         clock = ManualClock()
         emulator = await emulator_factory(
             EmulatorConfig(
@@ -314,3 +319,11 @@ def _wake(holder: list[Controller], keys: Iterable[Key]) -> None:
     for controller in holder:
         for key in keys:
             controller.rt.queue.add(key)
+
+
+def _trace_as_the_operator_does() -> None:
+    """The operator always installs the SDK tracer provider, so its passes have real trace
+    ids (written as status.lastTraceId); so must the passes here, whichever test ran first.
+    OpenTelemetry takes the first provider installed in a process and keeps it."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        configure_tracing()

@@ -69,6 +69,10 @@ def render_status(
         status["endpoints"] = dict(sandbox.service_urls)
     if facts.expires_at is not None:
         status["expiresAt"] = format_time(facts.expires_at)
+    if old.get("lastTraceId"):
+        # The trace of the pass that last changed something: kept until another does (the
+        # shell sets it when it writes), never a change by itself.
+        status["lastTraceId"] = old["lastTraceId"]
     if old.get("readyAt"):
         status["readyAt"] = old["readyAt"]
     elif plan.phase is Phase.READY:
