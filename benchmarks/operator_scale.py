@@ -122,7 +122,14 @@ def policy_spec(rules: int) -> Obj:
         "network": [
             {
                 "name": f"r{i}",
-                "endpoints": [{"host": f"api{i}.example.com", "port": 443, "protocol": "rest"}],
+                "endpoints": [
+                    {
+                        "host": f"api{i}.example.com",
+                        "port": 443,
+                        "protocol": "rest",
+                        "access": "read-only",
+                    }
+                ],
             }
             for i in range(rules)
         ]
