@@ -6,8 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from helmdeck_operator.gateway.client import CallRecord
-from helmdeck_operator.observability.metrics import PHASES, Metrics
-from helmdeck_operator.vocabulary import Phase
+from helmdeck_operator.observability.metrics import Metrics
 
 from .exported import families
 
@@ -113,7 +112,3 @@ def test_exposition_has_help_and_type_for_every_metric_even_before_samples() -> 
         assert f"# HELP {exposed} " in text, name
         assert f"# TYPE {exposed} {kind}" in text, name
     assert "helmdeck_policy_propagation_seconds_count 0.0" in text  # unlabelled: always there
-
-
-def test_the_phase_label_values_are_the_planner_phases() -> None:
-    assert tuple(phase.value for phase in Phase) == PHASES

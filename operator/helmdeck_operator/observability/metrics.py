@@ -19,9 +19,8 @@ from prometheus_client.registry import Collector
 from helmdeck_operator.gateway.client import CallRecord
 from helmdeck_operator.workqueue import QueueObserver
 
-__all__ = ["PHASES", "Metrics", "SessionGauge"]
+__all__ = ["Metrics", "SessionGauge"]
 
-PHASES = ("Pending", "Provisioning", "Ready", "Suspended", "Failed", "Expired", "Terminating")
 #: Seconds: sandboxes take from well under a second (pods, warm) to minutes (cold MicroVMs).
 READY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 #: Seconds: a policy edit reaches all bound sessions within one to a few reconcile passes.
