@@ -76,7 +76,11 @@ class Call:
 
 
 def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386: maps merge, None removes a key, anything else replaces."""
+    """RFC 7386: maps merge, None removes a key, anything else replaces.
+
+    The apiserver's side, written apart from `runtime.merge_patch` on purpose (as the
+    emulator is apart from the client): the operator overlays its own writes with that one,
+    and a shared bug would make the fake agree with it."""
     out = copy.deepcopy(dict(target))
     for key, value in patch.items():
         if value is None:
