@@ -400,7 +400,9 @@ def _expired(ctx: _Ctx) -> Plan:
         events=ctx.once(
             EventSpec(EventType.NORMAL, EventReason.EXPIRED, message), unless_phase=Phase.EXPIRED
         ),
-        requeue_after=None if action is Action.NONE else SOON,
+        # A sandbox still being removed (Retain) is followed until it is gone, so the status
+        # stops showing it then, not at the next resync.
+        requeue_after=None if action is Action.NONE and sandbox is None else SOON,
     )
 
 

@@ -73,17 +73,21 @@ def test_expiry_with_retain_deletes_the_sandbox_and_keeps_the_session() -> None:
     assert condition(plan, "Provisioned") == ("True", "Expired")
 
 
-@pytest.mark.parametrize(
-    "obs",
-    [Observed(), Observed(sandbox=sandbox(deleting=True))],
-    ids=["sandbox-gone", "sandbox-deleting"],
-)
-def test_expiry_with_retain_does_nothing_more_once_the_sandbox_is_going(obs: Observed) -> None:
-    plan = plan_session(facts(expires_at=later(-1), on_expiry="Retain"), desired(), obs, NOW)
+def test_expiry_with_retain_does_nothing_more_once_the_sandbox_is_gone() -> None:
+    plan = plan_session(facts(expires_at=later(-1), on_expiry="Retain"), desired(), Observed(), NOW)
 
     assert plan.action is Action.NONE
     assert plan.phase is Phase.EXPIRED
     assert plan.requeue_after is None
+
+
+def test_expiry_with_retain_follows_a_sandbox_being_deleted_until_it_is_gone() -> None:
+    going = Observed(sandbox=sandbox(deleting=True))
+    plan = plan_session(facts(expires_at=later(-1), on_expiry="Retain"), desired(), going, NOW)
+
+    assert plan.action is Action.NONE  # deleted already: nothing to do but watch it go
+    assert plan.phase is Phase.EXPIRED
+    assert plan.requeue_after == SOON
 
 
 def test_expiry_with_retain_reports_no_sandbox_once_it_is_gone() -> None:

@@ -307,13 +307,19 @@ async def test_an_expired_session_with_on_expiry_retain_keeps_the_session_only(
     assert rig.condition(key, "Ready")["reason"] == "Expired"
     assert outcome == Outcome()
     assert rig.posted_about(key)[-1] == ("Normal", "Expired")
+    name = rig.sandbox_of(key)["name"]  # type: ignore[index]
+    assert rig.cache.following(name)  # watched until the gateway removes it
 
     rig.advance_gateway()
     assert rig.sandboxes() == []
+    await rig.woken(key)  # its watch says it is gone: no wait for the next resync
     for _ in range(2):
         assert await rig.reconcile(key) == Outcome()
+    assert not rig.cache.following(name)
     assert rig.gateway_calls().count("DeleteSandbox") == 1
     assert rig.status(key)["phase"] == "Expired"
+    assert rig.status(key)["sandbox"] == {"gateway": "pods"}
+    assert rig.condition(key, "Provisioned")["status"] == "False"
     assert rig.posted_about(key).count(("Normal", "Expired")) == 1
 
 
