@@ -37,6 +37,7 @@ from helmdeck_operator.reconcile.policy import reconcile_policy
 from helmdeck_operator.reconcile.session import Outcome, reconcile_session
 from helmdeck_operator.reconcile.sweep import sweep_orphans
 from helmdeck_operator.runtime import Key, Kind, Runtime, policy_ref
+from helmdeck_operator.tasks import cancel_and_wait
 from helmdeck_operator.workqueue import QueueShutDown
 
 __all__ = ["POLICY_STATUS_DELAY_S", "Controller"]
@@ -78,11 +79,7 @@ class Controller:
 
     async def stop(self) -> None:
         self.rt.queue.shut_down()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self.rt.close()
 
     def _spawn(self, work: Any, name: str) -> None:

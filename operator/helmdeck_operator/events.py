@@ -39,6 +39,7 @@ from helmdeck_operator.core.conditions import format_time
 from helmdeck_operator.core.plan import EventSpec
 from helmdeck_operator.kube import Kube, KubeError
 from helmdeck_operator.ratelimit import TokenBucket
+from helmdeck_operator.tasks import cancel_and_wait
 from helmdeck_operator.vocabulary import EventReason, EventType, Reason
 
 __all__ = ["EventRecorder", "ObjectRef"]
@@ -148,9 +149,7 @@ class EventRecorder:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
 
     def post(self, ref: ObjectRef, event: EventSpec) -> None:
         """Record one Event about `ref`; returns at once."""

@@ -43,6 +43,7 @@ from helmdeck_operator.core.observation import loaded_pair
 from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.client import GatewayClient
 from helmdeck_operator.gateway.errors import GatewayCredentialsError, GatewayError
+from helmdeck_operator.tasks import cancel_and_wait
 
 __all__ = ["OUTAGE_CODES", "SandboxCache", "is_outage"]
 
@@ -153,12 +154,7 @@ class SandboxCache(Generic[K]):
             self._lister = asyncio.create_task(self._run(), name=f"sandbox-cache-{self.name}")
 
     async def close(self) -> None:
-        tasks = [t for t in (self._lister, *self._watches.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(t for t in (self._lister, *self._watches.values()) if t is not None)
         self._watches.clear()
 
     # -- reading ----------------------------------------------------------------------

@@ -25,6 +25,7 @@ from helmdeck_operator.emulator.clock import Clock, SystemClock
 from helmdeck_operator.emulator.faults import Faults
 from helmdeck_operator.emulator.servicer import DEFAULT_WATCH_QUEUE, EmulatorServicer
 from helmdeck_operator.emulator.state import Gateway, GatewaySettings
+from helmdeck_operator.tasks import cancel_and_wait
 
 __all__ = ["EmulatorConfig", "EmulatorHandle", "TlsFiles", "start_emulator"]
 
@@ -95,9 +96,7 @@ class EmulatorHandle:
         return data
 
     async def stop(self) -> None:
-        self._driver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._driver
+        await cancel_and_wait([self._driver])
         await self._server.stop(_STOP_GRACE)
         if self._admin is not None:
             await self._admin.cleanup()
