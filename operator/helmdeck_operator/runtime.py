@@ -249,11 +249,12 @@ class Runtime:
     fanned_out: dict[tuple[str, str], str] = field(default_factory=dict)
     """Per policy: the revision last fanned out (in memory: after a restart the first pass
     fans out again, which pushes only to sandboxes that still need it)."""
-    written: dict[Key, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    """The operator's own last write per object, (resourceVersion, merge patch), until the
-    watch delivers it: the store is read with it applied, so a pass right after a write
-    never sees the object as it was before it (no double write, no repeated Event), and the
-    watch event it causes is not mistaken for a change to react to."""
+    written: dict[Key, tuple[str, dict[str, Any], frozenset[str]]] = field(default_factory=dict)
+    """The operator's own writes per object not yet delivered by the watch: (the last one's
+    resourceVersion, the merge patches combined, the resourceVersions of all of them). The
+    store is read with them applied, so a pass right after a write never sees the object as
+    it was before it (no double write, no repeated Event), and the watch events they cause
+    are not mistaken for changes to react to."""
     settling: dict[Key, tuple[float, tuple[EventSpec, ...]]] = field(default_factory=dict)
     """Sessions whose status write is held back while it only says "waiting on the
     gateway": since when (monotonic), and the Events to post with the write."""
@@ -381,16 +382,19 @@ class Runtime:
         previous = self.written.get(key)
         combined = merge_patch(previous[1], patch) if previous is not None else dict(patch)
         combined = merge_patch(combined, {"metadata": {"resourceVersion": resource_version}})
-        self.written[key] = (resource_version, combined)
+        versions = previous[2] if previous is not None else frozenset()
+        self.written[key] = (resource_version, combined, versions | {resource_version})
 
     def own_event(self, key: Key, resource_version: str) -> bool:
-        """Whether a watch event is the echo of the operator's own last write."""
+        """Whether a watch event is the echo of one of the operator's own writes."""
         written = self.written.get(key)
         if written is None:
             return False
         if written[0] == resource_version:
             del self.written[key]
             return True
+        if resource_version in written[2]:
+            return True  # an earlier write of ours: the overlay already holds what follows
         if not _older(resource_version, written[0]):
             del self.written[key]  # something newer than our write: the store is current
         return False

@@ -77,6 +77,21 @@ def test_successive_own_writes_combine() -> None:
     assert overlaid["status"]["phase"] == "Provisioning"
 
 
+def test_the_echo_of_an_earlier_own_write_is_not_a_change() -> None:
+    """A pass that writes twice (the finalizer, then the status) hears two echoes: neither
+    is a change to react to, while someone else's write between them is."""
+    rt = bare_runtime()
+    rt.written = {}
+    rt.wrote(KEY, "11", {"metadata": {"finalizers": ["f"]}})
+    rt.wrote(KEY, "13", {"status": {"phase": "Failed"}})
+
+    assert rt.own_event(KEY, "11")
+    assert KEY in rt.written  # still ahead of the store: keep reading it back
+    assert not rt.own_event(KEY, "12")  # another client's write in between
+    assert rt.own_event(KEY, "13")
+    assert KEY not in rt.written
+
+
 def test_a_freed_rollout_slot_wakes_the_sessions_waiting_for_one() -> None:
     slots = RolloutSlots()
     policy = ("team", "p")
