@@ -316,7 +316,10 @@ class EventRecorder:
             self.posted += 1
         except KubeError as err:
             # An Event is a courtesy: losing one is logged, never retried in a loop.
-            logger.info("could not post Event %s: %s", write.event.reason, err)
+            if write.create:
+                logger.info("could not post Event %s: %s", write.event.reason, err)
+            else:
+                logger.info("could not update the count of Event %s: %s", series.name, err)
 
 
 def _shorten(message: str) -> str:
@@ -327,5 +330,5 @@ def _shorten(message: str) -> str:
 
 
 _NO_REF = ObjectRef("", "", "", "", "")
-#: What a count patch carries: it writes only the count of an existing Event.
+#: What a count patch carries, never read: it writes only the count of an existing Event.
 _NO_EVENT = EventSpec(EventType.NORMAL, EventReason.PROVISIONED, "")
