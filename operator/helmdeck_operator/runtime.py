@@ -43,6 +43,7 @@ __all__ = [
     "Cache",
     "Key",
     "Kind",
+    "OwnWrites",
     "RolloutSlots",
     "Runtime",
     "Stores",
@@ -72,6 +73,17 @@ class Key(NamedTuple):
     kind: Kind
     namespace: str
     name: str
+
+
+class OwnWrites(NamedTuple):
+    """The operator's own writes to one object that the watch has not delivered yet."""
+
+    version: str
+    """The resourceVersion of the last one."""
+    patch: dict[str, Any]
+    """Their merge patches combined (the last one's resourceVersion included)."""
+    versions: frozenset[str]
+    """The resourceVersions of all of them: their watch events are echoes, not changes."""
 
 
 _API = f"{API_GROUP}/{API_VERSION}"
@@ -249,10 +261,9 @@ class Runtime:
     fanned_out: dict[tuple[str, str], str] = field(default_factory=dict)
     """Per policy: the revision last fanned out (in memory: after a restart the first pass
     fans out again, which pushes only to sandboxes that still need it)."""
-    written: dict[Key, tuple[str, dict[str, Any], frozenset[str]]] = field(default_factory=dict)
-    """The operator's own writes per object not yet delivered by the watch: (the last one's
-    resourceVersion, the merge patches combined, the resourceVersions of all of them). The
-    store is read with them applied, so a pass right after a write never sees the object as
+    written: dict[Key, OwnWrites] = field(default_factory=dict)
+    """The operator's own writes per object not yet delivered by the watch. The store is
+    read with them applied, so a pass right after a write never sees the object as
     it was before it (no double write, no repeated Event), and the watch events they cause
     are not mistaken for changes to react to."""
     settling: dict[Key, tuple[float, tuple[EventSpec, ...]]] = field(default_factory=dict)
@@ -360,10 +371,10 @@ class Runtime:
         written = self.written.get(key)
         if written is None or body is None:
             return body
-        if not _older(body["metadata"].get("resourceVersion", ""), written[0]):
+        if not _older(body["metadata"].get("resourceVersion", ""), written.version):
             del self.written[key]  # the store has caught up with (or passed) our write
             return body
-        return merge_patch(body, written[1])
+        return merge_patch(body, written.patch)
 
     def wrote(self, key: Key, resource_version: str | None, patch: dict[str, Any]) -> None:
         """Remember an own write (see `written`); None: the object was gone."""
@@ -380,22 +391,22 @@ class Runtime:
             ):
                 return  # the watch delivered it before the answer came: the store is current
         previous = self.written.get(key)
-        combined = merge_patch(previous[1], patch) if previous is not None else dict(patch)
+        combined = merge_patch(previous.patch, patch) if previous is not None else dict(patch)
         combined = merge_patch(combined, {"metadata": {"resourceVersion": resource_version}})
-        versions = previous[2] if previous is not None else frozenset()
-        self.written[key] = (resource_version, combined, versions | {resource_version})
+        versions = previous.versions if previous is not None else frozenset()
+        self.written[key] = OwnWrites(resource_version, combined, versions | {resource_version})
 
     def own_event(self, key: Key, resource_version: str) -> bool:
         """Whether a watch event is the echo of one of the operator's own writes."""
         written = self.written.get(key)
         if written is None:
             return False
-        if written[0] == resource_version:
+        if written.version == resource_version:
             del self.written[key]
             return True
-        if resource_version in written[2]:
+        if resource_version in written.versions:
             return True  # an earlier write of ours: the overlay already holds what follows
-        if not _older(resource_version, written[0]):
+        if not _older(resource_version, written.version):
             del self.written[key]  # something newer than our write: the store is current
         return False
 
