@@ -9,6 +9,7 @@ others, exactly.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import pkgutil
 import subprocess
@@ -104,22 +105,26 @@ def test_all_lists_every_public_definition_used_elsewhere(module: str) -> None:
 def _imported_elsewhere(module: str, name: str) -> bool:
     """Whether any other file of the product, the dev kit or the tests imports `name` from
     `module` (`from module import name`) or reads it through the module (`short.name`)."""
-    roots = (PACKAGE, PACKAGE.parents[1] / "devkit", PACKAGE.parents[1] / "tests")
     short = module.rsplit(".", 1)[-1]
     own = _path(module)
+    return any(
+        path != own and (f"{short}.{name}" in text or name in imports.get(module, ()))
+        for path, text, imports in _sources()
+    )
+
+
+@functools.cache
+def _sources() -> tuple[tuple[Path, str, dict[str, set[str]]], ...]:
+    """Every Python file of the product, the dev kit and the tests, read and parsed once:
+    (path, text, the names each module is imported for with `from module import ...`)."""
+    roots = (PACKAGE, PACKAGE.parents[1] / "devkit", PACKAGE.parents[1] / "tests")
+    sources = []
     for root in roots:
-        for path in root.rglob("*.py"):
-            if path == own:
-                continue
+        for path in sorted(root.rglob("*.py")):
             text = path.read_text()
-            if f"{short}.{name}" in text or name in _names_imported(text, module):
-                return True
-    return False
-
-
-def _names_imported(text: str, module: str) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.ImportFrom) and node.module == module:
-            found.update(alias.name for alias in node.names)
-    return found
+            imports: dict[str, set[str]] = {}
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    imports.setdefault(node.module, set()).update(a.name for a in node.names)
+            sources.append((path, text, imports))
+    return tuple(sources)
