@@ -54,9 +54,6 @@ GATEWAY_DELAY = 10.0
 #: Longest a test waits for something to happen (it happens in milliseconds).
 WAIT_S = 5.0
 
-#: Loop turns a task waiting with asyncio.wait_for needs to resume once its event is set.
-LOOP_TURNS = 5
-
 T = TypeVar("T")
 
 
@@ -139,14 +136,6 @@ class PassRig:
         return rig
 
     async def close(self) -> None:
-        # Let the background tasks take in what was just handed to them before they are
-        # cancelled: on Python 3.11, asyncio.wait_for swallows a cancellation that arrives
-        # while the event it waits on has just been set (python/cpython#86296), and the
-        # Event recorder and the gateway caches wait that way. EventRecorder.close() never
-        # returns when an Event was posted one or two loop turns before it.
-        await eventually(lambda: not self.rt.events._backlog, "the Event recorder to catch up")
-        for _ in range(LOOP_TURNS):
-            await asyncio.sleep(0)
         self.rt.queue.shut_down()
         await self.rt.close()
 
