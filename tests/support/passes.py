@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from helmdeck_dev.emulator_fixtures import EmulatorFactory
+from helmdeck_dev.objects import condition
 from helmdeck_dev.operator_process import write_config
 from helmdeck_operator.config import load_config
 from helmdeck_operator.controller import Controller
@@ -208,10 +209,9 @@ class PassRig:
         ]
 
     def condition(self, key: Key, type_: str) -> dict[str, Any]:
-        for cond in self.status(key).get("conditions", []):
-            if cond["type"] == type_:
-                return dict(cond)
-        raise AssertionError(f"{key.name} has no {type_} condition")
+        found = condition(self.stored(key), type_)
+        assert found, f"{key.name} has no {type_} condition"
+        return found
 
     # -- the watch --------------------------------------------------------------------
 
