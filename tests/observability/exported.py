@@ -46,6 +46,9 @@ def labels_by_family() -> dict[str, set[str]]:
     metrics.record_expiry("node", "Delete")
     metrics.record_denials("ns", "node", 1)
     metrics.record_event_dropped("PolicyDenied")
+    metrics.record_pool("ns", "warm", ready=1, provisioning=0, claimed=0, target=1)
+    metrics.record_claim("node", 0.1)
+    metrics.record_fallback("node", "PoolEmpty")
     metrics.watch_caches({"gw": _Cache()})
     out: dict[str, set[str]] = {}
     for family in metrics.registry.collect():

@@ -3,6 +3,7 @@ it says; a fresh Metrics has a fresh registry."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from helmdeck_operator.gateway.client import CallRecord
@@ -96,6 +97,78 @@ def test_the_other_recorders() -> None:
     )
     assert (
         sample(metrics, "helmdeck_policy_denials_total", namespace="team-a", family="browser") == 3
+    )
+
+
+POOL_GAUGES = (
+    "helmdeck_pool_ready_sandboxes",
+    "helmdeck_pool_provisioning_sandboxes",
+    "helmdeck_pool_claimed_sandboxes",
+    "helmdeck_pool_target_sandboxes",
+)
+
+
+def test_record_pool_sets_the_four_gauges_of_each_pool() -> None:
+    metrics = Metrics()
+    metrics.record_pool("team-a", "warm", ready=3, provisioning=2, claimed=5, target=4)
+    metrics.record_pool("team-b", "warm", ready=0, provisioning=1, claimed=0, target=1)
+    values = [sample(metrics, name, namespace="team-a", pool="warm") for name in POOL_GAUGES]
+    assert values == [3, 2, 5, 4]
+    values = [sample(metrics, name, namespace="team-b", pool="warm") for name in POOL_GAUGES]
+    assert values == [0, 1, 0, 1]
+    # The next pass replaces the counts, it does not add to them.
+    metrics.record_pool("team-a", "warm", ready=4, provisioning=0, claimed=6, target=4)
+    values = [sample(metrics, name, namespace="team-a", pool="warm") for name in POOL_GAUGES]
+    assert values == [4, 0, 6, 4]
+    text = metrics.exposition().decode()
+    assert 'helmdeck_pool_ready_sandboxes{namespace="team-a",pool="warm"} 4.0' in text
+    assert 'helmdeck_pool_target_sandboxes{namespace="team-b",pool="warm"} 1.0' in text
+
+
+def test_forget_pool_removes_its_series_and_ignores_unknown_pools() -> None:
+    metrics = Metrics()
+    metrics.record_pool("team-a", "warm", ready=3, provisioning=2, claimed=5, target=4)
+    metrics.record_pool("team-a", "big", ready=1, provisioning=0, claimed=0, target=1)
+    metrics.forget_pool("team-a", "warm")
+    metrics.forget_pool("team-a", "never-seen")
+    for name in POOL_GAUGES:
+        assert sample(metrics, name, namespace="team-a", pool="warm") is None, name
+        assert sample(metrics, name, namespace="team-a", pool="big") is not None, name
+    text = metrics.exposition().decode()
+    assert 'pool="warm"' not in text
+    assert "# TYPE helmdeck_pool_ready_sandboxes gauge" in text  # the family stays
+
+
+def test_record_claim_observes_seconds_by_family() -> None:
+    metrics = Metrics()
+    metrics.record_claim("browser", 0.04)
+    metrics.record_claim("browser", 0.3)
+    metrics.record_claim("browser", -0.01)  # clock skew: clamped, not a negative sample
+    claim = "helmdeck_pool_claim_seconds"
+    assert sample(metrics, f"{claim}_count", family="browser") == 3
+    assert sample(metrics, f"{claim}_sum", family="browser") == pytest.approx(0.34)
+    assert sample(metrics, f"{claim}_bucket", family="browser", le="0.01") == 1
+    assert sample(metrics, f"{claim}_bucket", family="browser", le="0.05") == 2
+    assert sample(metrics, f"{claim}_bucket", family="browser", le="0.35") == 3
+    assert sample(metrics, f"{claim}_count", family="node") is None
+    assert 'helmdeck_pool_claim_seconds_bucket{family="browser",le="5.0"} 3.0' in (
+        metrics.exposition().decode()
+    )
+
+
+def test_record_fallback_counts_by_family_and_reason() -> None:
+    metrics = Metrics()
+    metrics.record_fallback("node", "PoolEmpty")
+    metrics.record_fallback("node", "PoolEmpty")
+    metrics.record_fallback("node", "PoolNotFound")
+    metrics.record_fallback("python", "PoolShapeMismatch")
+    fallbacks = "helmdeck_pool_fallbacks_total"
+    assert sample(metrics, fallbacks, family="node", reason="PoolEmpty") == 2
+    assert sample(metrics, fallbacks, family="node", reason="PoolNotFound") == 1
+    assert sample(metrics, fallbacks, family="python", reason="PoolShapeMismatch") == 1
+    assert sample(metrics, fallbacks, family="python", reason="PoolPolicyNotLive") is None
+    assert 'helmdeck_pool_fallbacks_total{family="node",reason="PoolEmpty"} 2.0' in (
+        metrics.exposition().decode()
     )
 
 

@@ -2,15 +2,16 @@
 
 One module so the whole metrics surface reads in one sitting (docs/metrics.md is its
 reference, and a test checks the two agree). Labels are bounded sets only: family, gateway
-(from configuration), phase, RPC, gRPC code, reason, namespace for denials; never a
-session or sandbox name. Metrics live in their own registry so tests get a fresh one.
+(from configuration), phase, RPC, gRPC code, reason, namespace for denials, namespace and
+name of a SessionPool (few objects, written by platform teams); never a session or sandbox
+name. Metrics live in their own registry so tests get a fresh one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -29,6 +30,8 @@ PROPAGATION_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 #: Seconds: a key's wait in the work queue, and one reconcile pass.
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: Seconds: a claim from a warm pool only binds a booted sandbox and loads its policy.
+CLAIM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 1, 2.5, 5)
 
 
 class GatewayView(Protocol):
@@ -114,6 +117,56 @@ class SessionGauge(Collector):
         yield gauge
 
 
+class PoolCounts(NamedTuple):
+    """A SessionPool's sandboxes, as its last pass counted them."""
+
+    ready: int
+    provisioning: int
+    claimed: int
+    target: int
+
+
+@dataclass(eq=False)  # registries key collectors by identity
+class PoolGauges(Collector):
+    """helmdeck_pool_{ready,provisioning,claimed,target}_sandboxes{namespace,pool}: computed
+    at scrape time from what each SessionPool's last pass counted, so a deleted pool simply
+    disappears."""
+
+    by_pool: dict[tuple[str, str], PoolCounts] = field(default_factory=dict)
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["namespace", "pool"]
+        ready = GaugeMetricFamily(
+            "helmdeck_pool_ready_sandboxes",
+            "Idle sandboxes of the pool, booted with its baseline policy, ready to be claimed.",
+            labels=labels,
+        )
+        provisioning = GaugeMetricFamily(
+            "helmdeck_pool_provisioning_sandboxes",
+            "Idle sandboxes of the pool still booting.",
+            labels=labels,
+        )
+        claimed = GaugeMetricFamily(
+            "helmdeck_pool_claimed_sandboxes",
+            "Sandboxes of the pool claimed by sessions.",
+            labels=labels,
+        )
+        target = GaugeMetricFamily(
+            "helmdeck_pool_target_sandboxes",
+            "Idle ready sandboxes the pool keeps (spec.replicas).",
+            labels=labels,
+        )
+        for (namespace, pool), counts in sorted(self.by_pool.items()):
+            ready.add_metric([namespace, pool], counts.ready)
+            provisioning.add_metric([namespace, pool], counts.provisioning)
+            claimed.add_metric([namespace, pool], counts.claimed)
+            target.add_metric([namespace, pool], counts.target)
+        yield ready
+        yield provisioning
+        yield claimed
+        yield target
+
+
 class Metrics:
     """The registry and a `record_*` method per thing worth counting."""
 
@@ -123,6 +176,8 @@ class Metrics:
         self.registry.register(self.sessions)
         self.gateways = GatewayGauges()
         self.registry.register(self.gateways)
+        self.pools = PoolGauges()
+        self.registry.register(self.pools)
         self.queue_depth = Gauge(
             "helmdeck_workqueue_depth",
             "Keys waiting in the reconcile work queue.",
@@ -206,6 +261,19 @@ class Metrics:
             ["namespace", "family"],
             registry=self.registry,
         )
+        self.pool_claim = Histogram(
+            "helmdeck_pool_claim_seconds",
+            "From a session asking its SessionPool for a sandbox to the session Ready.",
+            ["family"],
+            buckets=CLAIM_BUCKETS,
+            registry=self.registry,
+        )
+        self.pool_fallbacks = Counter(
+            "helmdeck_pool_fallbacks",
+            "Sessions that named a SessionPool and were created cold, by family and reason.",
+            ["family", "reason"],
+            registry=self.registry,
+        )
 
     # -- recorders ------------------------------------------------------------------------
     def queue_observer(self) -> QueueObserver:
@@ -246,6 +314,31 @@ class Metrics:
 
     def record_denials(self, namespace: str, family: str, count: int) -> None:
         self.denials.labels(namespace, family).inc(count)
+
+    def record_pool(
+        self, namespace: str, pool: str, *, ready: int, provisioning: int, claimed: int, target: int
+    ) -> None:
+        """What a SessionPool's pass counted: its idle sandboxes ready to claim and still
+        booting, those claimed by sessions, and the idle ready count it keeps (replicas).
+        Labelled by the pool's namespace and name: pools are few objects written by platform
+        teams, so these labels are bounded by the number of pools (unlike session names,
+        which never become labels)."""
+        self.pools.by_pool[namespace, pool] = PoolCounts(ready, provisioning, claimed, target)
+
+    def forget_pool(self, namespace: str, pool: str) -> None:
+        """The pool was deleted: its series leave the gauges (an unknown pool is ignored)."""
+        self.pools.by_pool.pop((namespace, pool), None)
+
+    def record_claim(self, family: str, seconds: float) -> None:
+        """From a session asking its pool for a sandbox to that session Ready (the policy
+        loaded), observed once per session claimed from a pool."""
+        self.pool_claim.labels(family).observe(max(seconds, 0.0))
+
+    def record_fallback(self, family: str, reason: str) -> None:
+        """A session that named a pool was created cold instead; `reason` is one of
+        PoolEmpty, PoolShapeMismatch, PoolPolicyNotLive, PoolNotFound. No pool label: a
+        PoolNotFound session names a pool that does not exist, chosen by its author."""
+        self.pool_fallbacks.labels(family, reason).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
