@@ -138,6 +138,9 @@ def _kind(crd: Mapping[str, Any]) -> list[str]:
         subresources = ", ".join(f"`{s}`" for s in version.get("subresources") or {})
         if subresources:
             lines.append(f"| subresources ({version['name']}) | {subresources} |")
+        scale = (version.get("subresources") or {}).get("scale")
+        if isinstance(scale, Mapping):
+            lines.append(f"| scale ({version['name']}) | {_scale(scale)} |")
     lines.append("")
     for version in versions:
         suffix = f" ({version['name']})" if len(versions) > 1 else ""
@@ -149,6 +152,15 @@ def _kind(crd: Mapping[str, Any]) -> list[str]:
         for path, node in _object_levels(schema, ""):
             lines.extend(_level(kind, path, node, suffix))
     return lines
+
+
+def _scale(scale: Mapping[str, Any]) -> str:
+    """The scale subresource's paths: what `kubectl scale` writes and an autoscaler reads."""
+    parts = [f"replicas {_code(str(scale['specReplicasPath']))}"]
+    parts.append(f"status {_code(str(scale['statusReplicasPath']))}")
+    if scale.get("labelSelectorPath"):
+        parts.append(f"selector {_code(str(scale['labelSelectorPath']))}")
+    return ", ".join(parts)
 
 
 def _printer_columns(kind: str, version: Mapping[str, Any], suffix: str) -> list[str]:

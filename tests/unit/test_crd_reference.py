@@ -113,6 +113,30 @@ def test_pipes_and_emphasis_cannot_break_a_table() -> None:
     assert crdref.render([crd]) == text
 
 
+def test_a_scale_subresource_shows_its_paths() -> None:
+    version = {
+        "name": "v1",
+        "served": True,
+        "storage": True,
+        "subresources": {
+            "status": {},
+            "scale": {"specReplicasPath": ".spec.n", "statusReplicasPath": ".status.n"},
+        },
+        "schema": {"openAPIV3Schema": {"type": "object"}},
+    }
+    crd = {
+        "spec": {
+            "group": "example.dev",
+            "scope": "Namespaced",
+            "names": {"kind": "Thing", "plural": "things", "singular": "thing"},
+            "versions": [version],
+        }
+    }
+    text = crdref.render([crd])
+    assert "| subresources (v1) | `status`, `scale` |" in text
+    assert "| scale (v1) | replicas `.spec.n`, status `.status.n` |" in text
+
+
 def test_check_fails_on_a_stale_page_and_passes_once_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
