@@ -1,6 +1,6 @@
 """The CRD reference page, generated from `crds/*.yaml` so it cannot drift from the schemas.
 
-`crds/` is the single source of truth for both APIs; hand-written field tables drift from it
+`crds/` is the single source of truth for the APIs; hand-written field tables drift from it
 the first time someone adds a field. So `render` turns the CRD documents into Markdown (per
 kind: identity, printer columns, then one table per object level with every field's type,
 requiredness, default, bounds and description, followed by its CEL rules and their

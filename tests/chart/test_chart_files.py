@@ -18,7 +18,11 @@ POLICIES = sorted(p.name for p in (REPO_ROOT / "policies").glob("*.yaml"))
 
 
 def test_the_chart_carries_exactly_the_crds_and_policies() -> None:
-    assert CRDS == ["helmdecksessions.helmdeck.dev.yaml", "sidecarpolicies.helmdeck.dev.yaml"]
+    assert CRDS == [
+        "helmdecksessions.helmdeck.dev.yaml",
+        "sessionpools.helmdeck.dev.yaml",
+        "sidecarpolicies.helmdeck.dev.yaml",
+    ]
     assert POLICIES == ["browser.yaml", "node.yaml", "python.yaml", "vision.yaml"]
     assert sorted(p.name for p in (CHART / "crds").iterdir()) == CRDS
     assert sorted(p.name for p in (CHART / "files" / "policies").iterdir()) == POLICIES

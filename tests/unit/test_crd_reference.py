@@ -54,6 +54,8 @@ def test_cel_rules_appear_with_their_messages(page: str) -> None:
     assert "set exactly one of port or ports" in page
     # A rule with a fieldPath names where the apiserver reports it.
     assert "`spec` (reported at `spec.gateway`)" in page
+    assert "`spec` (reported at `spec.poolRef`)" in page
+    assert "family is immutable; delete the pool and create a new one" in page
     # A messageExpression is shown as the expression it is.
     assert 'computed: `"host " + self + " may use a wildcard' in page
 
@@ -64,11 +66,30 @@ def test_identity_and_printer_columns(page: str) -> None:
     assert "| categories | `helmdeck` |" in page
     assert "| Policy-Ver | integer | `.status.policy.gatewayVersion` | always |" in page
     assert "| Revision | string | `.status.revision` | wide |" in page
+    assert "## SessionPool" in page
+    assert "| short names | `hdp` |" in page
+    assert "| subresources (v1alpha1) | `status`, `scale` |" in page
+    assert (
+        "| scale (v1alpha1) | replicas `.spec.replicas`, status `.status.replicas`, "
+        "selector `.status.selector` |"
+    ) in page
+    assert "| Desired | integer | `.spec.replicas` | always |" in page
+    assert "| Pool | string | `.status.pool.name` | wide |" in page
+
+
+def test_every_kind_is_on_the_page(crds: list[dict[str, Any]], page: str) -> None:
+    kinds = sorted(str(crd["spec"]["names"]["kind"]) for crd in crds)
+    assert kinds == ["HelmdeckSession", "SessionPool", "SidecarPolicy"]
+    for kind in kinds:
+        assert f"- [{kind}](#{kind.lower()})" in page
+        assert f"## {kind}\n" in page
 
 
 def test_defaults_and_enums(page: str) -> None:
     assert "| `spec.staticChanges` | string |  | `Reject` | one of `Reject`, `Recreate` |" in page
     assert "| `spec.suspend` | boolean |  | `false` |" in page
+    assert "| `spec.replicas` | integer |  | `1` | min 0; max 1000 |" in page
+    assert "| `spec.maxProvisioning` | integer |  | `10` | min 1; max 100 |" in page
 
 
 def test_pipes_and_emphasis_cannot_break_a_table() -> None:

@@ -24,9 +24,10 @@ def crd(request: pytest.FixtureRequest) -> dict[str, Any]:
     return load(request.param)
 
 
-def test_both_kinds_are_defined() -> None:
+def test_the_three_kinds_are_defined() -> None:
     assert [load(p)["spec"]["names"]["kind"] for p in CRD_FILES] == [
         "HelmdeckSession",
+        "SessionPool",
         "SidecarPolicy",
     ]
 
@@ -42,7 +43,15 @@ def test_identity_and_discovery(crd: dict[str, Any]) -> None:
     assert version["name"] == "v1alpha1"
     assert version["served"] is True
     assert version["storage"] is True
-    assert version["subresources"] == {"status": {}}
+    subresources = dict(version["subresources"])
+    if spec["names"]["kind"] == "SessionPool":
+        # kubectl scale, HorizontalPodAutoscaler and KEDA: replicas and a selector string.
+        assert subresources.pop("scale") == {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        }
+    assert subresources == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns[-1] == "Age"
 
@@ -76,3 +85,80 @@ def test_conditions_follow_the_kubernetes_convention(crd: dict[str, Any]) -> Non
     item = conditions["items"]
     assert set(item["required"]) == {"type", "status", "lastTransitionTime", "reason", "message"}
     assert "observedGeneration" in item["properties"]
+
+
+def _schema(plural: str) -> dict[str, Any]:
+    schema: dict[str, Any] = load(CRD_DIR / f"{plural}.helmdeck.dev.yaml")["spec"]["versions"][0][
+        "schema"
+    ]["openAPIV3Schema"]
+    return schema
+
+
+def _without_descriptions(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_descriptions(v) for k, v in node.items() if k != "description"}
+    if isinstance(node, list):
+        return [_without_descriptions(v) for v in node]
+    return node
+
+
+#: The sandbox-shape fields a SessionPool's template restates from a HelmdeckSession spec.
+SHAPE_FIELDS = ["image", "command", "resources", "env", "providers"]
+
+
+def test_the_pool_template_is_exactly_the_sessions_sandbox_shape() -> None:
+    """A pool sandbox serves a session only if their shapes are equal, so the template must
+    accept exactly what a session accepts: same fields, schemas, rules and messages."""
+    session = _schema("helmdecksessions")["properties"]["spec"]["properties"]
+    template = _schema("sessionpools")["properties"]["spec"]["properties"]["template"]
+    assert list(template["properties"]) == SHAPE_FIELDS
+    for name in SHAPE_FIELDS:
+        assert template["properties"][name] == session[name], name
+    assert "required" not in template
+
+
+def test_references_share_the_policy_refs_schema() -> None:
+    session = _schema("helmdecksessions")["properties"]["spec"]["properties"]
+    pool = _schema("sessionpools")["properties"]["spec"]["properties"]
+    policy_ref = _without_descriptions(session["policyRef"])
+    assert _without_descriptions(session["poolRef"]) == policy_ref
+    assert _without_descriptions(pool["baselinePolicyRef"]) == policy_ref
+    assert _without_descriptions(pool["gateway"]) == _without_descriptions(session["gateway"])
+
+
+def test_pool_and_session_conditions_share_one_schema() -> None:
+    def conditions(plural: str) -> Any:
+        status = _schema(plural)["properties"]["status"]["properties"]
+        return _without_descriptions(status["conditions"])
+
+    assert conditions("sessionpools") == conditions("helmdecksessions")
+
+
+@pytest.mark.parametrize(
+    ("plural", "field"),
+    [("helmdecksessions", "gateway"), ("helmdecksessions", "poolRef"), ("sessionpools", "gateway")],
+)
+def test_added_or_removed_or_changed_is_refused_for_immutable_refs(plural: str, field: str) -> None:
+    spec = _schema(plural)["properties"]["spec"]
+    rules = [r for r in spec["x-kubernetes-validations"] if r.get("fieldPath") == f".{field}"]
+    assert len(rules) == 1, rules
+    (rule,) = rules
+    assert rule["rule"].startswith(f"has(self.{field}) == has(oldSelf.{field}) && ")
+    assert rule["message"].startswith(f"{field} is immutable; delete the ")
+    assert rule["reason"] == "FieldValueForbidden"
+
+
+def test_pool_bounds_and_defaults() -> None:
+    spec = _schema("sessionpools")["properties"]["spec"]
+    assert spec["required"] == ["family"]
+    replicas, provisioning = spec["properties"]["replicas"], spec["properties"]["maxProvisioning"]
+    assert (replicas["default"], replicas["minimum"], replicas["maximum"]) == (1, 0, 1000)
+    assert (provisioning["default"], provisioning["minimum"], provisioning["maximum"]) == (
+        10,
+        1,
+        100,
+    )
+    claims = _schema("sessionpools")["properties"]["status"]["properties"]["claims"]
+    assert claims["x-kubernetes-list-type"] == "map"
+    assert claims["x-kubernetes-list-map-keys"] == ["sandbox"]
+    assert set(claims["items"]["required"]) == {"sandbox", "uid"}
