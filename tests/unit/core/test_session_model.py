@@ -68,9 +68,9 @@ def test_session_spec_and_crd_agree_on_names_types_enums_and_defaults(
         (
             lambda s: s["properties"].update(priority={"type": "integer"}),
             "spec: fields ['command', 'env', 'family', 'gateway', 'image', 'lifetime', "
-            "'policyRef', 'priority', 'providers', 'resources', 'suspend'] != ['command', 'env', "
-            "'family', 'gateway', 'image', 'lifetime', 'policyRef', 'providers', 'resources', "
-            "'suspend']",
+            "'policyRef', 'poolRef', 'priority', 'providers', 'resources', 'suspend'] != "
+            "['command', 'env', 'family', 'gateway', 'image', 'lifetime', 'policyRef', "
+            "'poolRef', 'providers', 'resources', 'suspend']",
         ),
         (
             lambda s: s["properties"]["env"]["items"]["properties"]["name"].update(type="integer"),
