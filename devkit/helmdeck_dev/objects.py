@@ -1,10 +1,11 @@
-"""Builders and accessors for HelmdeckSession and SidecarPolicy objects in tests and demos."""
+"""Builders and accessors for HelmdeckSession, SessionPool and SidecarPolicy objects in tests
+and demos."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["condition", "phase", "policy", "session"]
+__all__ = ["condition", "phase", "policy", "pool", "session"]
 
 
 def session(name: str, family: str = "browser", **spec: Any) -> dict[str, Any]:
@@ -22,6 +23,15 @@ def policy(name: str, **spec: Any) -> dict[str, Any]:
         "kind": "SidecarPolicy",
         "metadata": {"name": name},
         "spec": spec,
+    }
+
+
+def pool(name: str, family: str = "browser", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "helmdeck.dev/v1alpha1",
+        "kind": "SessionPool",
+        "metadata": {"name": name},
+        "spec": {"family": family, **spec},
     }
 
 

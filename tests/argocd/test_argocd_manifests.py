@@ -77,7 +77,7 @@ def test_the_sessions_application_points_at_manifests_of_our_kinds_only() -> Non
     assert source["directory"]["recurse"] is True
     manifests = sorted((REPO_ROOT / source["path"]).rglob(source["directory"]["include"]))
     kinds = {load(path)["kind"] for path in manifests}
-    assert kinds == {"HelmdeckSession", "SidecarPolicy"}
+    assert kinds == {"HelmdeckSession", "SessionPool", "SidecarPolicy"}
     assert all(load(path)["apiVersion"] == "helmdeck.dev/v1alpha1" for path in manifests)
     options = set(app["spec"]["syncPolicy"]["syncOptions"])
     assert {"ServerSideApply=true", "SkipDryRunOnMissingResource=true"} <= options
