@@ -17,7 +17,7 @@ from this repository but these files. Options:
                              check that no helmdeck object or RBAC rule is left
   --release-namespace NS     the release's namespace (default helmdeck-system)
   --helm PATH                the helm binary (default: `helm` on PATH)
-  --delete-crds              with --uninstall: also delete the two CRDs (helm keeps CRDs
+  --delete-crds              with --uninstall: also delete the three CRDs (helm keeps CRDs
                              on uninstall) and check they are gone
   --local-state FILE         written by e2e/run_local.py (`make e2e`): the operator runs out
                              of cluster, started and restarted by the suite (RBAC test)

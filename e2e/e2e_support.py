@@ -14,7 +14,11 @@ from typing import Any
 from urllib.request import urlopen
 
 API = "helmdeck.dev/v1alpha1"
-CRDS = ("helmdecksessions.helmdeck.dev", "sidecarpolicies.helmdeck.dev")
+CRDS = (
+    "helmdecksessions.helmdeck.dev",
+    "sessionpools.helmdeck.dev",
+    "sidecarpolicies.helmdeck.dev",
+)
 #: Label put on everything the suite creates, so a failed run can be cleaned up by hand:
 #: kubectl delete ns -l helmdeck.dev/e2e=true
 E2E_LABEL = "helmdeck.dev/e2e"

@@ -227,7 +227,8 @@ def main() -> int:
         )
         waited = plane.kubectl(
             "wait", "--for=condition=Established", "--timeout=60s",
-            "crd/helmdecksessions.helmdeck.dev", "crd/sidecarpolicies.helmdeck.dev",
+            "crd/helmdecksessions.helmdeck.dev", "crd/sessionpools.helmdeck.dev",
+            "crd/sidecarpolicies.helmdeck.dev",
         )  # fmt: skip
         if waited.returncode != 0:
             raise SystemExit(f"CRDs not established: {waited.stderr}")

@@ -63,12 +63,13 @@ def test_helm_uninstall_leaves_nothing_behind(
         pytest.skip("pass --uninstall RELEASE to uninstall the operator at the end")
     ns = pytestconfig.getoption("release_namespace")
 
-    # Sessions hold a finalizer only the operator removes: uninstalling under them would
-    # leave them stuck in Terminating. The suite deletes its own; refuse if others exist.
-    left = kubectl.json("get", "helmdecksessions", "--all-namespaces")["items"]
-    assert not left, "delete every HelmdeckSession before uninstalling: " + ", ".join(
-        f"{s['metadata']['namespace']}/{s['metadata']['name']}" for s in left
-    )
+    # Sessions and pools hold a finalizer only the operator removes: uninstalling under them
+    # would leave them stuck in Terminating. The suite deletes its own; refuse if others exist.
+    for kind, name in (("helmdecksessions", "HelmdeckSession"), ("sessionpools", "SessionPool")):
+        left = kubectl.json("get", kind, "--all-namespaces")["items"]
+        assert not left, f"delete every {name} before uninstalling: " + ", ".join(
+            f"{s['metadata']['namespace']}/{s['metadata']['name']}" for s in left
+        )
 
     objects = release_objects(helm(pytestconfig, "get", "manifest", release, "-n", ns))
     assert objects, f"release {release} has no objects"
@@ -103,7 +104,7 @@ def test_helm_uninstall_leaves_nothing_behind(
             holder = (lease.get("spec") or {}).get("holderIdentity")
             assert not holder, f"Lease {lease['metadata']['name']} still held by {holder}"
 
-    for kind in ("helmdecksessions", "sidecarpolicies"):
+    for kind in ("helmdecksessions", "sessionpools", "sidecarpolicies"):
         assert not kubectl.json("get", kind, "--all-namespaces")["items"], kind
 
     if pytestconfig.getoption("delete_crds"):

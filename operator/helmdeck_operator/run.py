@@ -32,6 +32,11 @@ PERMISSIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("patch", "helmdeck.dev", "helmdecksessions", None),
     ("delete", "helmdeck.dev", "helmdecksessions", None),
     ("patch", "helmdeck.dev", "helmdecksessions", "status"),
+    ("get", "helmdeck.dev", "sessionpools", None),
+    ("list", "helmdeck.dev", "sessionpools", None),
+    ("watch", "helmdeck.dev", "sessionpools", None),
+    ("patch", "helmdeck.dev", "sessionpools", None),
+    ("patch", "helmdeck.dev", "sessionpools", "status"),
     ("list", "helmdeck.dev", "sidecarpolicies", None),
     ("watch", "helmdeck.dev", "sidecarpolicies", None),
     ("patch", "helmdeck.dev", "sidecarpolicies", None),
@@ -39,7 +44,11 @@ PERMISSIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("create", "", "events", None),
     ("patch", "", "events", None),
 )
-CRDS = ("helmdecksessions.helmdeck.dev", "sidecarpolicies.helmdeck.dev")
+CRDS = (
+    "helmdecksessions.helmdeck.dev",
+    "sessionpools.helmdeck.dev",
+    "sidecarpolicies.helmdeck.dev",
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -125,6 +125,9 @@ def test_namespaced_rbac_grants_exactly_the_operators_permissions(
             ("create", "helmdecksessions.helmdeck.dev"),
             ("update", "helmdecksessions.helmdeck.dev"),
             ("delete", "sidecarpolicies.helmdeck.dev"),
+            ("create", "sessionpools.helmdeck.dev"),  # pools are the user's
+            ("update", "sessionpools.helmdeck.dev"),
+            ("delete", "sessionpools.helmdeck.dev"),
             ("update", "events"),
             ("delete", "events"),
             ("get", "secrets"),
@@ -141,9 +144,10 @@ def test_namespaced_rbac_grants_exactly_the_operators_permissions(
             assert not _can_i(cluster, account, verb, lease, "-n", watched)
         assert _can_i(cluster, account, "create", "leases.coordination.k8s.io", "-n", namespace)
         assert not _can_i(cluster, account, "delete", lease, "-n", namespace)
-        # `check`: its two CRDs, nothing else cluster-scoped.
+        # `check`: its three CRDs, nothing else cluster-scoped.
         crds = "customresourcedefinitions.apiextensions.k8s.io"
         assert _can_i(cluster, account, "get", f"{crds}/helmdecksessions.helmdeck.dev")
+        assert _can_i(cluster, account, "get", f"{crds}/sessionpools.helmdeck.dev")
         assert _can_i(cluster, account, "get", f"{crds}/sidecarpolicies.helmdeck.dev")
         assert not _can_i(cluster, account, "get", f"{crds}/servicemonitors.monitoring.coreos.com")
         assert not _can_i(cluster, account, "list", crds)
@@ -161,4 +165,17 @@ def test_cluster_rbac_grants_the_operators_permissions_everywhere(
             assert not _can_i(
                 cluster, account, verb, "sidecarpolicies.helmdeck.dev", "--all-namespaces"
             ), f"{verb} sidecarpolicies"
+        for verb in ("create", "update", "delete"):
+            assert not _can_i(
+                cluster, account, verb, "sessionpools.helmdeck.dev", "--all-namespaces"
+            ), f"{verb} sessionpools"
+        # The scale subresource is for users and autoscalers, not the operator.
+        assert not _can_i(
+            cluster,
+            account,
+            "patch",
+            "sessionpools.helmdeck.dev",
+            "--subresource=scale",
+            "--all-namespaces",
+        )
         assert not _can_i(cluster, account, "get", "secrets", "--all-namespaces")

@@ -25,6 +25,11 @@ RULES: frozenset[Triple] = frozenset(
         ("helmdeck.dev", "helmdecksessions", "patch"),  # the operator's finalizer, on and off
         ("helmdeck.dev", "helmdecksessions", "delete"),  # lifetime.onExpiry: Delete
         ("helmdeck.dev", "helmdecksessions/status", "patch"),  # status
+        ("helmdeck.dev", "sessionpools", "get"),  # orphan sweep: does the pool still exist?
+        ("helmdeck.dev", "sessionpools", "list"),  # kopf: initial listing
+        ("helmdeck.dev", "sessionpools", "watch"),  # kopf: changes
+        ("helmdeck.dev", "sessionpools", "patch"),  # the operator's finalizer, on and off
+        ("helmdeck.dev", "sessionpools/status", "patch"),  # counts, claims, conditions
         ("helmdeck.dev", "sidecarpolicies", "list"),  # kopf: initial listing
         ("helmdeck.dev", "sidecarpolicies", "watch"),  # kopf: changes
         ("helmdeck.dev", "sidecarpolicies", "patch"),  # release a finalizer of old versions
@@ -43,7 +48,7 @@ LEASE_RULES = [
         "verbs": ["get", "update"],
     },
 ]
-#: `check`: its own two CRDs, by name.
+#: `check`: its own three CRDs, by name.
 CRD_RULES = [
     {
         "apiGroups": ["apiextensions.k8s.io"],
