@@ -26,6 +26,7 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def test_the_cm_patch_embeds_exactly_the_lua_files() -> None:
+    """One check per kind of crds/, each embedded verbatim."""
     patch = load(ARGOCD_DIR / "argocd-cm-patch.yaml")
 
     assert (patch["apiVersion"], patch["kind"]) == ("v1", "ConfigMap")
@@ -35,7 +36,11 @@ def test_the_cm_patch_embeds_exactly_the_lua_files() -> None:
     assert (
         set(embedded)
         == set(files)
-        == {"helmdeck.dev_HelmdeckSession", "helmdeck.dev_SidecarPolicy"}
+        == {
+            "helmdeck.dev_HelmdeckSession",
+            "helmdeck.dev_SessionPool",
+            "helmdeck.dev_SidecarPolicy",
+        }
     )
     for name, body in files.items():
         assert embedded[name] == body, f"{name}: run `python hack/gen-argocd-cm-patch.py`"
@@ -83,7 +88,7 @@ def test_the_sessions_application_points_at_manifests_of_our_kinds_only() -> Non
     assert {"ServerSideApply=true", "SkipDryRunOnMissingResource=true"} <= options
 
 
-@pytest.mark.parametrize("kind", ["HelmdeckSession", "SidecarPolicy"])
+@pytest.mark.parametrize("kind", ["HelmdeckSession", "SessionPool", "SidecarPolicy"])
 def test_the_harness_refuses_what_argo_cd_does_not_provide(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

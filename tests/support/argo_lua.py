@@ -42,7 +42,8 @@ def script_path(kind: str) -> Path:
 
 
 def assess(obj: dict[str, Any]) -> Health:
-    """The health Argo CD would report for `obj` (a HelmdeckSession or SidecarPolicy)."""
+    """The health Argo CD would report for `obj` (a HelmdeckSession, SessionPool or
+    SidecarPolicy)."""
     runtime = lua51.LuaRuntime(register_eval=False, register_builtins=False)
     # Strings lose their methods, then the libraries Argo CD does not open go.
     runtime.execute('debug.setmetatable("", nil)')
