@@ -34,6 +34,7 @@ from helmdeck_operator.kube import KubeError
 from helmdeck_operator.ratelimit import TokenBucket
 from helmdeck_operator.reconcile.denials import DenialPoller
 from helmdeck_operator.reconcile.policy import reconcile_policy
+from helmdeck_operator.reconcile.pool import reconcile_pool
 from helmdeck_operator.reconcile.session import Outcome, reconcile_session
 from helmdeck_operator.reconcile.sweep import sweep_orphans
 from helmdeck_operator.runtime import Key, Kind, Runtime, policy_ref
@@ -98,6 +99,9 @@ class Controller:
             rt.queue.add_after(Key(Kind.POLICY, key.namespace, str(name)), POLICY_STATUS_DELAY_S)
         if deleted:
             rt.forget(key, meta.get("uid"))
+            pool = ((body.get("spec") or {}).get("poolRef") or {}).get("name")
+            if pool:
+                rt.queue.add(Key(Kind.POOL, key.namespace, str(pool)))  # its claim may go
         elif not rt.own_event(key, str(meta.get("resourceVersion", ""))):
             rt.queue.add(key)
 
@@ -108,6 +112,21 @@ class Controller:
         if type_ == "DELETED":
             rt.queue.add(key)  # its pass wakes the bound sessions
             rt.written.pop(key, None)
+            return
+        if not rt.own_event(key, str(meta.get("resourceVersion", ""))):
+            rt.queue.add(key)
+            for pool in rt.store.pools_on(key.namespace, key.name):
+                rt.queue.add(Key(Kind.POOL, key.namespace, pool))  # their baseline
+
+    def on_pool_event(self, type_: str | None, body: Mapping[str, Any]) -> None:
+        rt = self.rt
+        meta = body["metadata"]
+        key = Key(Kind.POOL, meta["namespace"], meta["name"])
+        if type_ == "DELETED":
+            rt.forget(key, None)
+            rt.metrics.forget_pool(key.namespace, key.name)
+            for _, request, _ in rt.pools.waiting((key.namespace, key.name)):
+                rt.queue.add(Key(Kind.SESSION, key.namespace, request.session))
             return
         if not rt.own_event(key, str(meta.get("resourceVersion", ""))):
             rt.queue.add(key)
@@ -156,6 +175,8 @@ class Controller:
     async def _process(self, key: Key) -> Outcome:
         if key.kind is Kind.SESSION:
             return await reconcile_session(self.rt, key)
+        if key.kind is Kind.POOL:
+            return await reconcile_pool(self.rt, key)
         return await reconcile_policy(self.rt, key)
 
     def _apply(self, key: Key, outcome: Outcome) -> None:

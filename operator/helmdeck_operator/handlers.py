@@ -1,7 +1,7 @@
 """The kopf wiring: watches, indexes, and the start and stop of the controller.
 
-kopf does what it does best: it logs in, lists and watches both kinds (re-listing when a
-watch expires), keeps two in-memory indexes current (sessions and policies by name), and
+kopf does what it does best: it logs in, lists and watches the three kinds (re-listing when a
+watch expires), keeps three in-memory indexes current (sessions, policies and pools by name), and
 guarantees no handler runs before the indexes hold every object. Every watch event is
 handed to the controller, which only queues a key. Every handler is a coroutine: kopf
 runs plain functions in a thread pool, which costs a thread hop per event and would touch
@@ -25,7 +25,7 @@ import kopf
 
 from helmdeck_operator import API_GROUP, API_VERSION
 from helmdeck_operator.controller import Controller
-from helmdeck_operator.kube import POLICIES, SESSIONS, Kube
+from helmdeck_operator.kube import POLICIES, POOLS, SESSIONS, Kube
 from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.runtime import Runtime
 
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 _SESSION = (API_GROUP, API_VERSION, SESSIONS)
 _POLICY = (API_GROUP, API_VERSION, POLICIES)
+_POOL = (API_GROUP, API_VERSION, POOLS)
 #: kopf's own finalizer name. kopf removes *its* finalizer from objects when no handler
 #: needs one, so it must never be ours (helmdeck.dev/sandbox-cleanup); no handler here
 #: needs one, so kopf never adds it.
@@ -145,6 +146,10 @@ def build_registry() -> kopf.OperatorRegistry:
     async def policy_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> object:
         return {(namespace, name): trimmed(body)}
 
+    @kopf.index(*_POOL, registry=registry, id="pool_bodies")
+    async def pool_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> object:
+        return {(namespace, name): trimmed(body)}
+
     @kopf.on.event(*_SESSION, registry=registry, id="session_event")
     async def session_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo.controller.on_session_event(type, body)
@@ -152,5 +157,9 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.event(*_POLICY, registry=registry, id="policy_event")
     async def policy_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo.controller.on_policy_event(type, body)
+
+    @kopf.on.event(*_POOL, registry=registry, id="pool_event")
+    async def pool_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+        memo.controller.on_pool_event(type, body)
 
     return registry

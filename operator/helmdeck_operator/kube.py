@@ -45,6 +45,7 @@ from helmdeck_operator.ratelimit import TokenBucket
 __all__ = [
     "CONNECTIONS",
     "POLICIES",
+    "POOLS",
     "SESSIONS",
     "Kube",
     "KubeConflict",
@@ -56,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 SESSIONS = "helmdecksessions"
 POLICIES = "sidecarpolicies"
+POOLS = "sessionpools"
 #: The operator's name in managedFields.
 FIELD_MANAGER = "helmdeck-operator"
 #: Seconds a single API call may take (lightkube's default too).
@@ -208,14 +210,25 @@ class Kube:
         return None
 
     async def patch_status(
-        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> str | None:
-        """Merge-patch `status`; the new resourceVersion, or None when the object is gone."""
+        """Merge-patch `status`; the new resourceVersion, or None when the object is gone.
+        With `resource_version`, only if the object is still at it (KubeConflict otherwise):
+        a compare-and-set."""
+        patch: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            patch["metadata"] = {"resourceVersion": resource_version}
         obj = await self._call(
             f"patching {plural}/{namespace}/{name} status",
             "PATCH",
             _path(plural, namespace, name, "/status"),
-            {"status": dict(status)},
+            patch,
             content_type=_MERGE,
             missing_ok=True,
         )

@@ -5,8 +5,9 @@ a gateway client and a `SandboxCache` per configured gateway with its bound on c
 mutations, the work queue, the Event recorder, read access to kopf's indexes (the stores
 of sessions and policies), translated policies and the memos that spare repeated work
 (translations by policy generation, baseline policies by revision, live-change
-classifications by revision pair), and the rollout slots of Recreate policies. Nothing here
-decides anything; it holds, looks up and hands out.
+classifications by revision pair), the rollout slots of Recreate policies, and the requests
+sessions have made of their pools. Nothing here decides anything; it holds, looks up and
+hands out.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ import yaml
 
 from helmdeck_operator import API_GROUP, API_VERSION
 from helmdeck_operator.config import FAMILIES, Family, OperatorConfig
-from helmdeck_operator.core.naming import LABEL_MANAGED_BY, session_of
+from helmdeck_operator.core.naming import LABEL_MANAGED_BY, pool_of, session_of
 from helmdeck_operator.core.plan import DesiredPolicy, EventSpec, PolicyProblem
 from helmdeck_operator.core.policy_status import SessionPolicy, session_policy
+from helmdeck_operator.core.pool import Claim, ClaimRequest, Refusal, claims_of
 from helmdeck_operator.desired import desired_policy, resolve
 from helmdeck_operator.events import EventRecorder, ObjectRef
 from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.client import GatewayClient
-from helmdeck_operator.kube import POLICIES, SESSIONS, Kube
+from helmdeck_operator.kube import POLICIES, POOLS, SESSIONS, Kube
 from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.policy.change import ChangeClass
 from helmdeck_operator.policy.classify import classify_change
@@ -40,10 +42,13 @@ from helmdeck_operator.sandbox_cache import SandboxCache
 from helmdeck_operator.workqueue import Backoff, WorkQueue
 
 __all__ = [
+    "PLURALS",
     "Cache",
+    "ClaimIndex",
     "Key",
     "Kind",
     "OwnWrites",
+    "PoolDesk",
     "RolloutSlots",
     "Runtime",
     "Stores",
@@ -65,6 +70,11 @@ DERIVED_SIZE = 20000
 class Kind(StrEnum):
     SESSION = "HelmdeckSession"
     POLICY = "SidecarPolicy"
+    POOL = "SessionPool"
+
+
+#: The plural of each kind, for the API paths.
+PLURALS = {Kind.SESSION: SESSIONS, Kind.POLICY: POLICIES, Kind.POOL: POOLS}
 
 
 class Key(NamedTuple):
@@ -91,13 +101,20 @@ Cache = SandboxCache[Key]
 """A gateway's sandbox cache, keyed by the sessions' reconcile keys."""
 
 
-def load_family_policy(family: Family, path: Path) -> DesiredPolicy:
-    """The family default: a SidecarPolicy manifest file, translated once at start-up."""
+def load_family_policy(family: Family, path: Path, *, network: bool = True) -> DesiredPolicy:
+    """The family default: a SidecarPolicy manifest file, translated once at start-up.
+    Without `network`: the same policy with no network rule, which allows no egress at
+    all: what a pool's idle sandboxes run unless the pool names a baseline (any policy
+    that keeps its filesystem, landlock and process settings is a live change from it)."""
     manifest = yaml.safe_load(path.read_text())
     if not isinstance(manifest, dict) or manifest.get("kind") != "SidecarPolicy":
         raise ValueError("not a SidecarPolicy manifest")
     name = (manifest.get("metadata") or {}).get("name") or f"helmdeck-default-{family}"
-    return desired_policy(name, manifest.get("spec") or {})
+    spec = dict(manifest.get("spec") or {})
+    if not network:
+        spec.pop("network", None)
+        name = f"{name}-baseline"
+    return desired_policy(name, spec)
 
 
 K = TypeVar("K", bound=Hashable)
@@ -154,6 +171,70 @@ class RolloutSlots:
         return woken
 
 
+@dataclass(frozen=True)
+class ClaimIndex:
+    """A pool's recorded claims, looked up by sandbox and by session UID."""
+
+    by_sandbox: Mapping[str, Claim]
+    by_uid: Mapping[str, Claim]
+
+    @classmethod
+    def of(cls, claims: Iterable[Claim]) -> ClaimIndex:
+        listed = list(claims)
+        return cls({c.sandbox: c for c in listed}, {c.uid: c for c in listed})
+
+
+_NO_CLAIMS = ClaimIndex({}, {})
+
+
+@dataclass
+class PoolDesk:
+    """Sessions waiting for their pool's answer, and the answers not yet recorded.
+
+    In memory on purpose: a session records its pool's answer in its own status (a claim is
+    in the pool's status first), so after a restart a session that had no answer just asks
+    again."""
+
+    requests: dict[tuple[str, str], dict[str, tuple[Key, ClaimRequest, DesiredPolicy]]] = field(
+        default_factory=dict
+    )
+    """Per pool (namespace, name): the waiting sessions by UID, oldest request first, with
+    the policy each one will run (whether it is live from the baseline is the pool's to
+    say)."""
+    refusals: dict[str, Refusal] = field(default_factory=dict)
+    """Per session UID: a cold-create answer its session has not recorded yet."""
+    asked_at: dict[str, float] = field(default_factory=dict)
+    """Per session UID: when (monotonic) it first asked, for the claim latency."""
+
+    def ask(
+        self,
+        pool: tuple[str, str],
+        key: Key,
+        request: ClaimRequest,
+        desired: DesiredPolicy,
+        now: float,
+    ) -> None:
+        self.requests.setdefault(pool, {})[request.uid] = (key, request, desired)
+        self.asked_at.setdefault(request.uid, now)
+
+    def waiting(self, pool: tuple[str, str]) -> list[tuple[Key, ClaimRequest, DesiredPolicy]]:
+        return list(self.requests.get(pool, {}).values())
+
+    def answered(self, pool: tuple[str, str], uids: Iterable[str]) -> None:
+        waiting = self.requests.get(pool, {})
+        for uid in uids:
+            waiting.pop(uid, None)
+        if not waiting:
+            self.requests.pop(pool, None)
+
+    def forget(self, uid: str) -> None:
+        """The session recorded its answer (or is gone)."""
+        self.refusals.pop(uid, None)
+        self.asked_at.pop(uid, None)
+        for waiting in self.requests.values():
+            waiting.pop(uid, None)
+
+
 class Stores:
     """Read access to kopf's indexes: the operator's in-memory view of its objects.
 
@@ -169,6 +250,7 @@ class Stores:
     def __init__(self, indices: Mapping[str, Any]) -> None:
         self._sessions = indices["session_bodies"]
         self._policies = indices["policy_bodies"]
+        self._pools = indices["pool_bodies"]
         self._reference: dict[tuple[str, str], tuple[str, SessionPolicy]] = {}
         self._bound: dict[tuple[str, str], set[str]] = {}
         self._tallies: dict[tuple[str, str], Counter[SessionPolicy]] = {}
@@ -186,6 +268,27 @@ class Stores:
 
     def policy(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._one(self._policies.get((namespace, name), ()))
+
+    def pool(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._one(self._pools.get((namespace, name), ()))
+
+    def pools_on(self, namespace: str, policy: str) -> list[str]:
+        """The pools whose baselinePolicyRef names `policy` (pools are few: a scan)."""
+        return [
+            name
+            for (where, name), store in list(self._pools.items())
+            if where == namespace
+            and (body := self._one(store)) is not None
+            and ((body.get("spec") or {}).get("baselinePolicyRef") or {}).get("name") == policy
+        ]
+
+    def sessions_in(self, namespace: str) -> list[dict[str, Any]]:
+        """Every session of a namespace (a scan: for the rare questions no index answers)."""
+        return [
+            body
+            for (where, _), store in list(self._sessions.items())
+            if where == namespace and (body := self._one(store)) is not None
+        ]
 
     def bound_names(self, namespace: str, policy: str) -> list[str]:
         """The names of the sessions whose spec.policyRef names `policy`, sorted."""
@@ -249,12 +352,15 @@ class Runtime:
     gateways: dict[str, GatewayClient]
     caches: dict[str, Cache]
     family_policies: dict[Family, DesiredPolicy]
+    pool_baselines: dict[Family, DesiredPolicy]
+    """Per family: what a pool's idle sandboxes run when the pool names no baseline."""
     queue: WorkQueue[Key]
     events: EventRecorder
     metrics: Metrics
     stores: Stores | None = None
     mutation_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     rollouts: RolloutSlots = field(default_factory=RolloutSlots)
+    pools: PoolDesk = field(default_factory=PoolDesk)
     propagation: dict[tuple[str, str], tuple[str, float | None]] = field(default_factory=dict)
     """Per policy: the revision being rolled out and when (monotonic) the change was seen;
     None once its propagation was measured."""
@@ -278,6 +384,7 @@ class Runtime:
     _derived: _Lru[tuple[str, int], tuple[str, str]] = field(
         default_factory=lambda: _Lru(DERIVED_SIZE)
     )
+    _claims: dict[tuple[str, str], tuple[str, ClaimIndex]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -304,6 +411,10 @@ class Runtime:
             family_policies={
                 f: load_family_policy(f, config.families[f].policy_file) for f in FAMILIES
             },
+            pool_baselines={
+                f: load_family_policy(f, config.families[f].policy_file, network=False)
+                for f in FAMILIES
+            },
             queue=queue,
             events=EventRecorder(
                 kube,
@@ -322,7 +433,7 @@ class Runtime:
             rt.caches[name] = Cache(
                 client,
                 selector={LABEL_MANAGED_BY: config.instance},
-                key_of=session_key_of,
+                key_of=rt.sandbox_key,
                 notify=queue.add,
                 wake_many=wake_many,
                 resync_seconds=config.intervals.resync_seconds,
@@ -330,7 +441,7 @@ class Runtime:
                 max_watches=config.concurrency.gateway_watches,
                 outage_grace_seconds=config.intervals.outage_grace_seconds,
             )
-        for desired in rt.family_policies.values():
+        for desired in (*rt.family_policies.values(), *rt.pool_baselines.values()):
             rt.remember_policy(desired)
         metrics.watch_caches(rt.caches)
         return rt
@@ -367,6 +478,37 @@ class Runtime:
     def policy_body(self, key: Key) -> dict[str, Any] | None:
         return self._overlaid(key, self.store.policy(key.namespace, key.name))
 
+    def pool_body(self, key: Key) -> dict[str, Any] | None:
+        return self._overlaid(key, self.store.pool(key.namespace, key.name))
+
+    def claims(self, namespace: str, pool: str) -> ClaimIndex:
+        """The claims the pool records now (own writes included), indexed once per version."""
+        body = self.pool_body(Key(Kind.POOL, namespace, pool))
+        if body is None:
+            self._claims.pop((namespace, pool), None)
+            return _NO_CLAIMS
+        version = str(body["metadata"].get("resourceVersion", ""))
+        found = self._claims.get((namespace, pool))
+        if found is None or found[0] != version:
+            found = (version, ClaimIndex.of(claims_of(body.get("status") or {})))
+            self._claims[(namespace, pool)] = found
+        return found[1]
+
+    def sandbox_key(self, sandbox: models.Sandbox) -> Key | None:
+        """Whom a change of the sandbox concerns: its session; for a pool's sandbox, the
+        session that claimed it, else the pool."""
+        key = session_key_of(sandbox)
+        if key is not None:
+            return key
+        pool = pool_of(sandbox.labels, sandbox.annotations)
+        if pool is None:
+            return None
+        namespace, name, _ = pool
+        claim = self.claims(namespace, name).by_sandbox.get(sandbox.name)
+        if claim is not None:
+            return Key(Kind.SESSION, namespace, claim.session)
+        return Key(Kind.POOL, namespace, name)
+
     def _overlaid(self, key: Key, body: dict[str, Any] | None) -> dict[str, Any] | None:
         written = self.written.get(key)
         if written is None or body is None:
@@ -381,11 +523,11 @@ class Runtime:
         if resource_version is None:
             return
         if key not in self.written:
-            stored = (
-                self.store.session(key.namespace, key.name)
-                if key.kind is Kind.SESSION
-                else self.store.policy(key.namespace, key.name)
-            )
+            stored = {
+                Kind.SESSION: self.store.session,
+                Kind.POLICY: self.store.policy,
+                Kind.POOL: self.store.pool,
+            }[key.kind](key.namespace, key.name)
             if stored is not None and not _older(
                 stored["metadata"].get("resourceVersion", ""), resource_version
             ):
@@ -410,10 +552,16 @@ class Runtime:
             del self.written[key]  # something newer than our write: the store is current
         return False
 
-    async def write_status(self, key: Key, status: dict[str, Any]) -> None:
-        plural = SESSIONS if key.kind is Kind.SESSION else POLICIES
-        written = await self.kube.patch_status(plural, key.namespace, key.name, status)
+    async def write_status(
+        self, key: Key, status: dict[str, Any], *, resource_version: str | None = None
+    ) -> str | None:
+        """Merge-patch the object's status (a compare-and-set with `resource_version`:
+        KubeConflict when it moved); the new resourceVersion, None when it is gone."""
+        written = await self.kube.patch_status(
+            PLURALS[key.kind], key.namespace, key.name, status, resource_version=resource_version
+        )
         self.wrote(key, written, {"status": status})
+        return written
 
     def forget(self, key: Key, uid: str | None) -> None:
         """The object is gone: drop what was kept about it."""
@@ -423,6 +571,7 @@ class Runtime:
         if uid:
             self.events.forget(uid)
             self.metrics.forget_session(uid)
+            self.pools.forget(uid)
 
     @staticmethod
     def ref(kind: Kind, namespace: str, name: str, uid: str) -> ObjectRef:

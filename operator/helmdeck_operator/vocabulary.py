@@ -48,6 +48,8 @@ class ConditionType(StrEnum):
     READY = "Ready"
     PROVISIONED = "Provisioned"
     POLICY_APPLIED = "PolicyApplied"
+    POOL_CLAIMED = "PoolClaimed"
+    """Only on a session with spec.poolRef: claimed from its pool, or why it was not."""
     # SidecarPolicy
     VALID = "Valid"
     APPLIED = "Applied"
@@ -90,6 +92,16 @@ class Reason(StrEnum):
     LOADED = "Loaded"
     NO_SESSIONS = "NoSessions"
     SESSIONS_REFUSED = "SessionsRefused"
+    # A session's claim on its SessionPool (PoolClaimed)
+    WAITING_FOR_POOL = "WaitingForPool"
+    CLAIMED_FROM_POOL = "ClaimedFromPool"
+    POOL_EMPTY = "PoolEmpty"
+    POOL_SHAPE_MISMATCH = "PoolShapeMismatch"
+    POOL_POLICY_NOT_LIVE = "PoolPolicyNotLive"
+    POOL_NOT_FOUND = "PoolNotFound"
+    # SessionPool (Ready)
+    POOL_FILLED = "PoolFilled"
+    POOL_FILLING = "PoolFilling"
     # Gateway errors, by gRPC status code
     GATEWAY_OK = "GatewayOk"
     GATEWAY_CANCELLED = "GatewayCancelled"
@@ -159,6 +171,9 @@ class EventReason(StrEnum):
     SANDBOX_LOST = "SandboxLost"
     POLICY_DENIED = "PolicyDenied"
     """An OCSF denial from the sandbox's proxy (docs/observability.md)."""
+    POOL_CLAIMED = "PoolClaimed"
+    POOL_FALLBACK = "PoolFallback"
+    """A session that names a pool was created cold; the reason says why (Warning)."""
     # SidecarPolicy
     INVALID = "Invalid"
     APPLIED = "Applied"

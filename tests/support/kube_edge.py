@@ -39,12 +39,12 @@ from typing import Any
 from helmdeck_operator import API_GROUP, API_VERSION
 from helmdeck_operator.core.conditions import format_time
 from helmdeck_operator.core.naming import FINALIZER
-from helmdeck_operator.kube import POLICIES, SESSIONS, KubeConflict, KubeError
+from helmdeck_operator.kube import POLICIES, POOLS, SESSIONS, KubeConflict, KubeError
 
 __all__ = ["Call", "FakeKube", "Watcher", "merge_patch", "wire"]
 
 #: kind of each plural this fake stores.
-KINDS = {SESSIONS: "HelmdeckSession", POLICIES: "SidecarPolicy"}
+KINDS = {SESSIONS: "HelmdeckSession", POLICIES: "SidecarPolicy", POOLS: "SessionPool"}
 #: Methods that change something in the API (the rest only read).
 WRITES = frozenset(
     {
@@ -112,7 +112,7 @@ class FakeKube:
     watchers: list[Watcher] = field(default_factory=list)
     crds: dict[str, list[str]] = field(
         default_factory=lambda: {
-            f"{plural}.{API_GROUP}": [API_VERSION] for plural in (SESSIONS, POLICIES)
+            f"{plural}.{API_GROUP}": [API_VERSION] for plural in (SESSIONS, POLICIES, POOLS)
         }
     )
     """CRD name -> served versions (absent: not installed)."""
@@ -216,13 +216,26 @@ class FakeKube:
     # -- the Kube interface -------------------------------------------------------------
 
     async def patch_status(
-        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> str | None:
         status = wire(dict(status))
         self._record("patch_status", plural, namespace, name, status)
         stored = self._stored(plural, namespace, name)
         if stored is None:
             return None
+        if resource_version is not None and stored["metadata"]["resourceVersion"] != (
+            resource_version
+        ):
+            raise KubeConflict(
+                f"patching {plural}/{namespace}/{name} status: the object has been modified; "
+                "please apply your changes to the latest version and try again"
+            )
         patched = merge_patch(stored.get("status") or {}, status)
         if patched != (stored.get("status") or {}):
             stored["status"] = patched

@@ -38,12 +38,13 @@ from helmdeck_operator.emulator.server import EmulatorConfig, EmulatorHandle
 from helmdeck_operator.emulator.state import GatewaySettings
 from helmdeck_operator.events import ObjectRef
 from helmdeck_operator.handlers import trimmed
-from helmdeck_operator.kube import POLICIES, SESSIONS
+from helmdeck_operator.kube import POLICIES, POOLS, SESSIONS
 from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.observability.tracing import configure_tracing
 from helmdeck_operator.reconcile.policy import reconcile_policy
+from helmdeck_operator.reconcile.pool import reconcile_pool
 from helmdeck_operator.reconcile.session import Outcome, reconcile_session
-from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
+from helmdeck_operator.runtime import PLURALS, Cache, Key, Kind, Runtime
 from tests.support.kube_edge import FakeKube
 
 __all__ = ["GATEWAY_DELAY", "NAMESPACE", "PassRig", "eventually"]
@@ -56,6 +57,8 @@ GATEWAY_DELAY = 10.0
 WAIT_S = 5.0
 
 T = TypeVar("T")
+#: kopf's index of each plural.
+_INDEXES = {SESSIONS: "session_bodies", POLICIES: "policy_bodies", POOLS: "pool_bodies"}
 
 
 async def eventually(check: Callable[[], T], what: str, within: float = WAIT_S) -> T:
@@ -116,6 +119,7 @@ class PassRig:
         indices: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {
             "session_bodies": {},
             "policy_bodies": {},
+            "pool_bodies": {},
         }
         rt.bind(indices)
         controller = Controller(rt)
@@ -183,6 +187,16 @@ class PassRig:
         self.deliver()
         return Key(Kind.POLICY, NAMESPACE, name)
 
+    def put_pool(self, name: str, family: str = "python", **spec: Any) -> Key:
+        """Create a SessionPool; the store sees it (ADDED) at once."""
+        body = {
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"family": family, **spec},
+        }
+        self.kube.create(POOLS, body)
+        self.deliver()
+        return Key(Kind.POOL, NAMESPACE, name)
+
     def edit(self, key: Key, **spec: Any) -> dict[str, Any]:
         """A user's merge patch of the spec (not delivered yet)."""
         return self.kube.edit_spec(_plural(key), key.namespace, key.name, spec)
@@ -221,7 +235,7 @@ class PassRig:
         events, self.pending = self.pending, []
         for type_, plural, body in events:
             meta = body["metadata"]
-            index = "session_bodies" if plural == SESSIONS else "policy_bodies"
+            index = _INDEXES[plural]
             where = (meta["namespace"], meta["name"])
             if type_ == "DELETED":
                 self.indices[index].pop(where, None)
@@ -229,6 +243,8 @@ class PassRig:
                 self.indices[index][where] = [trimmed(body)]
             if plural == SESSIONS:
                 self.controller.on_session_event(type_, body)
+            elif plural == POOLS:
+                self.controller.on_pool_event(type_, body)
             else:
                 self.controller.on_policy_event(type_, body)
         return len(events)
@@ -244,6 +260,8 @@ class PassRig:
         await self.drain()
         if key.kind is Kind.SESSION:
             return await reconcile_session(self.rt, key)
+        if key.kind is Kind.POOL:
+            return await reconcile_pool(self.rt, key)
         return await reconcile_policy(self.rt, key)
 
     async def drain(self) -> list[Key]:
@@ -300,7 +318,7 @@ class PassRig:
 
 
 def _plural(key: Key) -> str:
-    return SESSIONS if key.kind is Kind.SESSION else POLICIES
+    return PLURALS[key.kind]
 
 
 def _wake(holder: list[Controller], keys: Iterable[Key]) -> None:

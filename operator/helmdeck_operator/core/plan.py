@@ -23,6 +23,10 @@ The rules, in order (docs/reconcile.md draws them as a state diagram):
 9. Suspend maps to Stop / Start; STOPPED is Suspended.
 10. READY with its first policy loaded is Ready; a different desired revision is pushed,
     refused or rolled out by recreation (`policy_rollout`).
+
+A session that names a SessionPool waits for the pool's answer before rule 4 (a claimed
+pool sandbox is then its sandbox; a refusal makes rule 4 a cold create), is not Ready on a
+claimed sandbox before its own policy is loaded there, and carries a PoolClaimed condition.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ __all__ = [
     "Observed",
     "Plan",
     "PolicyProblem",
+    "PoolPlacement",
     "SessionFacts",
     "plan_session",
 ]
@@ -103,6 +108,23 @@ class PolicyProblem:
 
 
 @dataclass(frozen=True)
+class PoolPlacement:
+    """A session with spec.poolRef: what its pool answered, as recorded or just now."""
+
+    name: str
+    sandbox: str | None = None
+    """The pool sandbox claimed for the session."""
+    claimed_at: str | None = None
+    fallback: Reason | None = None
+    """Why the session was created cold instead."""
+    message: str = ""
+
+    @property
+    def waiting(self) -> bool:
+        return self.sandbox is None and self.fallback is None
+
+
+@dataclass(frozen=True)
 class SessionFacts:
     """The inputs about the session itself."""
 
@@ -120,6 +142,8 @@ class SessionFacts:
     bound: bool = False
     """The desired policy is a SidecarPolicy (spec.policyRef): its hot reloads are announced
     once on the policy, for all its sessions, not by an Event per session."""
+    pool: PoolPlacement | None = None
+    """Set for a session that names a SessionPool."""
 
 
 @dataclass(frozen=True)
@@ -266,6 +290,12 @@ def plan_session(
 ) -> Plan:
     """The next step for one session; see the module docstring for the rules."""
     ctx = _Ctx(facts, desired, obs)
+    plan = _plan(ctx, now)
+    return plan if facts.pool is None else _with_pool(ctx, facts.pool, plan)
+
+
+def _plan(ctx: _Ctx, now: datetime) -> Plan:
+    facts, desired, obs = ctx.facts, ctx.desired, ctx.obs
     sandbox = obs.sandbox
 
     if facts.expires_at is not None and now >= facts.expires_at:
@@ -277,6 +307,19 @@ def plan_session(
         return replace(ctx.failed(*still), events=())
     if obs.error is not None:
         return _unreachable(ctx)
+    if (
+        sandbox is None
+        and facts.pool is not None
+        and facts.pool.waiting
+        and isinstance(desired, DesiredPolicy)
+    ):
+        # The pool pass answers every waiting session at once and wakes it; the look
+        # again soon only covers a pool pass that fails (and holds this status back).
+        return ctx.waiting(
+            Phase.PENDING,
+            Reason.WAITING_FOR_POOL,
+            f"waiting for SessionPool {facts.pool.name} to answer",
+        )
     if sandbox is None:
         return _no_sandbox(ctx)
 
@@ -323,6 +366,37 @@ def plan_session(
             requeue=None if unknown else SOON,
         )
     return _ready(ctx, sandbox)
+
+
+def _with_pool(ctx: _Ctx, pool: PoolPlacement, plan: Plan) -> Plan:
+    """The PoolClaimed condition, and the Event of the pool's answer the first time."""
+    recorded = ctx.facts.status.get("pool") or {}
+    events: tuple[EventSpec, ...] = ()
+    if pool.sandbox is not None:
+        message = f"sandbox {pool.sandbox} claimed from SessionPool {pool.name}"
+        condition = Condition(
+            ConditionType.POOL_CLAIMED, Status.TRUE, Reason.CLAIMED_FROM_POOL, message
+        )
+        if recorded.get("sandbox") != pool.sandbox:
+            events = (EventSpec(EventType.NORMAL, EventReason.POOL_CLAIMED, message),)
+    elif pool.fallback is not None:
+        condition = Condition(ConditionType.POOL_CLAIMED, Status.FALSE, pool.fallback, pool.message)
+        if not recorded.get("fallback"):
+            events = (
+                EventSpec(
+                    EventType.WARNING,
+                    EventReason.POOL_FALLBACK,
+                    f"created cold ({pool.fallback}): {pool.message}",
+                ),
+            )
+    else:
+        condition = Condition(
+            ConditionType.POOL_CLAIMED,
+            Status.UNKNOWN,
+            Reason.WAITING_FOR_POOL,
+            f"waiting for SessionPool {pool.name} to answer",
+        )
+    return replace(plan, conditions=(*plan.conditions, condition), events=events + plan.events)
 
 
 def _still_failed(ctx: _Ctx) -> tuple[Reason, str] | None:
@@ -544,6 +618,22 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
             events.append(EventSpec(EventType.NORMAL, EventReason.RECREATING, step.message))
         awaits_slot = step.awaits_slot
         requeue = 0.0 if action is not Action.NONE else (SOON if step.poll else None)
+    claimed = ctx.facts.pool is not None and ctx.facts.pool.sandbox is not None
+    if first and claimed and obs.active_revision != getattr(desired, "revision", None):
+        # A claimed sandbox runs the pool's baseline: the session is not Ready until its
+        # own policy is loaded there.
+        return Plan(
+            action=action,
+            phase=Phase.PROVISIONING,
+            conditions=(
+                Condition(ConditionType.READY, Status.FALSE, policy.reason, policy.message),
+                ctx.provisioned(Reason.SANDBOX_CREATED, ready),
+                policy,
+            ),
+            policy=policy_status,
+            events=tuple(events),
+            requeue_after=requeue,
+        )
     if first:
         events.insert(0, EventSpec(EventType.NORMAL, EventReason.READY, ready))
     return Plan(

@@ -14,12 +14,13 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from helmdeck_operator.config import Family, FamilyDefaults
+from helmdeck_operator.gateway import models
 
 __all__ = [
     "EnvVar",
@@ -29,6 +30,7 @@ __all__ = [
     "SessionMeta",
     "SessionResources",
     "SessionSpec",
+    "ShapeFields",
     "expires_at",
     "parse_duration",
     "sandbox_shape",
@@ -66,6 +68,8 @@ class SessionSpec(_View):
     image: str | None = None
     command: tuple[str, ...] | None = None
     policy_ref: PolicyRef | None = None
+    pool_ref: PolicyRef | None = None
+    """A SessionPool to claim a warm sandbox from (same shape as a policy reference)."""
     gateway: str | None = None
     resources: SessionResources = SessionResources()
     env: tuple[EnvVar, ...] = ()
@@ -154,9 +158,35 @@ class SandboxShape:
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    def sandbox_spec(self) -> models.SandboxSpec:
+        """What the gateway is asked to run."""
+        return models.SandboxSpec(
+            image=self.image,
+            command=self.command,
+            env=dict(self.env),
+            resources={"limits": {"cpu": self.cpu, "memory": self.memory}},
+            gpu=self.gpu,
+            providers=self.providers,
+        )
 
-def sandbox_shape(spec: SessionSpec, defaults: FamilyDefaults) -> SandboxShape:
-    """The session's own values where given, the family defaults elsewhere."""
+
+class ShapeFields(Protocol):
+    """The fields that decide a sandbox's shape: a session's spec, or a pool's template."""
+
+    @property
+    def image(self) -> str | None: ...
+    @property
+    def command(self) -> tuple[str, ...] | None: ...
+    @property
+    def resources(self) -> SessionResources: ...
+    @property
+    def env(self) -> tuple[EnvVar, ...]: ...
+    @property
+    def providers(self) -> tuple[str, ...]: ...
+
+
+def sandbox_shape(spec: ShapeFields, defaults: FamilyDefaults) -> SandboxShape:
+    """The spec's own values where given, the family defaults elsewhere."""
     resources = spec.resources
     return SandboxShape(
         image=spec.image or defaults.image,

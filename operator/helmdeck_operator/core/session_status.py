@@ -2,9 +2,9 @@
 
 `plan_session` decides; this turns the decision and what the gateway reported into the
 `status` object (phase, conditions with their transition times, the policy, the sandbox and
-its endpoints, expiresAt, readyAt) as a merge patch against the status stored now: a key no
-longer reported is sent as null. `terminating_status` is what a session being deleted shows
-while its sandbox is removed.
+its endpoints, what its pool answered, expiresAt, readyAt) as a merge patch against the
+status stored now: a key no longer reported is sent as null. `terminating_status` is what a
+session being deleted shows while its sandbox is removed.
 """
 
 from __future__ import annotations
@@ -67,6 +67,14 @@ def render_status(
         if not sandbox.deleting:
             status["sandbox"]["id"] = sandbox.id
         status["endpoints"] = dict(sandbox.service_urls)
+    if facts.pool is not None:
+        pool = {
+            "name": facts.pool.name,
+            "sandbox": facts.pool.sandbox,
+            "claimedAt": facts.pool.claimed_at,
+            "fallback": facts.pool.fallback.value if facts.pool.fallback else None,
+        }
+        status["pool"] = {k: v for k, v in pool.items() if v is not None}
     if facts.expires_at is not None:
         status["expiresAt"] = format_time(facts.expires_at)
     if old.get("lastTraceId"):

@@ -27,6 +27,7 @@ from opentelemetry.trace import Span
 from helmdeck_operator import crashpoints
 from helmdeck_operator.core.naming import (
     ANNOTATION_INITIAL_POLICY,
+    ANNOTATION_POOL_FALLBACK,
     FINALIZER,
     sandbox_annotations,
     sandbox_labels,
@@ -43,6 +44,7 @@ from helmdeck_operator.core.plan import (
     SessionFacts,
     plan_session,
 )
+from helmdeck_operator.core.pool import ClaimRequest
 from helmdeck_operator.core.session import (
     SandboxShape,
     SessionMeta,
@@ -56,6 +58,7 @@ from helmdeck_operator.gateway.errors import GatewayAlreadyExists, GatewayError,
 from helmdeck_operator.kube import SESSIONS, KubeConflict, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span, trace_id
 from helmdeck_operator.reconcile.observe import observe_sandbox
+from helmdeck_operator.reconcile.placement import claimed_sandbox, place, pool_key
 from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
 from helmdeck_operator.vocabulary import (
     PERMANENT_REASONS,
@@ -66,7 +69,14 @@ from helmdeck_operator.vocabulary import (
     Reason,
 )
 
-__all__ = ["Outcome", "finalize", "reconcile_session", "resolve_policy", "session_gateway"]
+__all__ = [
+    "CONFLICT_RETRY_S",
+    "Outcome",
+    "finalize",
+    "reconcile_session",
+    "resolve_policy",
+    "session_gateway",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +177,7 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
         return Outcome(requeue_after=CONFLICT_RETRY_S)
     now = rt.clock()
     cache = rt.caches.get(inputs.facts.gateway)
+    inputs = _placed(rt, cache, inputs)
     obs = await _observe(rt, cache, inputs)
     if obs is None:
         return Outcome()  # parked on its gateway until the first listing
@@ -182,7 +193,7 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
     waits = plan.requeue_after is not None and plan.requeue_after > 0 and not plan.awaits_slot
     settle = await _report(rt, cache, inputs, decided, waits, now, span)
     if cache is not None:
-        if waits:
+        if waits and decided.obs.sandbox is not None:
             cache.follow(facts.sandbox_name)  # its watch wakes us when it moves
         else:
             cache.unfollow(facts.sandbox_name)
@@ -195,6 +206,34 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
     if facts.expires_at is not None and plan.phase is not Phase.EXPIRED:
         return Outcome(requeue_after=max(0.0, (facts.expires_at - now).total_seconds()))
     return Outcome()
+
+
+def _placed(rt: Runtime, cache: Cache | None, inputs: _Inputs) -> _Inputs:
+    """The inputs with the session's pool answer, and the sandbox it gives (placement.py)."""
+    if inputs.spec.pool_ref is None:
+        return inputs
+    facts, spec = inputs.facts, inputs.spec
+    known = cache is not None and cache.up and cache.synced.is_set()
+    request = ClaimRequest(
+        uid=facts.uid,
+        session=inputs.meta.name,
+        family=spec.family,
+        gateway=facts.gateway,
+        shape_digest=facts.shape_digest,
+    )
+    placement = place(
+        rt,
+        cache if known else None,
+        inputs.key,
+        inputs.meta,
+        spec,
+        inputs.status,
+        inputs.desired,
+        request,
+    )
+    name = placement.sandbox if placement is not None and placement.sandbox else None
+    facts = replace(facts, pool=placement, sandbox_name=name or facts.sandbox_name)
+    return replace(inputs, facts=facts)
 
 
 async def _observe(rt: Runtime, cache: Cache | None, inputs: _Inputs) -> Observed | None:
@@ -272,12 +311,16 @@ async def _report(
 
     workspace = cache.client.config.workspace if cache is not None else ""
     new_status = render_status(facts, plan, obs, old, workspace, now)
-    # Only "still waiting on the gateway" may settle: no action left to take, and either
-    # provisioning or the phase unchanged (a new phase, Expired or Suspended, shows at once).
+    # Only "still waiting on the gateway" (or on the pool) may settle: no action left to
+    # take, and either pending, provisioning or the phase unchanged (a new phase, Expired or
+    # Suspended, shows at once).
     transient = (
         waits
         and plan.action is Action.NONE
-        and (plan.phase is Phase.PROVISIONING or plan.phase.value == old.get("phase"))
+        and (
+            plan.phase in (Phase.PENDING, Phase.PROVISIONING)
+            or plan.phase.value == old.get("phase")
+        )
     )
     settle = None
     if status_changed(old, new_status):
@@ -327,8 +370,17 @@ def _record(rt: Runtime, inputs: _Inputs, decided: _Decided, now: datetime) -> N
     metrics, meta, spec = rt.metrics, inputs.meta, inputs.spec
     plan, obs, gateway = decided.plan, decided.obs, inputs.facts.gateway
     metrics.record_session(meta.uid, plan.phase.value, spec.family, gateway)
+    pool = inputs.facts.pool
+    # Counted once: when the status says it, the answer held in memory goes.
+    recorded = (inputs.status.get("pool") or {}).get("fallback")
+    held = rt.pools.refusals.pop(meta.uid, None) if recorded else None
+    if pool is not None and pool.fallback is not None and held is not None:
+        metrics.record_fallback(spec.family, pool.fallback.value)
     if plan.phase is Phase.READY and not inputs.status.get("readyAt"):
         metrics.record_ready(spec.family, gateway, (now - meta.created_at).total_seconds())
+        asked = rt.pools.asked_at.pop(meta.uid, None)
+        if asked is not None and pool is not None and pool.sandbox is not None:
+            metrics.record_claim(spec.family, time.monotonic() - asked)
     if any(e.reason is EventReason.EXPIRED for e in plan.events):
         metrics.record_expiry(spec.family, spec.lifetime.on_expiry)
     if obs.error is not None:
@@ -423,17 +475,16 @@ async def _create(
         ANNOTATION_SHAPE: shape.digest,
         ANNOTATION_INITIAL_POLICY: desired.revision,
     }
-    sandbox_spec = models.SandboxSpec(
-        image=shape.image,
-        command=shape.command,
-        env=dict(shape.env),
-        resources={"limits": {"cpu": shape.cpu, "memory": shape.memory}},
-        gpu=shape.gpu,
-        providers=shape.providers,
-    )
+    pool = inputs.facts.pool
+    if pool is not None and pool.fallback is not None:
+        annotations[ANNOTATION_POOL_FALLBACK] = pool.fallback.value
     try:
         made = await client.create_sandbox(
-            name, sandbox_spec, policy=desired.policy, labels=labels, annotations=annotations
+            name,
+            shape.sandbox_spec(),
+            policy=desired.policy,
+            labels=labels,
+            annotations=annotations,
         )
     except GatewayAlreadyExists:
         # A create whose response was lost, or a restart after create and before the status
@@ -469,8 +520,13 @@ async def finalize(rt: Runtime, key: Key, body: Mapping[str, Any]) -> Outcome:
     status = dict(body.get("status") or {})
     gateway = session_gateway(rt, spec, status)
     cache = rt.caches.get(gateway)
-    name = sandbox_name(meta["uid"])
+    own = sandbox_name(meta["uid"])
+    claimed = claimed_sandbox(rt, SessionMeta.from_body(body), spec, status)
+    name = claimed or own
     waiting, failing = await _delete_sandbox(rt, cache, gateway, name, status)
+    if waiting is None and claimed and cache is not None and cache.get(own) is not None:
+        # Both exist only after a leader handover raced a cold create with a claim.
+        waiting, failing = await _delete_sandbox(rt, cache, gateway, own, status)
     if waiting is None:
         if cache is not None:
             cache.unfollow(name)
@@ -479,6 +535,9 @@ async def finalize(rt: Runtime, key: Key, body: Mapping[str, Any]) -> Outcome:
         except KubeConflict:
             return Outcome(requeue_after=CONFLICT_RETRY_S)
         rt.wrote(key, written, {"metadata": {"finalizers": [f for f in current if f != FINALIZER]}})
+        pool = pool_key(key.namespace, spec)
+        if pool is not None:
+            rt.queue.add(pool)  # its claim goes once the sandbox is gone
         return Outcome()
     terminating = terminating_status(status, waiting, int(meta.get("generation", 1)), rt.clock())
     if status_changed(status, terminating):

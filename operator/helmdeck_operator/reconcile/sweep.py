@@ -1,12 +1,19 @@
-"""The orphan sweep: delete sandboxes labelled as ours whose session no longer exists.
+"""The orphan sweep: delete sandboxes labelled as ours that nobody owns any more.
 
-A sandbox outlives its session only when something went wrong between the two (a session
+A sandbox outlives its owner only when something went wrong between the two (a session
 force-deleted without its finalizer, a crash between create and the first status write of a
-session deleted meanwhile). The sweep goes over each gateway's cache (already filtered by
-this instance's managed-by label; no extra listing), and deletes the sandboxes whose
-session is gone or has another UID, unless they are younger than the grace period (their
-session may not be visible yet). A candidate is confirmed with a read of the session from
-the API before anything is deleted, so a session the watch has not delivered yet is safe.
+session deleted meanwhile, a pool force-deleted). The sweep goes over each gateway's cache
+(already filtered by this instance's managed-by label; no extra listing), and deletes,
+unless they are younger than the grace period (their owner may not be visible yet):
+
+- a session's sandbox whose session is gone or has another UID, or whose session records
+  a pool sandbox instead (a cold create that lost a race with a claim during a leader
+  handover);
+- a pool's sandbox whose pool is gone and that no session records as claimed (a live
+  pool's sandboxes are its pass's business).
+
+A candidate is confirmed with a read of its owner from the API before anything is
+deleted, so an owner the watch has not delivered yet is safe.
 """
 
 from __future__ import annotations
@@ -14,10 +21,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from helmdeck_operator.core.naming import session_of
+from helmdeck_operator.core.naming import pool_of, session_of
+from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.errors import GatewayError
-from helmdeck_operator.kube import SESSIONS
-from helmdeck_operator.runtime import Runtime
+from helmdeck_operator.kube import POOLS, SESSIONS
+from helmdeck_operator.runtime import Cache, Runtime
 
 __all__ = ["sweep_orphans"]
 
@@ -33,19 +41,12 @@ async def sweep_orphans(rt: Runtime) -> list[str]:
         if not cache.up or not cache.synced.is_set():
             continue  # nothing is known for sure about a gateway that does not answer
         for sandbox in cache.sandboxes():
-            owner = session_of(sandbox.labels, sandbox.annotations)
-            if owner is None or sandbox.deleting:
-                continue
-            namespace, name, uid = owner
-            if rt.config.namespaces and namespace not in rt.config.namespaces:
+            if sandbox.deleting:
                 continue
             if sandbox.created_at is not None and now - sandbox.created_at < grace:
                 continue
-            known = rt.store.session(namespace, name)
-            if known is not None and known["metadata"]["uid"] == uid:
-                continue
-            session = await rt.kube.get(SESSIONS, namespace, name)
-            if session is not None and session["metadata"]["uid"] == uid:
+            whose = await _orphan_of(rt, sandbox)
+            if whose is None:
                 continue
             try:
                 async with rt.mutation_slots[gateway]:
@@ -54,17 +55,60 @@ async def sweep_orphans(rt: Runtime) -> list[str]:
                 cache.report(err)
                 logger.warning("could not delete orphan %s/%s: %s", gateway, sandbox.name, err)
                 continue
-            if outcome.gone:
-                cache.drop(sandbox.name)
-            else:
-                cache.mark_deleting(sandbox.name)
-            logger.info(
-                "deleted orphan sandbox %s/%s of vanished session %s/%s (uid %s)",
-                gateway,
-                sandbox.name,
-                namespace,
-                name,
-                uid,
-            )
+            _forget(cache, sandbox.name, outcome.gone)
+            logger.info("deleted orphan sandbox %s/%s of %s", gateway, sandbox.name, whose)
             deleted.append(f"{gateway}/{sandbox.name}")
     return deleted
+
+
+async def _orphan_of(rt: Runtime, sandbox: models.Sandbox) -> str | None:
+    """Whose orphan the sandbox is (for the log), or None when it is owned or not ours."""
+    owner = session_of(sandbox.labels, sandbox.annotations)
+    if owner is not None:
+        return await _session_orphan(rt, sandbox.name, *owner)
+    pool = pool_of(sandbox.labels, sandbox.annotations)
+    if pool is not None:
+        return await _pool_orphan(rt, sandbox.name, *pool)
+    return None
+
+
+async def _session_orphan(
+    rt: Runtime, sandbox: str, namespace: str, name: str, uid: str
+) -> str | None:
+    if rt.config.namespaces and namespace not in rt.config.namespaces:
+        return None
+    known = rt.store.session(namespace, name)
+    if known is None or known["metadata"]["uid"] != uid:
+        known = await rt.kube.get(SESSIONS, namespace, name)
+    if known is None or known["metadata"]["uid"] != uid:
+        return f"vanished session {namespace}/{name} (uid {uid})"
+    claimed = ((known.get("status") or {}).get("pool") or {}).get("sandbox")
+    if claimed and claimed != sandbox:
+        return f"session {namespace}/{name}, which runs pool sandbox {claimed} instead"
+    return None
+
+
+async def _pool_orphan(
+    rt: Runtime, sandbox: str, namespace: str, name: str, uid: str
+) -> str | None:
+    if rt.config.namespaces and namespace not in rt.config.namespaces:
+        return None
+    known = rt.store.pool(namespace, name)
+    if known is not None and known["metadata"]["uid"] == uid:
+        return None
+    if rt.claims(namespace, name).by_sandbox.get(sandbox) is not None:
+        return None
+    for session in rt.store.sessions_in(namespace):
+        if ((session.get("status") or {}).get("pool") or {}).get("sandbox") == sandbox:
+            return None
+    found = await rt.kube.get(POOLS, namespace, name)
+    if found is not None and found["metadata"]["uid"] == uid:
+        return None
+    return f"vanished SessionPool {namespace}/{name} (uid {uid}), unclaimed"
+
+
+def _forget(cache: Cache, name: str, gone: bool) -> None:
+    if gone:
+        cache.drop(name)
+    else:
+        cache.mark_deleting(name)

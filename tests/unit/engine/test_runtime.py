@@ -20,7 +20,7 @@ def body(resource_version: str, phase: str = "Provisioning") -> dict[str, Any]:
 
 def bare_runtime() -> Runtime:
     rt = Runtime.__new__(Runtime)  # only the bookkeeping fields are used below
-    rt.stores = Stores({"session_bodies": {}, "policy_bodies": {}})
+    rt.stores = Stores({"session_bodies": {}, "policy_bodies": {}, "pool_bodies": {}})
     return rt
 
 
@@ -108,7 +108,9 @@ def test_a_freed_rollout_slot_wakes_the_sessions_waiting_for_one() -> None:
 def test_a_write_the_watch_already_delivered_is_not_kept() -> None:
     rt = bare_runtime()
     rt.written = {}
-    rt.stores = Stores({"session_bodies": {("team", "s1"): [body("12")]}, "policy_bodies": {}})
+    rt.stores = Stores(
+        {"session_bodies": {("team", "s1"): [body("12")]}, "policy_bodies": {}, "pool_bodies": {}}
+    )
 
     rt.wrote(KEY, "12", {"status": {"phase": "Ready"}})  # the echo came first
 
@@ -125,7 +127,7 @@ def session(name: str, policy: str | None, revision: str | None = None) -> dict[
 
 def test_the_store_keeps_who_references_a_policy_and_their_tally_event_by_event() -> None:
     index = {("team", "a"): [session("a", "p", "r1")], ("team", "b"): [session("b", "p", "r2")]}
-    stores = Stores({"session_bodies": index, "policy_bodies": {}})
+    stores = Stores({"session_bodies": index, "policy_bodies": {}, "pool_bodies": {}})
 
     # Built from the index at the first use ...
     assert stores.bound_names("team", "p") == ["a", "b"]

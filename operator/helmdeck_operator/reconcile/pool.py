@@ -1,0 +1,361 @@
+"""One reconcile pass of a SessionPool: answer the waiting sessions, record, then refill.
+
+The shell around `core.pool.plan_pool`. A pass reads the pool (kopf's index with the
+operator's own writes), its sandboxes (the gateway's cache: every sandbox labelled with the
+pool's UID), what each claiming session records (the session index) and the sessions
+waiting for an answer (`Runtime.pools`). It plans, then writes the status with the pool's
+resourceVersion as precondition: only once that write succeeded are the claims in it
+real, so only then are the waiting sessions woken. A write that loses the race (another
+replica, a restart) answers nobody; the pass starts over from the newer pool. Then it
+boots and deletes sandboxes as planned, and follows the booting ones, whose READY wakes
+the pool again.
+
+The pool's finalizer (the sessions' own) is removed once its idle sandboxes are gone and
+every claimed sandbox is recorded by its session: a deleted pool leaves its claimed
+sessions running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from helmdeck_operator.core.conditions import Condition, Status
+from helmdeck_operator.core.naming import (
+    ANNOTATION_INITIAL_POLICY,
+    FINALIZER,
+    LABEL_POOL_UID,
+    pool_sandbox_annotations,
+    pool_sandbox_labels,
+    pool_sandbox_name,
+)
+from helmdeck_operator.core.plan import ANNOTATION_SHAPE, DesiredPolicy, PolicyProblem
+from helmdeck_operator.core.pool import (
+    Claim,
+    ClaimRequest,
+    Holder,
+    PoolFacts,
+    PoolPlan,
+    PoolSpec,
+    Refusal,
+    claims_of,
+    member,
+    plan_pool,
+    pool_status,
+)
+from helmdeck_operator.core.session import SandboxShape, sandbox_shape
+from helmdeck_operator.gateway.errors import GatewayError
+from helmdeck_operator.kube import POOLS, KubeConflict, status_changed
+from helmdeck_operator.observability.tracing import reconcile_span
+from helmdeck_operator.reconcile.session import CONFLICT_RETRY_S, Outcome
+from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
+from helmdeck_operator.vocabulary import ConditionType, Reason
+
+__all__ = ["reconcile_pool"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """A pool pass's reading of its object."""
+
+    key: Key
+    body: Mapping[str, Any]
+    spec: PoolSpec
+    status: dict[str, Any]
+    facts: PoolFacts
+
+
+async def reconcile_pool(rt: Runtime, key: Key) -> Outcome:
+    """One pass over the pool `key`, as stored now."""
+    body = rt.pool_body(key)
+    if body is None:
+        return Outcome()  # deleted; its watch event dropped what was kept about it
+    meta = body["metadata"]
+    deleting = bool(meta.get("deletionTimestamp"))
+    finalizers = list(meta.get("finalizers") or [])
+    if deleting and FINALIZER not in finalizers:
+        return Outcome()
+    with reconcile_span("pool", key.namespace, key.name, meta["uid"]):
+        if not deleting and FINALIZER not in finalizers:
+            if not await _add_finalizer(rt, key, body, finalizers):
+                return Outcome(requeue_after=CONFLICT_RETRY_S)
+            body = rt.pool_body(key) or body  # at its new version: the status write needs it
+        spec = PoolSpec.model_validate(body.get("spec") or {})
+        gateway = spec.gateway or rt.config.default_gateway
+        cache = rt.caches.get(gateway)
+        if cache is None:
+            return await _unconfigured(rt, key, body, spec, gateway)
+        if not cache.up:
+            return Outcome(failing=True, gateway=gateway)  # waiters wait with it
+        if not cache.synced.is_set():
+            cache.park(key)
+            return Outcome()
+        return await _pass(rt, cache, _read(rt, key, body, spec, gateway, deleting))
+
+
+def _read(
+    rt: Runtime, key: Key, body: Mapping[str, Any], spec: PoolSpec, gateway: str, deleting: bool
+) -> _Pool:
+    meta = body["metadata"]
+    status = dict(body.get("status") or {})
+    shape = sandbox_shape(spec.template, rt.config.families[spec.family])
+    baseline = _baseline(rt, key.namespace, spec)
+    facts = PoolFacts(
+        uid=meta["uid"],
+        name=key.name,
+        generation=int(meta.get("generation", 1)),
+        family=spec.family,
+        gateway=gateway,
+        replicas=spec.replicas,
+        max_provisioning=spec.max_provisioning,
+        shape_digest=shape.digest,
+        baseline=(
+            (baseline.name, baseline.revision) if isinstance(baseline, DesiredPolicy) else None
+        ),
+        baseline_problem=(
+            (baseline.reason, baseline.message) if isinstance(baseline, PolicyProblem) else None
+        ),
+        deleting=deleting,
+        claims=claims_of(status),
+    )
+    return _Pool(key, body, spec, status, facts)
+
+
+async def _pass(rt: Runtime, cache: Cache, pool: _Pool) -> Outcome:
+    facts, key = pool.facts, pool.key
+    now = rt.clock()
+    baseline_revision = facts.baseline[1] if facts.baseline else None
+    sandboxes = [s for s in cache.sandboxes() if s.labels.get(LABEL_POOL_UID) == facts.uid]
+    members = [member(s, facts.shape_digest, baseline_revision) for s in sandboxes]
+    holders = {c.uid: _holder(rt, key.namespace, c) for c in facts.claims}
+    claimed_uids = {c.uid for c in facts.claims}
+    waiting = rt.pools.waiting((key.namespace, key.name))
+    stale = [r.uid for _, r, _ in waiting if _done(rt, key.namespace, r, claimed_uids)]
+    rt.pools.answered((key.namespace, key.name), stale)
+    requests = [
+        _classified(rt, pool, request, desired)
+        for _, request, desired in waiting
+        if request.uid not in stale
+    ]
+    plan = plan_pool(facts, members, holders, requests, now)
+    status = pool_status(facts, plan, pool.status, now)
+    if status_changed(pool.status, status):
+        try:
+            await rt.write_status(
+                key, status, resource_version=str(pool.body["metadata"]["resourceVersion"])
+            )
+        except KubeConflict:
+            # Someone else recorded something first: answer nobody from this view.
+            return Outcome(requeue_after=CONFLICT_RETRY_S)
+    _answer(rt, key, plan.granted, plan.refused)
+    failed = await _act(rt, cache, pool, plan)
+    rt.metrics.record_pool(
+        key.namespace,
+        key.name,
+        ready=plan.ready,
+        provisioning=plan.booting,
+        claimed=len(plan.claims),
+        target=0 if facts.deleting else facts.replicas,
+    )
+    if plan.release:
+        return await _release(rt, pool)
+    if failed is not None:
+        return Outcome(failing=True, gateway=facts.gateway)
+    # Booting sandboxes are followed (READY wakes the pool); the resync is a safety net for
+    # what wakes nobody (a baseline policy edited, a claimed sandbox gone).
+    return Outcome(requeue_after=rt.config.intervals.resync_seconds)
+
+
+def _done(rt: Runtime, namespace: str, request: ClaimRequest, claimed: set[str]) -> bool:
+    """A waiting session that needs no answer any more: it holds a claim already, recorded
+    an answer, or is gone."""
+    if request.uid in claimed:
+        return True
+    body = rt.session_body(Key(Kind.SESSION, namespace, request.session))
+    if body is None or body["metadata"]["uid"] != request.uid:
+        return True
+    recorded = (body.get("status") or {}).get("pool") or {}
+    return bool(recorded.get("sandbox") or recorded.get("fallback"))
+
+
+def _holder(rt: Runtime, namespace: str, claim: Claim) -> Holder:
+    body = rt.session_body(Key(Kind.SESSION, namespace, claim.session))
+    if body is None or body["metadata"]["uid"] != claim.uid:
+        return Holder.GONE
+    recorded = (body.get("status") or {}).get("pool") or {}
+    if recorded.get("sandbox") == claim.sandbox:
+        return Holder.RECORDED
+    if recorded.get("sandbox") or recorded.get("fallback"):
+        return Holder.ELSEWHERE
+    return Holder.UNRECORDED
+
+
+def _classified(
+    rt: Runtime, pool: _Pool, request: ClaimRequest, desired: DesiredPolicy
+) -> ClaimRequest:
+    """The request, saying whether its policy is a live change from the pool's baseline."""
+    baseline = _baseline(rt, pool.key.namespace, pool.spec)
+    if not isinstance(baseline, DesiredPolicy):
+        return request  # nothing is booted without a baseline: the plan answers PoolEmpty
+    change = rt.classify(baseline.revision, baseline.policy, desired)
+    return replace(request, live=change.live, not_live="; ".join(str(b) for b in change.blockers))
+
+
+def _baseline(rt: Runtime, namespace: str, spec: PoolSpec) -> DesiredPolicy | PolicyProblem:
+    """What the pool's idle sandboxes run: its baselinePolicyRef, else the family's
+    default policy without network rules."""
+    ref = spec.baseline_policy_ref
+    if ref is None:
+        return rt.pool_baselines[spec.family]
+    body = rt.store.policy(namespace, ref.name)
+    if body is None:
+        return PolicyProblem(
+            ref.name,
+            Reason.POLICY_NOT_FOUND,
+            f"baseline SidecarPolicy {namespace}/{ref.name} does not exist; waiting for it",
+        )
+    return rt.translate(namespace, body)
+
+
+def _answer(
+    rt: Runtime, key: Key, granted: tuple[Claim, ...], refused: tuple[Refusal, ...]
+) -> None:
+    """Wake the sessions the recorded plan answered."""
+    for refusal in refused:
+        rt.pools.refusals[refusal.uid] = refusal
+    answered = [c.uid for c in granted] + [r.uid for r in refused]
+    rt.pools.answered((key.namespace, key.name), answered)
+    for name in [c.session for c in granted] + [r.session for r in refused]:
+        rt.queue.add(Key(Kind.SESSION, key.namespace, name))
+
+
+async def _act(rt: Runtime, cache: Cache, pool: _Pool, plan: PoolPlan) -> GatewayError | None:
+    """Boot and delete as planned, at once (within the gateway's bound on mutations);
+    the first gateway error, if any (the rest are tried regardless)."""
+    work = [_boot(rt, cache, pool) for _ in range(plan.create)]
+    work += [_delete(rt, cache, name) for name in plan.delete]
+    errors = [e for e in await asyncio.gather(*work) if e is not None]
+    for sandbox in cache.sandboxes():
+        if sandbox.labels.get(LABEL_POOL_UID) == pool.facts.uid and not sandbox.is_ready:
+            cache.follow(sandbox.name)
+    for error in errors:
+        logger.warning("SessionPool %s/%s: %s", pool.key.namespace, pool.key.name, error)
+        rt.metrics.record_error(Kind.POOL.value, error.reason)
+    return errors[0] if errors else None
+
+
+async def _boot(rt: Runtime, cache: Cache, pool: _Pool) -> GatewayError | None:
+    baseline = _baseline(rt, pool.key.namespace, pool.spec)
+    assert isinstance(baseline, DesiredPolicy)  # the plan boots nothing without one
+    shape: SandboxShape = sandbox_shape(pool.spec.template, rt.config.families[pool.spec.family])
+    labels = pool_sandbox_labels(
+        pool_uid=pool.facts.uid, family=pool.spec.family, instance=rt.config.instance
+    )
+    annotations = {
+        **pool_sandbox_annotations(namespace=pool.key.namespace, name=pool.key.name),
+        ANNOTATION_SHAPE: shape.digest,
+        ANNOTATION_INITIAL_POLICY: baseline.revision,
+    }
+    try:
+        async with rt.mutation_slots[cache.client.name]:
+            made = await cache.client.create_sandbox(
+                pool_sandbox_name(),
+                shape.sandbox_spec(),
+                policy=baseline.policy,
+                labels=labels,
+                annotations=annotations,
+            )
+    except GatewayError as err:
+        cache.report(err)
+        return err
+    cache.put(made)
+    return None
+
+
+async def _delete(rt: Runtime, cache: Cache, name: str) -> GatewayError | None:
+    try:
+        async with rt.mutation_slots[cache.client.name]:
+            outcome = await cache.client.delete_sandbox(name)
+    except GatewayError as err:
+        cache.report(err)
+        return err
+    if outcome.gone:
+        cache.drop(name)
+    else:
+        cache.mark_deleting(name)
+        cache.follow(name)  # its stream ends when the gateway removes it
+    return None
+
+
+async def _add_finalizer(
+    rt: Runtime, key: Key, body: Mapping[str, Any], current: list[str]
+) -> bool:
+    meta = body["metadata"]
+    try:
+        written = await rt.kube.add_finalizer(
+            POOLS, key.namespace, key.name, current, meta["resourceVersion"]
+        )
+    except KubeConflict:
+        return False
+    rt.wrote(key, written, {"metadata": {"finalizers": [*current, FINALIZER]}})
+    return written is not None
+
+
+async def _release(rt: Runtime, pool: _Pool) -> Outcome:
+    current = list(pool.body["metadata"].get("finalizers") or [])
+    key = pool.key
+    try:
+        written = await rt.kube.remove_finalizer(POOLS, key.namespace, key.name, current)
+    except KubeConflict:
+        return Outcome(requeue_after=CONFLICT_RETRY_S)
+    rt.wrote(key, written, {"metadata": {"finalizers": [f for f in current if f != FINALIZER]}})
+    rt.metrics.forget_pool(key.namespace, key.name)
+    return Outcome()
+
+
+async def _unconfigured(
+    rt: Runtime, key: Key, body: Mapping[str, Any], spec: PoolSpec, gateway: str
+) -> Outcome:
+    """A pool on a gateway the configuration does not name: nothing can be booted; the
+    waiting sessions are created cold (where their own gateway decides what happens)."""
+    message = f"gateway {gateway!r} is not configured"
+    refused = tuple(
+        Refusal(r.uid, r.session, Reason.POOL_EMPTY, f"SessionPool {key.name}: {message}")
+        for _, r, _ in rt.pools.waiting((key.namespace, key.name))
+    )
+    meta = body["metadata"]
+    old = dict(body.get("status") or {})
+    facts = PoolFacts(
+        uid=meta["uid"],
+        name=key.name,
+        generation=int(meta.get("generation", 1)),
+        family=spec.family,
+        gateway=gateway,
+        replicas=spec.replicas,
+        max_provisioning=spec.max_provisioning,
+        shape_digest="",
+        baseline=None,
+        claims=claims_of(old),
+    )
+    plan = PoolPlan(
+        claims=facts.claims,
+        granted=(),
+        refused=refused,
+        create=0,
+        delete=(),
+        ready=0,
+        booting=0,
+        condition=Condition(
+            ConditionType.READY, Status.FALSE, Reason.GATEWAY_NOT_CONFIGURED, message
+        ),
+    )
+    status = pool_status(facts, plan, old, rt.clock())
+    if status_changed(old, status):
+        await rt.write_status(key, status)
+    _answer(rt, key, (), refused)
+    return Outcome()
