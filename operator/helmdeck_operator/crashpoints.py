@@ -18,12 +18,14 @@ import os
 import signal
 import sys
 
-__all__ = ["AFTER_CREATE", "AFTER_DELETE", "MID_FANOUT", "reached"]
+__all__ = ["AFTER_CLAIM", "AFTER_CREATE", "AFTER_DELETE", "MID_FANOUT", "reached"]
 
 AFTER_CREATE = "after-create"
 """The gateway created the sandbox; the session status does not say so yet."""
 MID_FANOUT = "mid-fanout"
 """A policy revision was pushed to one session's sandbox; others are still waiting."""
+AFTER_CLAIM = "after-claim"
+"""A pool recorded claims in its status; the sessions have not been told yet."""
 AFTER_DELETE = "after-delete"
 """The gateway accepted the delete; the finalizer is still on the session."""
 

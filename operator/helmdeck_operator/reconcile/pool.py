@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from helmdeck_operator import crashpoints
 from helmdeck_operator.core.conditions import Condition, Status
 from helmdeck_operator.core.naming import (
     ANNOTATION_INITIAL_POLICY,
@@ -152,6 +153,8 @@ async def _pass(rt: Runtime, cache: Cache, pool: _Pool) -> Outcome:
         except KubeConflict:
             # Someone else recorded something first: answer nobody from this view.
             return Outcome(requeue_after=CONFLICT_RETRY_S)
+        if plan.granted:
+            crashpoints.reached(crashpoints.AFTER_CLAIM)
     _answer(rt, key, plan.granted, plan.refused)
     failed = await _act(rt, cache, pool, plan)
     rt.metrics.record_pool(
