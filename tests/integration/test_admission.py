@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,16 @@ def session(**spec: Any) -> Obj:
 def policy(**spec: Any) -> Obj:
     """The SidecarPolicy under test."""
     return objects.policy("subject", **spec)
+
+
+def pool(**spec: Any) -> Obj:
+    """The SessionPool under test: family browser unless `spec` says otherwise."""
+    return objects.pool("subject", **spec)
+
+
+def template(**fields: Any) -> Obj:
+    """A pool whose template holds `fields`."""
+    return pool(template=fields)
 
 
 def endpoint(**fields: Any) -> Obj:
@@ -73,6 +84,13 @@ CREATE_CASES = [
         "should match",
     ),
     Case("policyref-no-name", session(policyRef={}), "spec.policyRef.name", "Required value"),
+    Case(
+        "poolref-bad-name",
+        session(poolRef={"name": "Warm_Pool"}),
+        "spec.poolRef.name",
+        "should match",
+    ),
+    Case("poolref-no-name", session(poolRef={}), "spec.poolRef.name", "Required value"),
     Case("gateway-bad-name", session(gateway="VM Gateway"), "spec.gateway", "should match"),
     Case(
         "cpu-negative",
@@ -363,6 +381,165 @@ CREATE_CASES = [
 ]
 
 
+#: SessionPool mistakes: its own fields, and the template, which must refuse exactly what a
+#: session's spec refuses (same schema), reported under spec.template.
+POOL_CASES = [
+    Case("pool-family-missing", drop(pool(), "spec", "family"), "spec.family", "Required value"),
+    Case("pool-family-unknown", pool(family="ruby"), "spec.family", 'Unsupported value: "ruby"'),
+    Case("pool-gateway-bad-name", pool(gateway="VM Gateway"), "spec.gateway", "should match"),
+    Case(
+        "pool-replicas-negative",
+        pool(replicas=-1),
+        "spec.replicas",
+        "greater than or equal to 0",
+    ),
+    Case(
+        "pool-replicas-too-many",
+        pool(replicas=1001),
+        "spec.replicas",
+        "less than or equal to 1000",
+    ),
+    Case(
+        "pool-replicas-not-integer",
+        pool(replicas="3"),
+        "spec.replicas",
+        "must be of type integer",
+    ),
+    Case(
+        "pool-max-provisioning-zero",
+        pool(maxProvisioning=0),
+        "spec.maxProvisioning",
+        "greater than or equal to 1",
+    ),
+    Case(
+        "pool-max-provisioning-too-many",
+        pool(maxProvisioning=101),
+        "spec.maxProvisioning",
+        "less than or equal to 100",
+    ),
+    Case(
+        "pool-baseline-bad-name",
+        pool(baselinePolicyRef={"name": "Deny_All"}),
+        "spec.baselinePolicyRef.name",
+        "should match",
+    ),
+    Case(
+        "pool-baseline-no-name",
+        pool(baselinePolicyRef={}),
+        "spec.baselinePolicyRef.name",
+        "Required value",
+    ),
+    Case(
+        "pool-image-latest",
+        template(image="ghcr.io/x/y:latest"),
+        "spec.template.image",
+        "':latest' is not a pin",
+    ),
+    Case(
+        "pool-image-untagged",
+        template(image="ghcr.io/x/y"),
+        "spec.template.image",
+        "pinned by tag or digest",
+    ),
+    Case(
+        "pool-command-empty",
+        template(command=[]),
+        "spec.template.command",
+        "at least 1 items",
+    ),
+    Case(
+        "pool-cpu-zero",
+        template(resources={"cpu": "0"}),
+        "spec.template.resources.cpu",
+        "cpu must be a quantity above 0",
+    ),
+    Case(
+        "pool-memory-too-much",
+        template(resources={"memory": "1Ti"}),
+        "spec.template.resources.memory",
+        "at most 256Gi",
+    ),
+    Case(
+        "pool-gpu-too-many",
+        template(resources={"gpu": 9}),
+        "spec.template.resources.gpu",
+        "less than or equal to 8",
+    ),
+    Case(
+        "pool-env-bad-name",
+        template(env=[{"name": "1BAD", "value": "x"}]),
+        "spec.template.env[0].name",
+        "should match",
+    ),
+    Case(
+        "pool-env-reserved-name",
+        template(env=[{"name": "OPENSHELL_ENDPOINT", "value": "x"}]),
+        "spec.template.env[0].name",
+        "env OPENSHELL_ENDPOINT is reserved",
+    ),
+    Case(
+        "pool-env-value-newline",
+        template(env=[{"name": "A", "value": "one\ntwo"}]),
+        "spec.template.env[0].value",
+        "one line without NUL, CR or LF",
+    ),
+    Case(
+        "pool-env-secret-ref",
+        template(env=[{"name": "T", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]),
+        "spec.template.env[0].valueFrom",
+        "unknown field",
+    ),
+    Case(
+        "pool-provider-bad-name",
+        template(providers=["GitHub"]),
+        "spec.template.providers[0]",
+        "should match",
+    ),
+    Case(
+        "pool-provider-duplicate",
+        template(providers=["github", "github"]),
+        "spec.template.providers[1]",
+        "Duplicate value",
+    ),
+    Case(
+        "pool-template-lifetime",  # the template is the sandbox's shape, not the session
+        template(lifetime={"ttl": "1h"}),
+        "spec.template.lifetime",
+        "unknown field",
+    ),
+    Case(
+        "pool-template-policy",
+        template(policyRef={"name": "p"}),
+        "spec.template.policyRef",
+        "unknown field",
+    ),
+]
+
+#: Pools the apiserver must admit: the least and the most a pool can say.
+POOL_VALID = {
+    "pool-minimal": pool(),
+    "pool-scaled-to-zero": pool(family="node", replicas=0),
+    "pool-full": pool(
+        family="vision",
+        gateway="microvm",
+        template={
+            "image": "ghcr.io/x/y@sha256:" + "a" * 64,
+            "command": ["/usr/bin/sidecar", "--desktop"],
+            "resources": {"cpu": "500m", "memory": "2Gi", "gpu": 1},
+            "env": [{"name": "HELMDECK_MODE", "value": "desktop"}],
+            "providers": ["github"],
+        },
+        baselinePolicyRef={"name": "vision-baseline"},
+        replicas=1000,
+        maxProvisioning=100,
+    ),
+    "pool-env-near-the-limits": template(
+        env=[{"name": "OPENSHELL", "value": "é" * 4096}]
+        + [{"name": f"V{i}", "value": "x" * 4000} for i in range(60)]
+    ),
+}
+
+
 #: One case per rule of ../shared/OPENSHELL-RULES.md (what the real gateway refuses) that a
 #: SidecarPolicy can express; the rules it cannot express are listed in docs/policies.md.
 GATEWAY_RULE_CASES = [
@@ -641,6 +818,27 @@ def test_at_least_25_distinct_mistakes_are_covered() -> None:
     assert len({c.id for c in CREATE_CASES}) == len(CREATE_CASES) >= 25
 
 
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: c.id)
+def test_invalid_pool_is_refused_naming_the_field(
+    cluster: ControlPlane, namespace: str, case: Case
+) -> None:
+    test_invalid_object_is_refused_naming_the_field(cluster, namespace, case)
+
+
+@pytest.mark.parametrize("obj", POOL_VALID.values(), ids=list(POOL_VALID))
+def test_valid_pool_is_admitted_as_written(cluster: ControlPlane, namespace: str, obj: Obj) -> None:
+    code, stderr = create(cluster, namespace, obj)
+    assert code == 0, stderr
+    stored = cluster.kubectl_json("get", "sessionpool", "subject", "-n", namespace)
+    assert stored["spec"] == {"replicas": 1, "maxProvisioning": 10} | obj["spec"]
+
+
+def test_at_least_15_distinct_pool_mistakes_are_covered() -> None:
+    assert len({c.id for c in POOL_CASES}) == len(POOL_CASES) >= 15
+    ids = {c.id for c in CREATE_CASES + POOL_CASES + GATEWAY_RULE_CASES + GATEWAY_REQUEST_CASES}
+    assert len(ids) == len(CREATE_CASES + POOL_CASES + GATEWAY_RULE_CASES + GATEWAY_REQUEST_CASES)
+
+
 UpdateFn = Callable[[Obj], None]
 
 
@@ -655,6 +853,20 @@ def _set_gateway(o: Obj) -> None:
 def _drop_gateway(o: Obj) -> None:
     del o["spec"]["gateway"]
 
+
+def _set_pool(o: Obj) -> None:
+    o["spec"]["poolRef"] = {"name": "other-pool"}
+
+
+def _drop_pool(o: Obj) -> None:
+    del o["spec"]["poolRef"]
+
+
+#: What the apiserver adds to a spec created without these fields.
+DEFAULTS = {
+    "HelmdeckSession": {"suspend": False},
+    "SessionPool": {"replicas": 1, "maxProvisioning": 10},
+}
 
 UPDATE_CASES: list[tuple[str, Obj, UpdateFn, str, str]] = [
     ("family-changed", session(), _set_family, "spec.family", "family is immutable"),
@@ -673,6 +885,43 @@ UPDATE_CASES: list[tuple[str, Obj, UpdateFn, str, str]] = [
         "spec.gateway",
         "gateway is immutable",
     ),
+    ("poolref-added", session(), _set_pool, "spec.poolRef", "poolRef is immutable"),
+    (
+        "poolref-changed",
+        session(poolRef={"name": "browser-warm"}),
+        _set_pool,
+        "spec.poolRef",
+        "poolRef is immutable; delete the session and create a new one",
+    ),
+    (
+        "poolref-removed",
+        session(poolRef={"name": "browser-warm"}),
+        _drop_pool,
+        "spec.poolRef",
+        "poolRef is immutable",
+    ),
+    (
+        "pool-family-changed",
+        pool(),
+        _set_family,
+        "spec.family",
+        "family is immutable; delete the pool and create a new one",
+    ),
+    ("pool-gateway-added", pool(), _set_gateway, "spec.gateway", "gateway is immutable"),
+    (
+        "pool-gateway-changed",
+        pool(gateway="pods"),
+        _set_gateway,
+        "spec.gateway",
+        "gateway is immutable; delete the pool and create a new one",
+    ),
+    (
+        "pool-gateway-removed",
+        pool(gateway="pods"),
+        _drop_gateway,
+        "spec.gateway",
+        "gateway is immutable",
+    ),
 ]
 
 
@@ -684,16 +933,17 @@ UPDATE_CASES: list[tuple[str, Obj, UpdateFn, str, str]] = [
 def test_immutable_fields_are_refused_on_update(
     cluster: ControlPlane, namespace: str, original: Obj, change: UpdateFn, field: str, says: str
 ) -> None:
+    kind = original["kind"].lower()
     code, stderr = create(cluster, namespace, original)
     assert code == 0, stderr
-    current = cluster.kubectl_json("get", "hds", "subject", "-n", namespace)
+    current = cluster.kubectl_json("get", kind, "subject", "-n", namespace)
     change(current)
     result = cluster.kubectl("replace", "-n", namespace, "-f", "-", stdin=json.dumps(current))
     assert result.returncode != 0
     assert field in result.stderr, result.stderr
     assert says in result.stderr, result.stderr
-    stored = cluster.kubectl_json("get", "hds", "subject", "-n", namespace)
-    assert stored["spec"] == _without_none(original["spec"]) | {"suspend": False}
+    stored = cluster.kubectl_json("get", kind, "subject", "-n", namespace)
+    assert stored["spec"] == DEFAULTS[original["kind"]] | _without_none(original["spec"])
 
 
 def test_mutable_fields_can_change(cluster: ControlPlane, namespace: str) -> None:
@@ -726,3 +976,204 @@ def test_status_phase_outside_the_enum_is_refused(cluster: ControlPlane, namespa
     assert result.returncode != 0
     assert "status.phase" in result.stderr
     assert 'Unsupported value: "Running"' in result.stderr
+
+
+def test_a_pools_template_baseline_and_sizes_can_change(
+    cluster: ControlPlane, namespace: str
+) -> None:
+    code, stderr = create(cluster, namespace, pool(gateway="pods"))
+    assert code == 0, stderr
+    patch = {
+        "spec": {
+            "template": {"image": "ghcr.io/x/y:2.0.0", "resources": {"cpu": "2"}},
+            "baselinePolicyRef": {"name": "deny-all"},
+            "replicas": 5,
+            "maxProvisioning": 2,
+        }
+    }
+    result = cluster.kubectl(
+        "patch", "hdp", "subject", "-n", namespace, "--type=merge", "-p", json.dumps(patch)
+    )
+    assert result.returncode == 0, result.stderr
+    stored = cluster.kubectl_json("get", "hdp", "subject", "-n", namespace)
+    assert stored["spec"] == {"family": "browser", "gateway": "pods", **patch["spec"]}
+
+
+def _patch_pool_status(
+    plane: ControlPlane, namespace: str, status: Obj
+) -> subprocess.CompletedProcess[str]:
+    return plane.kubectl(
+        "patch",
+        "hdp",
+        "subject",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "field", "says"),
+    [
+        ({"replicas": -1}, "status.replicas", "greater than or equal to 0"),
+        ({"readyReplicas": -2}, "status.readyReplicas", "greater than or equal to 0"),
+        (
+            {"claims": [{"sandbox": "hd-1", "session": "s"}]},
+            "status.claims[0].uid",
+            "Required value",
+        ),
+        (
+            {"claims": [{"sandbox": "hd-1", "uid": "a"}, {"sandbox": "hd-1", "uid": "b"}]},
+            "status.claims[1]",
+            "Duplicate value",
+        ),
+    ],
+    ids=["replicas-negative", "ready-negative", "claim-without-uid", "sandbox-claimed-twice"],
+)
+def test_a_pool_status_out_of_its_schema_is_refused(
+    cluster: ControlPlane, namespace: str, status: Obj, field: str, says: str
+) -> None:
+    code, stderr = create(cluster, namespace, pool())
+    assert code == 0, stderr
+    result = _patch_pool_status(cluster, namespace, status)
+    assert result.returncode != 0
+    assert field in result.stderr, result.stderr
+    assert says in result.stderr, result.stderr
+
+
+def test_a_session_status_records_its_pool_claim(cluster: ControlPlane, namespace: str) -> None:
+    code, stderr = create(cluster, namespace, session(poolRef={"name": "browser-warm"}))
+    assert code == 0, stderr
+    claim = {
+        "name": "browser-warm",
+        "sandbox": "hd-pool-abc",
+        "claimedAt": "2025-06-01T12:00:00Z",
+    }
+    for pool_status in (claim, {"name": "browser-warm", "fallback": "PoolEmpty"}):
+        result = cluster.kubectl(
+            "patch",
+            "hds",
+            "subject",
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"pool": None}}),
+        )
+        assert result.returncode == 0, result.stderr
+        result = cluster.kubectl(
+            "patch",
+            "hds",
+            "subject",
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"pool": pool_status}}),
+        )
+        assert result.returncode == 0, result.stderr
+        stored = cluster.kubectl_json("get", "hds", "subject", "-n", namespace)
+        assert stored["status"]["pool"] == pool_status
+    refused = cluster.kubectl(
+        "patch",
+        "hds",
+        "subject",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"pool": {"fallback": "PoolBusy"}}}),
+    )
+    assert refused.returncode != 0
+    assert "status.pool.fallback" in refused.stderr
+    assert 'Unsupported value: "PoolBusy"' in refused.stderr
+
+
+# -- the scale subresource: kubectl scale, HorizontalPodAutoscaler, KEDA ------------------
+
+
+def _get_scale(plane: ControlPlane, namespace: str) -> Obj:
+    """GET the pool's scale subresource from the apiserver, as an autoscaler does."""
+    path = f"/apis/helmdeck.dev/v1alpha1/namespaces/{namespace}/sessionpools/subject/scale"
+    result = plane.kubectl("get", "--raw", path)
+    assert result.returncode == 0, result.stderr
+    scale: Obj = json.loads(result.stdout)
+    return scale
+
+
+def test_the_scale_subresource_reads_and_writes_replicas(
+    cluster: ControlPlane, namespace: str
+) -> None:
+    code, stderr = create(cluster, namespace, pool(replicas=3))
+    assert code == 0, stderr
+    selector = "helmdeck.dev/pool=subject"
+    result = _patch_pool_status(
+        cluster, namespace, {"replicas": 2, "readyReplicas": 1, "selector": selector}
+    )
+    assert result.returncode == 0, result.stderr
+    generation = cluster.kubectl_json("get", "hdp", "subject", "-n", namespace)["metadata"][
+        "generation"
+    ]
+
+    # GET .../scale: what an autoscaler reads.
+    scale = _get_scale(cluster, namespace)
+    assert (scale["apiVersion"], scale["kind"]) == ("autoscaling/v1", "Scale")
+    assert scale["metadata"]["name"] == "subject"
+    assert scale["spec"] == {"replicas": 3}
+    assert scale["status"] == {"replicas": 2, "selector": selector}
+
+    # PATCH .../scale: what an autoscaler writes; it lands in spec.replicas.
+    patched = cluster.kubectl(
+        "patch",
+        "hdp",
+        "subject",
+        "-n",
+        namespace,
+        "--subresource=scale",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"replicas": 5}}),
+    )
+    assert patched.returncode == 0, patched.stderr
+    stored = cluster.kubectl_json("get", "hdp", "subject", "-n", namespace)
+    assert stored["spec"]["replicas"] == 5
+    assert stored["metadata"]["generation"] == generation + 1  # the operator sees a new spec
+    assert _get_scale(cluster, namespace)["spec"] == {"replicas": 5}
+
+    # kubectl scale, down to zero.
+    scaled = cluster.kubectl("scale", "hdp", "subject", "-n", namespace, "--replicas=0")
+    assert scaled.returncode == 0, scaled.stderr
+    stored = cluster.kubectl_json("get", "hdp", "subject", "-n", namespace)
+    assert stored["spec"]["replicas"] == 0
+    assert stored["status"]["replicas"] == 2  # status is the operator's to write
+
+
+@pytest.mark.parametrize(
+    ("replicas", "says"), [(1001, "less than or equal to 1000"), (-1, "greater than or equal to 0")]
+)
+def test_the_scale_subresource_keeps_the_bounds(
+    cluster: ControlPlane, namespace: str, replicas: int, says: str
+) -> None:
+    code, stderr = create(cluster, namespace, pool(replicas=3))
+    assert code == 0, stderr
+    result = cluster.kubectl(
+        "patch",
+        "hdp",
+        "subject",
+        "-n",
+        namespace,
+        "--subresource=scale",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"replicas": replicas}}),
+    )
+    assert result.returncode != 0
+    assert "spec.replicas" in result.stderr, result.stderr
+    assert says in result.stderr, result.stderr
+    assert cluster.kubectl_json("get", "hdp", "subject", "-n", namespace)["spec"]["replicas"] == 3
