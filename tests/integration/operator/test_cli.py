@@ -31,9 +31,7 @@ def test_check_passes_against_a_working_setup(cluster: ControlPlane, operator_co
         line.startswith("ok") and "CRD helmdecksessions.helmdeck.dev" in line for line in lines
     )
     assert any(line.startswith("ok") and "patch helmdecksessions/status" in line for line in lines)
-    assert any(
-        line.startswith("ok") and "CRD sessionpools.helmdeck.dev" in line for line in lines
-    )
+    assert any(line.startswith("ok") and "CRD sessionpools.helmdeck.dev" in line for line in lines)
     assert any(line.startswith("ok") and "patch sessionpools/status" in line for line in lines)
     assert any(
         line.startswith("ok") and "gateway pods" in line and "HEALTHY" in line for line in lines
