@@ -21,7 +21,8 @@ The rules, in order:
    answers PoolPolicyNotLive; otherwise the oldest ready idle sandbox is claimed, and when
    there is none (or the pool holds `MAX_CLAIMS` already) PoolEmpty.
 4. Idle sandboxes in ERROR or COMPLETED, or booted with another shape or baseline (the
-   template or baseline changed), are deleted.
+   template or baseline changed), are deleted; while the baseline cannot be resolved, none
+   is claimed and none is deleted as stale.
 5. Idle sandboxes above `replicas` are deleted, booting ones first, newest first.
 6. Below `replicas`, new ones are booted, at most `maxProvisioning` at a time, and none
    while the baseline policy cannot be resolved.
@@ -158,8 +159,10 @@ def member(sandbox: gw.Sandbox, shape_digest: str, baseline_revision: str | None
         state = MemberState.READY
     else:
         state = MemberState.BOOTING
-    current = sandbox.annotations.get(ANNOTATION_SHAPE) == shape_digest and (
-        sandbox.annotations.get(ANNOTATION_INITIAL_POLICY) == baseline_revision
+    current = (
+        baseline_revision is not None
+        and sandbox.annotations.get(ANNOTATION_SHAPE) == shape_digest
+        and sandbox.annotations.get(ANNOTATION_INITIAL_POLICY) == baseline_revision
     )
     return Member(sandbox.name, state, current, sandbox.created_at)
 
@@ -255,7 +258,10 @@ def plan_pool(
     ]  # rule 2
     claimed = {c.sandbox for c in claims}
     idle = [m for m in members if m.name not in claimed and m.state is not MemberState.DELETING]
-    unusable = [m for m in idle if m.state is MemberState.BROKEN or not m.current]  # rule 4
+    # Rule 4; with the baseline unknown (its policy missing or invalid for a moment), whether
+    # a sandbox is stale is unknown too: kept, but not claimed (unless the pool goes).
+    known = pool.baseline is not None or pool.deleting
+    unusable = [m for m in idle if m.state is MemberState.BROKEN or (not m.current and known)]
     delete += [m.name for m in unusable]
     usable = [m for m in idle if m.state is not MemberState.BROKEN and m.current]
     ready = sorted((m for m in usable if m.state is MemberState.READY), key=_age_order)

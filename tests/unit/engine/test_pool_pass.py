@@ -166,7 +166,11 @@ async def test_a_claimed_session_is_ready_only_once_its_own_policy_is_loaded(
     assert rig.stored(session).get("status", {}).get("phase") != "Ready"
 
     rig.advance_gateway()  # the sandbox loads it
-    await rig.woken(session)
+    loaded = rig.cache.get(claim["sandbox"])
+    await eventually(
+        lambda: (found := rig.cache.get(claim["sandbox"])) and found.current_policy_version == 2,
+        f"the cache to see the second policy version loaded (was {loaded})",
+    )
     await rig.reconcile(session)
 
     status = rig.status(session)
