@@ -95,9 +95,14 @@ dev-down: venv ## stop what make dev started
 	@$(BIN)/helmdeck-dev dev down --state-dir .local/dev
 
 .PHONY: bench
-bench: venv ## benchmarks: gateway client round trips; operator at N=1000 and N=5000 beside the apiserver floor
+bench: venv ## benchmarks: gateway client round trips; operator at N=1000 and N=5000 beside the apiserver floor; warm-pool claims
 	$(PY) benchmarks/gateway_client.py --calls 1000
 	$(PY) benchmarks/operator_scale.py --sessions 1000 --sessions 5000 --outage 60 --json .local/bench/operator_scale.json
+	$(MAKE) --no-print-directory bench-pools
+
+.PHONY: bench-pools
+bench-pools: venv ## benchmark: 1,000 claims from warm pools beside the same as cold creates (2 s boot)
+	$(PY) benchmarks/pool_claims.py --sessions 1000 --rate 20 --json .local/bench/pool_claims.json
 
 .PHONY: clean
 clean: cluster-down ## remove local state (the control-plane binary cache is kept)

@@ -1,8 +1,9 @@
 """`make demo` and `make dev`: the product end to end on one machine, no Docker needed.
 
 `demo` starts a real local control plane, the OpenShell emulator (standing in for two
-gateways: `pods` and `microvm`) and the operator; applies the sample policies and sessions;
-then shows, in plain words, a hot reload, a suspend and a TTL expiry, and tears it all down.
+gateways: `pods` and `microvm`) and the operator; applies the sample policies, warm pools and
+sessions; then shows, in plain words, a claim from a warm pool, a hot reload, a suspend and
+a TTL expiry, and tears it all down.
 `dev up` leaves the same setup running in the background and says how to use it; `dev down`
 stops it.
 """
@@ -72,9 +73,21 @@ def apply_samples(plane: ControlPlane) -> None:
         assert result.returncode == 0, result.stderr
     plane.kubectl("wait", "--for=condition=Established", "-f", str(REPO_ROOT / "crds"))
     plane.kubectl("create", "namespace", NAMESPACE)
-    for folder in ("policies", "sessions"):
+    for folder in ("policies", "pools"):
         result = plane.kubectl("apply", "-n", NAMESPACE, "-f", str(SAMPLES / folder))
         assert result.returncode == 0, result.stderr
+    # The sessions come once the pools are warm, so the pooled one claims instead of
+    # falling back to a cold create.
+    wait("every SessionPool filled", lambda: pools_filled(plane))
+    result = plane.kubectl("apply", "-n", NAMESPACE, "-f", str(SAMPLES / "sessions"))
+    assert result.returncode == 0, result.stderr
+
+
+def pools_filled(plane: ControlPlane) -> bool:
+    items = plane.kubectl_json("get", "hdp", "-n", NAMESPACE)["items"]
+    return bool(items) and all(
+        (p.get("status") or {}).get("readyReplicas") == p["spec"].get("replicas", 1) for p in items
+    )
 
 
 def demo(workdir: Path) -> int:
@@ -109,6 +122,12 @@ def _story(plane: ControlPlane, gateway: EmulatorProcess) -> int:
     wait("every session Ready", lambda: all(phase(s) == "Ready" for s in sessions(plane).values()))
     show(plane, "get", "helmdeck")
     print("    Every session is Ready: its sandbox is READY on the gateway and its policy loaded.")
+    pooled = sessions(plane)["browser-pooled"]["status"]
+    print(
+        f"    browser-pooled claimed the warm sandbox {pooled['pool']['sandbox']} from SessionPool"
+        f" {pooled['pool']['name']} (no boot); its own policy was pushed into it at claim time,"
+        " and the pool booted a replacement."
+    )
 
     say("Editing SidecarPolicy python-pypi: allowing conda.anaconda.org (hot reload)")
     before = sessions(plane)["python-analysis"]["status"]
@@ -219,6 +238,7 @@ def dev_up(state: Path) -> int:
         ["wait", "--for=condition=Established", "-f", str(REPO_ROOT / "crds")],
         ["create", "namespace", NAMESPACE],
         ["apply", "-n", NAMESPACE, "-f", str(SAMPLES / "policies")],
+        ["apply", "-n", NAMESPACE, "-f", str(SAMPLES / "pools")],
         ["apply", "-n", NAMESPACE, "-f", str(SAMPLES / "sessions")],
     ):
         subprocess.run([*plane_kubectl, *args], check=False, capture_output=True)
