@@ -98,8 +98,11 @@ def pool_of(
     labels: Mapping[str, str], annotations: Mapping[str, str]
 ) -> tuple[str, str, str] | None:
     """(namespace, name, uid) of the pool a sandbox was booted for, or None."""
-    uid = labels.get(LABEL_POOL_UID)
-    namespace, _, name = annotations.get(ANNOTATION_POOL, "").partition("/")
+    return _owner(labels.get(LABEL_POOL_UID), annotations.get(ANNOTATION_POOL))
+
+
+def _owner(uid: str | None, where: str | None) -> tuple[str, str, str] | None:
+    namespace, _, name = (where or "").partition("/")
     if not uid or not namespace or not name:
         return None
     return namespace, name, uid
@@ -109,8 +112,4 @@ def session_of(
     labels: Mapping[str, str], annotations: Mapping[str, str]
 ) -> tuple[str, str, str] | None:
     """(namespace, name, uid) of the session a sandbox belongs to, or None if it is not ours."""
-    uid = labels.get(LABEL_SESSION_UID)
-    namespace, _, name = annotations.get(ANNOTATION_SESSION, "").partition("/")
-    if not uid or not namespace or not name:
-        return None
-    return namespace, name, uid
+    return _owner(labels.get(LABEL_SESSION_UID), annotations.get(ANNOTATION_SESSION))

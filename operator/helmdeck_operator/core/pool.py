@@ -38,14 +38,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
 from helmdeck_operator.config import Family
 from helmdeck_operator.core.conditions import Condition, Status, format_time, merge_conditions
 from helmdeck_operator.core.naming import ANNOTATION_INITIAL_POLICY, LABEL_POOL_UID
 from helmdeck_operator.core.plan import ANNOTATION_SHAPE
-from helmdeck_operator.core.session import EnvVar, PolicyRef, SessionResources
+from helmdeck_operator.core.session import CrdView, PolicyRef, SandboxTemplate
 from helmdeck_operator.gateway import models as gw
 from helmdeck_operator.vocabulary import ConditionType, Reason
 
@@ -59,7 +56,6 @@ __all__ = [
     "PoolFacts",
     "PoolPlan",
     "PoolSpec",
-    "PoolTemplate",
     "Refusal",
     "claims_of",
     "member",
@@ -72,26 +68,10 @@ __all__ = [
 MAX_CLAIMS = 4000
 
 
-class _View(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
-    )
-
-
-class PoolTemplate(_View):
-    """The sandbox shape a pool boots: the HelmdeckSession fields of the same names."""
-
-    image: str | None = None
-    command: tuple[str, ...] | None = None
-    resources: SessionResources = SessionResources()
-    env: tuple[EnvVar, ...] = ()
-    providers: tuple[str, ...] = ()
-
-
-class PoolSpec(_View):
+class PoolSpec(CrdView):
     family: Family
     gateway: str | None = None
-    template: PoolTemplate = PoolTemplate()
+    template: SandboxTemplate = SandboxTemplate()
     baseline_policy_ref: PolicyRef | None = None
     replicas: int = 1
     max_provisioning: int = 10

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -23,57 +23,66 @@ from helmdeck_operator.config import Family, FamilyDefaults
 from helmdeck_operator.gateway import models
 
 __all__ = [
+    "CrdView",
     "EnvVar",
     "Lifetime",
     "PolicyRef",
     "SandboxShape",
+    "SandboxTemplate",
     "SessionMeta",
     "SessionResources",
     "SessionSpec",
-    "ShapeFields",
     "expires_at",
     "parse_duration",
     "sandbox_shape",
 ]
 
 
-class _View(BaseModel):
+class CrdView(BaseModel):
+    """A typed, frozen view of a custom resource's fields (camelCase in the API)."""
+
     model_config = ConfigDict(
         frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
     )
 
 
-class PolicyRef(_View):
+class PolicyRef(CrdView):
     name: str
 
 
-class SessionResources(_View):
+class SessionResources(CrdView):
     cpu: int | str | None = None
     memory: int | str | None = None
     gpu: int | None = None
 
 
-class EnvVar(_View):
+class EnvVar(CrdView):
     name: str
     value: str = ""
 
 
-class Lifetime(_View):
+class Lifetime(CrdView):
     ttl: str | None = None
     on_expiry: Literal["Delete", "Retain"] = "Delete"
 
 
-class SessionSpec(_View):
-    family: Family
+class SandboxTemplate(CrdView):
+    """The fields that decide a sandbox's shape: part of a session's spec, and a pool's
+    `spec.template` (the same fields, so whatever a pool boots a session could ask for)."""
+
     image: str | None = None
     command: tuple[str, ...] | None = None
+    resources: SessionResources = SessionResources()
+    env: tuple[EnvVar, ...] = ()
+    providers: tuple[str, ...] = ()
+
+
+class SessionSpec(SandboxTemplate):
+    family: Family
     policy_ref: PolicyRef | None = None
     pool_ref: PolicyRef | None = None
     """A SessionPool to claim a warm sandbox from (same shape as a policy reference)."""
     gateway: str | None = None
-    resources: SessionResources = SessionResources()
-    env: tuple[EnvVar, ...] = ()
-    providers: tuple[str, ...] = ()
     lifetime: Lifetime = Lifetime()
     suspend: bool = False
 
@@ -170,22 +179,7 @@ class SandboxShape:
         )
 
 
-class ShapeFields(Protocol):
-    """The fields that decide a sandbox's shape: a session's spec, or a pool's template."""
-
-    @property
-    def image(self) -> str | None: ...
-    @property
-    def command(self) -> tuple[str, ...] | None: ...
-    @property
-    def resources(self) -> SessionResources: ...
-    @property
-    def env(self) -> tuple[EnvVar, ...]: ...
-    @property
-    def providers(self) -> tuple[str, ...]: ...
-
-
-def sandbox_shape(spec: ShapeFields, defaults: FamilyDefaults) -> SandboxShape:
+def sandbox_shape(spec: SandboxTemplate, defaults: FamilyDefaults) -> SandboxShape:
     """The spec's own values where given, the family defaults elsewhere."""
     resources = spec.resources
     return SandboxShape(

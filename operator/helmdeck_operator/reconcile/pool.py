@@ -89,14 +89,15 @@ async def reconcile_pool(rt: Runtime, key: Key) -> Outcome:
         spec = PoolSpec.model_validate(body.get("spec") or {})
         gateway = spec.gateway or rt.config.default_gateway
         cache = rt.caches.get(gateway)
+        pool = _read(rt, key, body, spec, gateway, deleting)
         if cache is None:
-            return await _unconfigured(rt, key, body, spec, gateway)
+            return await _unconfigured(rt, pool)
         if not cache.up:
             return Outcome(failing=True, gateway=gateway)  # waiters wait with it
         if not cache.synced.is_set():
             cache.park(key)
             return Outcome()
-        return await _pass(rt, cache, _read(rt, key, body, spec, gateway, deleting))
+        return await _pass(rt, cache, pool)
 
 
 def _read(
@@ -321,32 +322,17 @@ async def _release(rt: Runtime, pool: _Pool) -> Outcome:
     return Outcome()
 
 
-async def _unconfigured(
-    rt: Runtime, key: Key, body: Mapping[str, Any], spec: PoolSpec, gateway: str
-) -> Outcome:
+async def _unconfigured(rt: Runtime, pool: _Pool) -> Outcome:
     """A pool on a gateway the configuration does not name: nothing can be booted; the
     waiting sessions are created cold (where their own gateway decides what happens)."""
-    message = f"gateway {gateway!r} is not configured"
+    key = pool.key
+    message = f"gateway {pool.facts.gateway!r} is not configured"
     refused = tuple(
         Refusal(r.uid, r.session, Reason.POOL_EMPTY, f"SessionPool {key.name}: {message}")
         for _, r, _ in rt.pools.waiting((key.namespace, key.name))
     )
-    meta = body["metadata"]
-    old = dict(body.get("status") or {})
-    facts = PoolFacts(
-        uid=meta["uid"],
-        name=key.name,
-        generation=int(meta.get("generation", 1)),
-        family=spec.family,
-        gateway=gateway,
-        replicas=spec.replicas,
-        max_provisioning=spec.max_provisioning,
-        shape_digest="",
-        baseline=None,
-        claims=claims_of(old),
-    )
     plan = PoolPlan(
-        claims=facts.claims,
+        claims=pool.facts.claims,
         granted=(),
         refused=refused,
         create=0,
@@ -357,8 +343,8 @@ async def _unconfigured(
             ConditionType.READY, Status.FALSE, Reason.GATEWAY_NOT_CONFIGURED, message
         ),
     )
-    status = pool_status(facts, plan, old, rt.clock())
-    if status_changed(old, status):
+    status = pool_status(pool.facts, plan, pool.status, rt.clock())
+    if status_changed(pool.status, status):
         await rt.write_status(key, status)
     _answer(rt, key, (), refused)
     return Outcome()

@@ -64,19 +64,19 @@ async def sweep_orphans(rt: Runtime) -> list[str]:
 async def _orphan_of(rt: Runtime, sandbox: models.Sandbox) -> str | None:
     """Whose orphan the sandbox is (for the log), or None when it is owned or not ours."""
     owner = session_of(sandbox.labels, sandbox.annotations)
+    pool = pool_of(sandbox.labels, sandbox.annotations)
+    namespace = (owner or pool or ("",))[0]
+    if not namespace or (rt.config.namespaces and namespace not in rt.config.namespaces):
+        return None  # not ours, or not this instance's namespaces
     if owner is not None:
         return await _session_orphan(rt, sandbox.name, *owner)
-    pool = pool_of(sandbox.labels, sandbox.annotations)
-    if pool is not None:
-        return await _pool_orphan(rt, sandbox.name, *pool)
-    return None
+    assert pool is not None
+    return await _pool_orphan(rt, sandbox.name, *pool)
 
 
 async def _session_orphan(
     rt: Runtime, sandbox: str, namespace: str, name: str, uid: str
 ) -> str | None:
-    if rt.config.namespaces and namespace not in rt.config.namespaces:
-        return None
     known = rt.store.session(namespace, name)
     if known is None or known["metadata"]["uid"] != uid:
         known = await rt.kube.get(SESSIONS, namespace, name)
@@ -91,8 +91,6 @@ async def _session_orphan(
 async def _pool_orphan(
     rt: Runtime, sandbox: str, namespace: str, name: str, uid: str
 ) -> str | None:
-    if rt.config.namespaces and namespace not in rt.config.namespaces:
-        return None
     known = rt.store.pool(namespace, name)
     if known is not None and known["metadata"]["uid"] == uid:
         return None

@@ -43,6 +43,20 @@ async def booted(rig: PassRig, pool: Key) -> None:
     await eventually(seen, "the cache to see the pool's sandboxes READY")
 
 
+async def answered(rig: PassRig, session: Key, pool: Key) -> None:
+    """The session asks its pool, the pool answers, the session takes the answer."""
+    await rig.reconcile(session)
+    await rig.reconcile(pool)
+    await rig.reconcile(session)
+
+
+async def cold_ready(rig: PassRig, session: Key) -> None:
+    """A session creating its own sandbox: the gateway boots it, the session is Ready."""
+    rig.advance_gateway()
+    await rig.woken(session)
+    await rig.reconcile(session)
+
+
 async def removed(rig: PassRig, keep: set[str]) -> None:
     """Let the gateway remove what is being deleted, and the cache see only `keep` left."""
     rig.advance_gateway()
@@ -188,14 +202,10 @@ async def test_an_empty_pool_sends_the_session_to_a_cold_create_and_says_why(
     session = rig.put_session("s1", family="python", poolRef={"name": "warm"})
     uid = rig.stored(session)["metadata"]["uid"]
 
-    await rig.reconcile(session)
-    await rig.reconcile(pool)
-    await rig.reconcile(session)
+    await answered(rig, session, pool)
 
     assert sandbox_name(uid) in {s["name"] for s in rig.sandboxes()}
-    rig.advance_gateway()
-    await rig.woken(session)
-    await rig.reconcile(session)
+    await cold_ready(rig, session)
     status = rig.status(session)
     assert status["phase"] == "Ready"
     assert status["pool"] == {"name": "warm", "fallback": "PoolEmpty"}
@@ -212,12 +222,8 @@ async def test_a_session_of_another_shape_is_created_cold(rig: PassRig) -> None:
     session = rig.put_session(
         "s1", family="python", poolRef={"name": "warm"}, resources={"cpu": "3"}
     )
-    await rig.reconcile(session)
-    await rig.reconcile(pool)
-    await rig.reconcile(session)
-    rig.advance_gateway()
-    await rig.woken(session)
-    await rig.reconcile(session)
+    await answered(rig, session, pool)
+    await cold_ready(rig, session)
 
     assert rig.status(pool).get("claims") == []
     cond = rig.condition(session, "PoolClaimed")
@@ -240,12 +246,8 @@ async def test_a_policy_that_is_not_a_live_change_from_the_baseline_is_created_c
     session = rig.put_session(
         "s1", family="python", poolRef={"name": "warm"}, policyRef={"name": "root"}
     )
-    await rig.reconcile(session)
-    await rig.reconcile(pool)
-    await rig.reconcile(session)
-    rig.advance_gateway()
-    await rig.woken(session)
-    await rig.reconcile(session)
+    await answered(rig, session, pool)
+    await cold_ready(rig, session)
 
     cond = rig.condition(session, "PoolClaimed")
     assert cond["reason"] == "PoolPolicyNotLive"
@@ -275,9 +277,7 @@ async def test_a_deleted_session_deletes_its_claimed_sandbox_and_the_claim_goes(
 ) -> None:
     pool = await filled_pool(rig, replicas=1)
     session = rig.put_session("s1", family="python", poolRef={"name": "warm"})
-    await rig.reconcile(session)
-    await rig.reconcile(pool)
-    await rig.reconcile(session)
+    await answered(rig, session, pool)
     [claim] = rig.status(pool)["claims"]
 
     refill = {s["name"] for s in members(rig, pool)} - {claim["sandbox"]}
@@ -312,9 +312,7 @@ async def test_scaling_down_deletes_idle_sandboxes_only(rig: PassRig) -> None:
 async def test_a_deleted_pool_leaves_its_claimed_sessions_running(rig: PassRig) -> None:
     pool = await filled_pool(rig, replicas=2)
     session = rig.put_session("s1", family="python", poolRef={"name": "warm"})
-    await rig.reconcile(session)
-    await rig.reconcile(pool)
-    await rig.reconcile(session)
+    await answered(rig, session, pool)
     [claim] = rig.status(pool)["claims"]
 
     rig.delete(pool)
