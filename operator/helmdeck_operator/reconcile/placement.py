@@ -7,9 +7,9 @@ so a restart anywhere in between finds the same answer):
 1. its own status (`status.pool`: the claimed sandbox, or why it was created cold);
 2. the pool's status.claims (the claim was recorded; the session's status not yet);
 3. the pool's answer held in memory (until the status records it);
-4. a sandbox of its own name on the gateway (it was created cold; a restart lost the
+4. no pool of that name: cold, PoolNotFound;
+5. a sandbox of its own name on the gateway (it was created cold; a restart lost the
    answer before the status said so: the reason is on the sandbox);
-5. no pool of that name: cold, PoolNotFound;
 6. otherwise it asks the pool and waits: the pool pass answers every waiting session at
    once and wakes them.
 """
@@ -90,6 +90,13 @@ def place(
     refusal = rt.pools.refusals.get(meta.uid)
     if refusal is not None:
         return PoolPlacement(ref.name, fallback=refusal.reason, message=refusal.message)
+    where = Key(Kind.POOL, meta.namespace, ref.name)
+    if rt.pool_body(where) is None:
+        return PoolPlacement(
+            ref.name,
+            fallback=Reason.POOL_NOT_FOUND,
+            message=f"SessionPool {meta.namespace}/{ref.name} does not exist",
+        )
     if cache is None:
         return PoolPlacement(ref.name)
     own = cache.get(sandbox_name(meta.uid))
@@ -98,13 +105,6 @@ def place(
             ref.name,
             fallback=_fallback(own.annotations.get(ANNOTATION_POOL_FALLBACK)),
             message=f"sandbox {own.name} was created cold before the operator restarted",
-        )
-    where = Key(Kind.POOL, meta.namespace, ref.name)
-    if rt.pool_body(where) is None:
-        return PoolPlacement(
-            ref.name,
-            fallback=Reason.POOL_NOT_FOUND,
-            message=f"SessionPool {meta.namespace}/{ref.name} does not exist",
         )
     if isinstance(desired, DesiredPolicy):
         # A session whose policy is missing or invalid asks nothing: it cannot run anywhere.

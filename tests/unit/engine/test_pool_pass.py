@@ -325,3 +325,52 @@ async def test_a_deleted_pool_leaves_its_claimed_sessions_running(rig: PassRig) 
     assert names == {claim["sandbox"]}
     await rig.reconcile(session)
     assert rig.status(session)["phase"] == "Ready"
+
+
+async def test_a_session_naming_no_existing_pool_is_created_cold_at_once(rig: PassRig) -> None:
+    session = rig.put_session("s1", family="python", poolRef={"name": "nowhere"})
+    uid = rig.stored(session)["metadata"]["uid"]
+
+    await rig.reconcile(session)
+
+    assert sandbox_name(uid) in {s["name"] for s in rig.sandboxes()}  # nobody asked, no wait
+    await cold_ready(rig, session)
+    assert rig.status(session)["pool"] == {"name": "nowhere", "fallback": "PoolNotFound"}
+    assert "does not exist" in rig.condition(session, "PoolClaimed")["message"]
+
+
+async def test_a_restart_between_the_claim_and_the_sessions_record_finds_the_claim(
+    rig: PassRig,
+) -> None:
+    pool = await filled_pool(rig, replicas=1)
+    session = rig.put_session("s1", family="python", poolRef={"name": "warm"})
+    await rig.reconcile(session)
+    await rig.reconcile(pool)
+    [claim] = rig.status(pool)["claims"]
+    rig.rt.pools = type(rig.rt.pools)()  # what a restart forgets: requests and answers
+
+    await rig.reconcile(session)
+
+    status = rig.status(session)
+    assert status["phase"] == "Ready"
+    assert status["pool"]["sandbox"] == claim["sandbox"]
+    uid = rig.stored(session)["metadata"]["uid"]
+    assert sandbox_name(uid) not in {s["name"] for s in rig.sandboxes()}  # nothing cold
+    assert rig.status(pool)["claims"] == [claim]  # and no second claim
+
+
+async def test_a_restart_after_a_cold_create_keeps_the_sandbox_and_its_reason(
+    rig: PassRig,
+) -> None:
+    pool = rig.put_pool("warm", replicas=0)
+    session = rig.put_session("s1", family="python", poolRef={"name": "warm"})
+    uid = rig.stored(session)["metadata"]["uid"]
+    await answered(rig, session, pool)  # created cold; its status write is held back
+    assert "pool" not in rig.status(session)
+    rig.rt.pools = type(rig.rt.pools)()  # the restart forgets the pool's answer
+
+    await cold_ready(rig, session)
+
+    assert rig.status(session)["pool"] == {"name": "warm", "fallback": "PoolEmpty"}
+    assert [s["name"] for s in rig.sandboxes()] == [sandbox_name(uid)]
+    assert not rig.queued(pool)  # it did not ask again
