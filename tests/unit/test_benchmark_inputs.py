@@ -10,6 +10,7 @@ from types import ModuleType
 import pytest
 
 from helmdeck_operator.policy import translate
+from helmdeck_operator.policy.classify import classify_change
 from helmdeck_operator.vocabulary import Phase
 from tests.support.repo import REPO_ROOT
 
@@ -45,3 +46,23 @@ def test_the_floor_writes_a_ready_status(operator_scale: ModuleType) -> None:
     assert body["status"]["phase"] == Phase.READY
     assert body["status"]["policy"]["revision"] == rev
     assert operator_scale.is_ready(body)
+
+
+def test_the_pool_benchmarks_policy_is_a_live_change_from_a_python_pools_baseline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Else every claim falls back to a cold create and the benchmark measures nothing."""
+    pool_claims = _load("pool_claims", monkeypatch)
+    spec = pool_claims.pypi_spec()
+    baseline = dict(spec)
+    del baseline["network"]
+
+    change = classify_change(
+        translate.to_sandbox_policy(baseline), translate.to_sandbox_policy(spec)
+    )
+
+    assert change.live, change.blockers
+    assert spec["network"], "the sessions' policy must differ from the baseline: a push"
+    body = pool_claims.session_body("s1", "warm-0")
+    assert body["spec"]["poolRef"] == {"name": "warm-0"}
+    assert body["spec"]["policyRef"] == {"name": "pypi"}
