@@ -252,6 +252,10 @@ class Stores:
         self._policies = indices["policy_bodies"]
         self._pools = indices["pool_bodies"]
         self._reference: dict[tuple[str, str], tuple[str, SessionPolicy]] = {}
+        self._holds: dict[tuple[str, str], str] = {}
+        """(namespace, session) -> the pool sandbox its status records as claimed."""
+        self._holders: dict[tuple[str, str], str] = {}
+        """(namespace, pool sandbox) -> the session whose status records it."""
         self._bound: dict[tuple[str, str], set[str]] = {}
         self._tallies: dict[tuple[str, str], Counter[SessionPolicy]] = {}
         self._built = False
@@ -282,14 +286,6 @@ class Stores:
             and ((body.get("spec") or {}).get("baselinePolicyRef") or {}).get("name") == policy
         ]
 
-    def sessions_in(self, namespace: str) -> list[dict[str, Any]]:
-        """Every session of a namespace (a scan: for the rare questions no index answers)."""
-        return [
-            body
-            for (where, _), store in list(self._sessions.items())
-            if where == namespace and (body := self._one(store)) is not None
-        ]
-
     def bound_names(self, namespace: str, policy: str) -> list[str]:
         """The names of the sessions whose spec.policyRef names `policy`, sorted."""
         self._build()
@@ -308,11 +304,24 @@ class Stores:
         previous = self._reference.pop(key, None)
         if previous is not None:
             self._unlink(namespace, name, *previous)
+        held = self._holds.pop(key, None)
+        if held is not None:
+            self._holders.pop((namespace, held), None)
         if body is not None:
             self._link(namespace, name, body)
         return previous[0] if previous is not None else None
 
+    def holder(self, namespace: str, sandbox: str) -> str | None:
+        """The session whose status records the pool sandbox `sandbox` as its own (what
+        outlives the pool's own record of the claim)."""
+        self._build()
+        return self._holders.get((namespace, sandbox))
+
     def _link(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        held = ((body.get("status") or {}).get("pool") or {}).get("sandbox")
+        if held:
+            self._holds[(namespace, name)] = str(held)
+            self._holders[(namespace, str(held))] = name
         policy = policy_ref(body)
         if policy is None:
             return
@@ -505,8 +514,9 @@ class Runtime:
             return None
         namespace, name, _ = pool
         claim = self.claims(namespace, name).by_sandbox.get(sandbox.name)
-        if claim is not None:
-            return Key(Kind.SESSION, namespace, claim.session)
+        holder = claim.session if claim is not None else self.store.holder(namespace, sandbox.name)
+        if holder is not None:
+            return Key(Kind.SESSION, namespace, holder)
         return Key(Kind.POOL, namespace, name)
 
     def _overlaid(self, key: Key, body: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -96,9 +96,8 @@ async def _pool_orphan(
         return None
     if rt.claims(namespace, name).by_sandbox.get(sandbox) is not None:
         return None
-    for session in rt.store.sessions_in(namespace):
-        if ((session.get("status") or {}).get("pool") or {}).get("sandbox") == sandbox:
-            return None
+    if rt.store.holder(namespace, sandbox) is not None:
+        return None
     found = await rt.kube.get(POOLS, namespace, name)
     if found is not None and found["metadata"]["uid"] == uid:
         return None

@@ -326,6 +326,17 @@ async def test_a_deleted_pool_leaves_its_claimed_sessions_running(rig: PassRig) 
     await rig.reconcile(session)
     assert rig.status(session)["phase"] == "Ready"
 
+    # Its session still owns the sandbox: deleting it waits for the gateway, and the end of
+    # the sandbox wakes it (the pool that recorded the claim is gone: its status says it).
+    rig.delete(session)
+    await rig.reconcile(session)
+    assert rig.status(session)["phase"] == "Terminating"
+    rig.advance_gateway()
+    await rig.woken(session)
+    await rig.reconcile(session)
+    assert rig.kube.object(SESSIONS, NAMESPACE, "s1") is None
+    assert rig.sandboxes() == []
+
 
 async def test_a_session_naming_no_existing_pool_is_created_cold_at_once(rig: PassRig) -> None:
     session = rig.put_session("s1", family="python", poolRef={"name": "nowhere"})
