@@ -38,6 +38,8 @@ from helmdeck_operator.core.pool import (
     Claim,
     ClaimRequest,
     Holder,
+    Member,
+    MemberState,
     PoolFacts,
     PoolPlan,
     PoolSpec,
@@ -157,7 +159,7 @@ async def _pass(rt: Runtime, cache: Cache, pool: _Pool) -> Outcome:
         if plan.granted:
             crashpoints.reached(crashpoints.AFTER_CLAIM)
     _answer(rt, key, plan.granted, plan.refused)
-    failed = await _act(rt, cache, pool, plan)
+    failed = await _act(rt, cache, pool, plan, members)
     rt.metrics.record_pool(
         key.namespace,
         key.name,
@@ -238,19 +240,34 @@ def _answer(
         rt.queue.add(Key(Kind.SESSION, key.namespace, name))
 
 
-async def _act(rt: Runtime, cache: Cache, pool: _Pool, plan: PoolPlan) -> GatewayError | None:
+async def _act(
+    rt: Runtime, cache: Cache, pool: _Pool, plan: PoolPlan, members: list[Member]
+) -> GatewayError | None:
     """Boot and delete as planned, at once (within the gateway's bound on mutations);
     the first gateway error, if any (the rest are tried regardless)."""
     work = [_boot(rt, cache, pool) for _ in range(plan.create)]
     work += [_delete(rt, cache, name) for name in plan.delete]
     errors = [e for e in await asyncio.gather(*work) if e is not None]
-    for sandbox in cache.sandboxes():
-        if sandbox.labels.get(LABEL_POOL_UID) == pool.facts.uid and not sandbox.is_ready:
-            cache.follow(sandbox.name)
+    _follow_booting(cache, plan, members)
     for error in errors:
         logger.warning("SessionPool %s/%s: %s", pool.key.namespace, pool.key.name, error)
         rt.metrics.record_error(Kind.POOL.value, error.reason)
     return errors[0] if errors else None
+
+
+def _follow_booting(cache: Cache, plan: PoolPlan, members: list[Member]) -> None:
+    """Streams for the idle sandboxes still booting (READY wakes the pool), none for the
+    others: streams are few per gateway, and one left open on a sandbox that sits idle
+    for hours is one a claimed sandbox's policy load waits for. A claimed sandbox's stream
+    is its session's business; a deleted one is followed until gone (`_delete`)."""
+    leave = {c.sandbox for c in plan.claims} | set(plan.delete)
+    for m in members:
+        if m.name in leave or m.state is MemberState.DELETING:
+            continue
+        if m.state is MemberState.BOOTING:
+            cache.follow(m.name)
+        else:
+            cache.unfollow(m.name)
 
 
 async def _boot(rt: Runtime, cache: Cache, pool: _Pool) -> GatewayError | None:
@@ -278,6 +295,7 @@ async def _boot(rt: Runtime, cache: Cache, pool: _Pool) -> GatewayError | None:
         cache.report(err)
         return err
     cache.put(made)
+    cache.follow(made.name)  # its READY wakes the pool
     return None
 
 

@@ -87,6 +87,7 @@ async def test_a_pool_boots_its_replicas_with_the_baseline_and_reports_them(rig:
     assert stored["metadata"]["finalizers"] == [FINALIZER]
     first = members(rig, pool)
     assert len(first) == 2  # maxProvisioning bounds what boots at once
+    assert all(rig.cache.following(s["name"]) for s in first)  # their READY wakes the pool
     for sandbox in first:
         assert sandbox["name"].startswith("hp-")
         assert sandbox["annotations"]["helmdeck.dev/pool"] == f"{NAMESPACE}/warm"
@@ -106,6 +107,8 @@ async def test_a_pool_boots_its_replicas_with_the_baseline_and_reports_them(rig:
     status = rig.status(pool)
     assert (status["readyReplicas"], status["provisioning"], status["claimed"]) == (3, 0, 0)
     assert rig.condition(pool, "Ready")["status"] == "True"
+    # Streams are for booting sandboxes only: none stays open on an idle one.
+    assert not [s["name"] for s in members(rig, pool) if rig.cache.following(s["name"])]
 
 
 async def test_a_session_claims_a_ready_sandbox_and_the_pool_refills(rig: PassRig) -> None:
