@@ -8,7 +8,7 @@ shipped default intervals.
 
     make bench-pools
     .venv/bin/python benchmarks/pool_claims.py --sessions 1000 --rate 20 --json pools.json
-    .venv/bin/python benchmarks/pool_claims.py --sessions 100 --rate 10   # a quick look
+    .venv/bin/python benchmarks/pool_claims.py --sessions 100 --rate 10 --py-spy  # a quick look
 
 In order, in namespace `pools`:
 
@@ -50,6 +50,7 @@ from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import policy, pool, session
 from helmdeck_dev.operator_process import REPO_ROOT
 from kubeapi import Kube, SessionWatch
+from procstats import pyspy_binary
 
 Obj = dict[str, Any]
 
@@ -225,7 +226,9 @@ async def bench(plane: ControlPlane, kube: Kube, args: argparse.Namespace, workd
         def pooled(name: str) -> Obj:
             return session_body(name, pools[int(name[1:]) % len(pools)])
 
+        profiler = await scale.start_profile(run, args.py_spy_binary, "claims")
         c = run.result["claims"] = await timed(run, names, pooled, rate)
+        await scale.stop_profile(run, profiler, "claims")
         c["outcomes"] = dict(outcomes(run.watch, names))
         scale.say(
             f"claims ({n} at {rate:g}/s from {len(pools)} pools): create -> Ready"
@@ -292,9 +295,18 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, default=16, help="apiserver requests in flight for bulk work"
     )
+    parser.add_argument(
+        "--py-spy", action="store_true", help="profile the operator with py-spy during the claims"
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every figure as JSON")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="helmdeck-pool-bench-"))
+    args.py_spy_binary = None
+    if args.py_spy:
+        binary, why = pyspy_binary(install=True)
+        if binary is None:
+            scale.say(f"--py-spy: {why}; going on without profiling")
+        args.py_spy_binary = binary
     scale.say(f"work dir: {workdir}")
     result = asyncio.run(main_async(args, workdir))
     if args.json is not None:

@@ -26,7 +26,7 @@ import yaml
 
 from helmdeck_operator import API_GROUP, API_VERSION
 from helmdeck_operator.config import FAMILIES, Family, OperatorConfig
-from helmdeck_operator.core.naming import LABEL_MANAGED_BY, pool_of, session_of
+from helmdeck_operator.core.naming import LABEL_MANAGED_BY, LABEL_POOL_UID, pool_of, session_of
 from helmdeck_operator.core.plan import DesiredPolicy, EventSpec, PolicyProblem
 from helmdeck_operator.core.policy_status import SessionPolicy, session_policy
 from helmdeck_operator.core.pool import Claim, ClaimRequest, Refusal, claims_of
@@ -449,6 +449,7 @@ class Runtime:
                 pending_seconds=config.intervals.pending_seconds,
                 max_watches=config.concurrency.gateway_watches,
                 outage_grace_seconds=config.intervals.outage_grace_seconds,
+                group_label=LABEL_POOL_UID,
             )
         for desired in (*rt.family_policies.values(), *rt.pool_baselines.values()):
             rt.remember_policy(desired)

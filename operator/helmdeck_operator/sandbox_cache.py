@@ -112,6 +112,7 @@ class SandboxCache(Generic[K]):
         pending_seconds: float,
         max_watches: int,
         outage_grace_seconds: float,
+        group_label: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
@@ -125,6 +126,9 @@ class SandboxCache(Generic[K]):
         self._grace = outage_grace_seconds
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._group_label = group_label
+        self._groups: dict[str, set[str]] = {}
+        """Sandbox names by the value of `group_label` (a pool's sandboxes by its UID)."""
         self._wanted: set[str] = set()
         self._watches: dict[str, asyncio.Task[None]] = {}
         self._waiting: dict[str, None] = {}
@@ -174,6 +178,10 @@ class SandboxCache(Generic[K]):
 
     def sandboxes(self) -> list[models.Sandbox]:
         return [entry.sandbox for entry in self._entries.values()]
+
+    def group(self, value: str) -> list[models.Sandbox]:
+        """The sandboxes whose `group_label` is `value`, without going over all of them."""
+        return [self._entries[name].sandbox for name in self._groups.get(value, ())]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -233,8 +241,18 @@ class SandboxCache(Generic[K]):
 
     def drop(self, name: str) -> None:
         """The gateway confirmed the sandbox gone."""
-        if self._entries.pop(name, None) is not None:
+        if self._remove(name) is not None:
             self.version += 1
+
+    def _remove(self, name: str) -> _Entry | None:
+        entry = self._entries.pop(name, None)
+        value = entry.sandbox.labels.get(self._group_label or "") if entry else None
+        group = self._groups.get(value) if value else None
+        if value and group is not None:
+            group.discard(name)
+            if not group:
+                del self._groups[value]
+        return entry
 
     # -- transitions ------------------------------------------------------------------
 
@@ -304,7 +322,7 @@ class SandboxCache(Generic[K]):
         if entry is None:
             return
         if entry.sandbox.id == sandbox_id or (not sandbox_id and entry.seen < since):
-            del self._entries[name]
+            self._remove(name)
             self.version += 1
             key = self._key_of(entry.sandbox)
             if key is not None:
@@ -403,7 +421,7 @@ class SandboxCache(Generic[K]):
             self._update(sandbox)
         for name, entry in list(self._entries.items()):
             if name not in names and entry.seen < started:
-                del self._entries[name]
+                self._remove(name)
                 self.version += 1
                 key = self._key_of(entry.sandbox)
                 if key is not None:
@@ -435,7 +453,11 @@ class SandboxCache(Generic[K]):
                 return
         loaded = loaded_pair(sandbox) or (entry.loaded if entry is not None and same else None)
         known_urls = urls if urls is not None else (entry.service_urls if same and entry else None)
+        if entry is not None and not same:
+            self._remove(sandbox.name)  # another sandbox of that name: maybe another group
         self._entries[sandbox.name] = _Entry(sandbox, now, loaded, known_urls)
+        if self._group_label is not None and (value := sandbox.labels.get(self._group_label)):
+            self._groups.setdefault(value, set()).add(sandbox.name)
         if entry is not None and _observable(entry.sandbox) == _observable(sandbox):
             return  # a new version, but nothing a reconcile reads has changed
         self.version += 1

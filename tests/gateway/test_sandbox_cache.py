@@ -261,3 +261,34 @@ async def test_a_push_is_recorded_and_its_load_wakes_the_session_once(
     )
     await asyncio.sleep(0.1)
     assert recorder.keys == [("team", "p1")]  # PENDING was no news; LOADED is, once
+
+
+async def test_a_group_holds_the_sandboxes_of_one_label_value_as_they_come_and_go(
+    client: GatewayClient, started: list[SandboxCache[Key]], emulator: EmulatorHandle
+) -> None:
+    async def boot(name: str, group: str) -> None:
+        await client.create_sandbox(
+            name, labels={"helmdeck.dev/managed-by": INSTANCE, "helmdeck.dev/pool-uid": group}
+        )
+
+    await boot("a1", "pool-a")
+    await boot("a2", "pool-a")
+    await boot("b1", "pool-b")
+    await create(client, "solo")  # no group label
+    cache, _ = start_cache(client, started, resync_seconds=0.1, group_label="helmdeck.dev/pool-uid")
+    await asyncio.wait_for(cache.synced.wait(), 5)
+
+    assert sorted(s.name for s in cache.group("pool-a")) == ["a1", "a2"]
+    assert [s.name for s in cache.group("pool-b")] == ["b1"]
+    assert cache.group("pool-c") == []
+
+    emulator.gateway.vanish("default", "a1")  # gone behind the cache's back: a listing
+    emulator.gateway.vanish("default", "b1")
+    cache.drop("b1")  # and its going seen at once, as the operator's own delete does
+    await boot("a3", "pool-a")
+    async with asyncio.timeout(5):  # no session to wake: the listings are polled for
+        while cache.get("a1") is not None or cache.get("a3") is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    assert sorted(s.name for s in cache.group("pool-a")) == ["a2", "a3"]
+    assert cache.group("pool-b") == []

@@ -28,7 +28,6 @@ from helmdeck_operator.core.conditions import Condition, Status
 from helmdeck_operator.core.naming import (
     ANNOTATION_INITIAL_POLICY,
     FINALIZER,
-    LABEL_POOL_UID,
     pool_sandbox_annotations,
     pool_sandbox_labels,
     pool_sandbox_name,
@@ -134,8 +133,7 @@ async def _pass(rt: Runtime, cache: Cache, pool: _Pool) -> Outcome:
     facts, key = pool.facts, pool.key
     now = rt.clock()
     baseline_revision = facts.baseline[1] if facts.baseline else None
-    sandboxes = [s for s in cache.sandboxes() if s.labels.get(LABEL_POOL_UID) == facts.uid]
-    members = [member(s, facts.shape_digest, baseline_revision) for s in sandboxes]
+    members = [member(s, facts.shape_digest, baseline_revision) for s in cache.group(facts.uid)]
     holders = {c.uid: _holder(rt, key.namespace, c) for c in facts.claims}
     claimed_uids = {c.uid for c in facts.claims}
     waiting = rt.pools.waiting((key.namespace, key.name))
