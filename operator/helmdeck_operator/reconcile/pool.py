@@ -52,13 +52,17 @@ from helmdeck_operator.core.session import SandboxShape, sandbox_shape
 from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.kube import POOLS, KubeConflict, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span
-from helmdeck_operator.reconcile.session import CONFLICT_RETRY_S, Outcome
+from helmdeck_operator.reconcile.session import CONFLICT_RETRY_S, Outcome, settling
 from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
 from helmdeck_operator.vocabulary import ConditionType, Reason
 
 __all__ = ["reconcile_pool"]
 
 logger = logging.getLogger(__name__)
+
+#: How long a pool's status may lag its counts: at 20 claims a second a pool would else be
+#: written again for every replacement that becomes READY (the claims list and all).
+COUNTS_SETTLE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -146,16 +150,23 @@ async def _pass(rt: Runtime, cache: Cache, pool: _Pool) -> Outcome:
     ]
     plan = plan_pool(facts, members, holders, requests, now)
     status = pool_status(facts, plan, pool.status, now)
+    held = None
     if status_changed(pool.status, status):
-        try:
-            await rt.write_status(
-                key, status, resource_version=str(pool.body["metadata"]["resourceVersion"])
-            )
-        except KubeConflict:
-            # Someone else recorded something first: answer nobody from this view.
-            return Outcome(requeue_after=CONFLICT_RETRY_S)
-        if plan.granted:
-            crashpoints.reached(crashpoints.AFTER_CLAIM)
+        # Claims are written at once (nobody is answered before); a change of counts alone
+        # (a sandbox READY, one booted) waits up to COUNTS_SETTLE_S to go with the next.
+        if plan.claims == facts.claims and not facts.deleting:
+            held = settling(rt, key, window=COUNTS_SETTLE_S)
+        if held is None:
+            try:
+                await rt.write_status(
+                    key, status, resource_version=str(pool.body["metadata"]["resourceVersion"])
+                )
+            except KubeConflict:
+                # Someone else recorded something first: answer nobody from this view.
+                return Outcome(requeue_after=CONFLICT_RETRY_S)
+            rt.settling.pop(key, None)
+            if plan.granted:
+                crashpoints.reached(crashpoints.AFTER_CLAIM)
     _answer(rt, key, plan.granted, plan.refused)
     failed = await _act(rt, cache, pool, plan, members)
     rt.metrics.record_pool(
@@ -170,6 +181,8 @@ async def _pass(rt: Runtime, cache: Cache, pool: _Pool) -> Outcome:
         return await _release(rt, pool)
     if failed is not None:
         return Outcome(failing=True, gateway=facts.gateway)
+    if held is not None:
+        return Outcome(requeue_after=held)
     # Booting sandboxes are followed (READY wakes the pool); the resync is a safety net for
     # what wakes nobody (a baseline policy edited, a claimed sandbox gone).
     return Outcome(requeue_after=rt.config.intervals.resync_seconds)

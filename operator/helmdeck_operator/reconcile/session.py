@@ -71,11 +71,13 @@ from helmdeck_operator.vocabulary import (
 
 __all__ = [
     "CONFLICT_RETRY_S",
+    "STATUS_SETTLE_S",
     "Outcome",
     "finalize",
     "reconcile_session",
     "resolve_policy",
     "session_gateway",
+    "settling",
 ]
 
 logger = logging.getLogger(__name__)
@@ -324,7 +326,7 @@ async def _report(
     )
     settle = None
     if status_changed(old, new_status):
-        settle = _settling(rt, key, plan.events) if transient else None
+        settle = settling(rt, key, plan.events) if transient else None
         if settle is None:
             # The trace of the pass that last changed something, to jump from kubectl to it.
             new_status["lastTraceId"] = trace_id(span) or old.get("lastTraceId")
@@ -338,12 +340,15 @@ async def _report(
     return settle
 
 
-def _settling(rt: Runtime, key: Key, events: tuple[EventSpec, ...]) -> float | None:
-    """Hold back a "waiting on the gateway" status for up to STATUS_SETTLE_S: seconds left
-    (its Events kept for the write), or None when it has held long enough to be written."""
+def settling(
+    rt: Runtime, key: Key, events: tuple[EventSpec, ...] = (), window: float | None = None
+) -> float | None:
+    """Hold back a status that only says "waiting" for up to `window` (STATUS_SETTLE_S):
+    seconds left (its Events kept for the write), or None when it has held long enough to
+    be written. The writer pops `rt.settling[key]` when it writes."""
     clock = time.monotonic()
     since, held = rt.settling.get(key, (clock, ()))
-    left = STATUS_SETTLE_S - (clock - since)
+    left = (STATUS_SETTLE_S if window is None else window) - (clock - since)
     if left <= 0:
         return None
     rt.settling[key] = (since, _merge_events(held, events))

@@ -10,17 +10,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from helmdeck_dev.emulator_fixtures import EmulatorFactory
 from helmdeck_operator.core.naming import FINALIZER, LABEL_POOL_UID, sandbox_name
 from helmdeck_operator.kube import POOLS, SESSIONS, KubeConflict
+from helmdeck_operator.reconcile import pool as pool_pass
 from helmdeck_operator.runtime import Key
 from tests.support.passes import NAMESPACE, PassRig, eventually
 
 
 @pytest_asyncio.fixture
-async def rig(emulator_factory: EmulatorFactory, tmp_path: Path) -> AsyncIterator[PassRig]:
+async def rig(
+    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[PassRig]:
+    # Every pass writes the counts it sees: these tests read them right after (one test
+    # below holds them as the operator does).
+    monkeypatch.setattr(pool_pass, "COUNTS_SETTLE_S", 0.0)
     started = await PassRig.start(emulator_factory, tmp_path)
     yield started
     await started.close()
@@ -388,3 +395,25 @@ async def test_a_restart_after_a_cold_create_keeps_the_sandbox_and_its_reason(
     assert rig.status(session)["pool"] == {"name": "warm", "fallback": "PoolEmpty"}
     assert [s["name"] for s in rig.sandboxes()] == [sandbox_name(uid)]
     assert not rig.queued(pool)  # it did not ask again
+
+
+async def test_a_change_of_counts_alone_is_held_back_but_claims_are_written_at_once(
+    rig: PassRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool_pass, "COUNTS_SETTLE_S", 60.0)
+    pool = rig.put_pool("warm", replicas=1)
+    await rig.reconcile(pool)  # the first status: booting 1 (held: a change of counts)
+    assert "status" not in rig.stored(pool) or not rig.status(pool)
+    await booted(rig, pool)
+    outcome = await rig.reconcile(pool)
+    assert outcome.requeue_after is not None
+    assert 0 < outcome.requeue_after <= 60.0
+    assert not rig.status(pool)  # READY is a count too: still held
+
+    session = rig.put_session("s1", family="python", poolRef={"name": "warm"})
+    await rig.reconcile(session)
+    await rig.reconcile(pool)
+
+    status = rig.status(pool)  # a claim is written at once, with the counts held so far
+    assert len(status["claims"]) == 1
+    assert status["claimed"] == 1
