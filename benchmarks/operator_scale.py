@@ -262,6 +262,8 @@ class Run:
     gateway: EmulatorProcess | None = None
     watch: SessionWatch | None = None
     live: set[str] = dataclasses.field(default_factory=set)
+    metrics_port: int = 0
+    """The operator's /metrics port."""
 
     @property
     def apiserver_pids(self) -> list[int]:
@@ -372,12 +374,12 @@ async def start_operator(run: Run) -> None:
         for key in ("deadline_seconds", "retry"):
             gw.pop(key, None)
     config.write_text(yaml.safe_dump(data, sort_keys=False))
-    port = free_port()
+    port, run.metrics_port = free_port(), free_port()
     run.operator = OperatorProcess(
         config,
         run.plane.kubeconfig,
         run.workdir / f"operator-{run.n}.log",
-        args=["--health-port", str(port)],
+        args=["--health-port", str(port), "--metrics-port", str(run.metrics_port)],
     )
     started = time.monotonic()
     run.operator.start()

@@ -36,9 +36,11 @@ import asyncio
 import collections
 import datetime
 import json
+import re
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +184,33 @@ async def timed(run: scale.Run, names: list[str], body: Any, rate: float) -> Obj
     return out
 
 
+def histogram_means(port: int) -> dict[str, tuple[float, float]]:
+    """(sum, count) of each histogram series on the operator's /metrics, by series name
+    and labels: where a phase's time went, from the operator's own account."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
+    for line in text.splitlines():
+        match = re.match(r"^(\w+)_(sum|count)(\{[^}]*\})? ([0-9.e+-]+)$", line)
+        if match is None or not match.group(1).endswith("_seconds"):
+            continue
+        name, part, labels, value = match.groups()
+        found[name + (labels or "")][0 if part == "sum" else 1] = float(value)
+    return {k: (v[0], v[1]) for k, v in found.items()}
+
+
+def where_time_went(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> Obj:
+    """Mean seconds per observation of each histogram between two scrapes."""
+    out: Obj = {}
+    for name, (total, count) in after.items():
+        total0, count0 = before.get(name, (0.0, 0.0))
+        if count - count0 >= 1:
+            out[name] = {"mean_ms": 1000 * (total - total0) / (count - count0), "n": count - count0}
+    return out
+
+
 def outcomes(watch: SessionWatch, names: list[str]) -> collections.Counter[str]:
     """Claimed, or the reason of each cold create, from the sessions' status.pool."""
     counted: collections.Counter[str] = collections.Counter()
@@ -227,8 +256,13 @@ async def bench(plane: ControlPlane, kube: Kube, args: argparse.Namespace, workd
             return session_body(name, pools[int(name[1:]) % len(pools)])
 
         profiler = await scale.start_profile(run, args.py_spy_binary, "claims")
+        before = await asyncio.to_thread(histogram_means, run.metrics_port)
         c = run.result["claims"] = await timed(run, names, pooled, rate)
+        after = await asyncio.to_thread(histogram_means, run.metrics_port)
         await scale.stop_profile(run, profiler, "claims")
+        c["operator_histograms"] = where_time_went(before, after)
+        for name, figures in sorted(c["operator_histograms"].items()):
+            scale.say(f"  {name}: mean {figures['mean_ms']:.1f} ms over {figures['n']:.0f}")
         c["outcomes"] = dict(outcomes(run.watch, names))
         scale.say(
             f"claims ({n} at {rate:g}/s from {len(pools)} pools): create -> Ready"
