@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -39,6 +39,7 @@ from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.policy.change import ChangeClass
 from helmdeck_operator.policy.classify import classify_change
 from helmdeck_operator.sandbox_cache import SandboxCache
+from helmdeck_operator.tasks import cancel_and_wait
 from helmdeck_operator.workqueue import Backoff, WorkQueue
 
 __all__ = [
@@ -205,6 +206,8 @@ class PoolDesk:
     """Per session UID: a cold-create answer its session has not recorded yet."""
     asked_at: dict[str, float] = field(default_factory=dict)
     """Per session UID: when (monotonic) it first asked, for the claim latency."""
+    booting: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Per pool: creates sent and not answered yet (a pass does not wait for them)."""
 
     def ask(
         self,
@@ -370,6 +373,8 @@ class Runtime:
     mutation_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     rollouts: RolloutSlots = field(default_factory=RolloutSlots)
     pools: PoolDesk = field(default_factory=PoolDesk)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+    """Work a pass started and does not wait for (a pool's creates)."""
     propagation: dict[tuple[str, str], tuple[str, float | None]] = field(default_factory=dict)
     """Per policy: the revision being rolled out and when (monotonic) the change was seen;
     None once its propagation was measured."""
@@ -463,7 +468,14 @@ class Runtime:
             cache.start()
         self.events.start()
 
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` beside the passes (ended by `close`)."""
+        task = asyncio.create_task(work, name=name)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
     async def close(self) -> None:
+        await cancel_and_wait(list(self.background))
         await self.events.close()
         for cache in self.caches.values():
             await cache.close()

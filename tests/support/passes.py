@@ -261,7 +261,10 @@ class PassRig:
         if key.kind is Kind.SESSION:
             return await reconcile_session(self.rt, key)
         if key.kind is Kind.POOL:
-            return await reconcile_pool(self.rt, key)
+            outcome = await reconcile_pool(self.rt, key)
+            # What the pass started beside it (its creates) is done before the test looks.
+            await asyncio.gather(*list(self.rt.background))
+            return outcome
         return await reconcile_policy(self.rt, key)
 
     async def drain(self) -> list[Key]:

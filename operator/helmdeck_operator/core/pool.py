@@ -24,10 +24,10 @@ The rules, in order:
    template or baseline changed), are deleted; while the baseline cannot be resolved, none
    is claimed and none is deleted as stale.
 5. Idle sandboxes above `replicas` are deleted, booting ones first, newest first.
-6. Below `replicas`, new ones are booted, at most `maxProvisioning` at a time, and none
-   while the baseline policy cannot be resolved.
-7. A pool being deleted keeps no idle sandbox, and is released once none is left and every
-   claim is recorded by its session (or its sandbox is gone).
+6. Below `replicas`, new ones are booted, at most `maxProvisioning` at a time (creates not
+   answered yet count), and none while the baseline policy cannot be resolved.
+7. A pool being deleted keeps no idle sandbox, and is released once none is left (nor a
+   create in flight) and every claim is recorded by its session (or its sandbox is gone).
 """
 
 from __future__ import annotations
@@ -202,6 +202,8 @@ class PoolFacts:
     baseline_problem: tuple[Reason, str] | None = None
     deleting: bool = False
     claims: tuple[Claim, ...] = ()
+    in_flight: int = 0
+    """Creates sent and not answered yet (they run beside the pool's passes)."""
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,8 @@ def plan_pool(
 
     target = 0 if pool.deleting else pool.replicas
     booting = [m for m in usable if m.state is MemberState.BOOTING]
-    surplus = len(usable) - target
+    # Creates still in flight count as booting: the gateway has not answered them yet.
+    surplus = len(usable) + pool.in_flight - target
     if surplus > 0:  # rule 5
         newest_first = sorted(booting, key=_age_order, reverse=True) + sorted(
             (m for m in usable if m.state is MemberState.READY), key=_age_order, reverse=True
@@ -272,13 +275,20 @@ def plan_pool(
         booting = [m for m in booting if m.name not in dropped]
     create = 0
     if pool.baseline is not None and not pool.deleting:  # rule 6
-        create = max(0, min(target - len(usable), pool.max_provisioning - len(booting)))
+        create = max(
+            0,
+            min(
+                target - len(usable) - pool.in_flight,
+                pool.max_provisioning - len(booting) - pool.in_flight,
+            ),
+        )
     n_ready = len(usable) - len(booting)
-    n_booting = len(booting) + create
+    n_booting = len(booting) + pool.in_flight + create
     all_claims = (*claims, *granted)
     # Rule 7: the claims of sessions that are gone go with their sandboxes (rules 2, 1).
     release = (
         pool.deleting
+        and pool.in_flight == 0
         and all(m.name in claimed for m in members)
         and all(holders.get(c.uid) is Holder.RECORDED for c in all_claims)
     )

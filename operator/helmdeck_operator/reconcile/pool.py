@@ -129,6 +129,7 @@ def _read(
         ),
         deleting=deleting,
         claims=claims_of(status),
+        in_flight=rt.pools.booting.get((key.namespace, key.name), 0),
     )
     return _Pool(key, body, spec, status, facts)
 
@@ -254,16 +255,42 @@ def _answer(
 async def _act(
     rt: Runtime, cache: Cache, pool: _Pool, plan: PoolPlan, members: list[Member]
 ) -> GatewayError | None:
-    """Boot and delete as planned, at once (within the gateway's bound on mutations);
-    the first gateway error, if any (the rest are tried regardless)."""
-    work = [_boot(rt, cache, pool) for _ in range(plan.create)]
-    work += [_delete(rt, cache, name) for name in plan.delete]
-    errors = [e for e in await asyncio.gather(*work) if e is not None]
+    """Delete as planned, at once (within the gateway's bound on mutations), and start the
+    creates beside the pass: a claim waiting for the next pass does not wait for them. The
+    first gateway error of the deletes, if any (the rest are tried regardless)."""
+    if plan.create:
+        where = (pool.key.namespace, pool.key.name)
+        rt.pools.booting[where] = rt.pools.booting.get(where, 0) + plan.create
+        rt.spawn(_boot_all(rt, cache, pool, plan.create), f"boot-{pool.key.name}")
+    errors = [e for e in await asyncio.gather(*(_delete(rt, cache, n) for n in plan.delete)) if e]
     _follow_booting(cache, plan, members)
+    _report_errors(rt, pool, errors)
+    return errors[0] if errors else None
+
+
+async def _boot_all(rt: Runtime, cache: Cache, pool: _Pool, count: int) -> None:
+    """`count` creates at once; each counted out as it is answered. A failed one wakes the
+    pool to plan again (back off: the gateway may be down)."""
+    where = (pool.key.namespace, pool.key.name)
+
+    async def one() -> GatewayError | None:
+        try:
+            return await _boot(rt, cache, pool)
+        finally:
+            rt.pools.booting[where] = rt.pools.booting.get(where, 1) - 1
+            if rt.pools.booting[where] <= 0:
+                del rt.pools.booting[where]
+
+    errors = [e for e in await asyncio.gather(*(one() for _ in range(count))) if e]
+    _report_errors(rt, pool, errors)
+    if errors:
+        rt.queue.add_rate_limited(pool.key)
+
+
+def _report_errors(rt: Runtime, pool: _Pool, errors: list[GatewayError]) -> None:
     for error in errors:
         logger.warning("SessionPool %s/%s: %s", pool.key.namespace, pool.key.name, error)
         rt.metrics.record_error(Kind.POOL.value, error.reason)
-    return errors[0] if errors else None
 
 
 def _follow_booting(cache: Cache, plan: PoolPlan, members: list[Member]) -> None:

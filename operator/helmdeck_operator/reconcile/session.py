@@ -175,11 +175,14 @@ class _Decided:
 
 async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
     """Observe, plan, act once and plan again, then report and say when to look again."""
+    cache = rt.caches.get(inputs.facts.gateway)
+    # First: a session that names a pool asks it now, so the answer is on its way while the
+    # finalizer is written (a claim for a session deleted meanwhile has no holder: the pool
+    # deletes that sandbox).
+    inputs = _placed(rt, cache, inputs)
     if not await _ensure_finalizer(rt, inputs):
         return Outcome(requeue_after=CONFLICT_RETRY_S)
     now = rt.clock()
-    cache = rt.caches.get(inputs.facts.gateway)
-    inputs = _placed(rt, cache, inputs)
     obs = await _observe(rt, cache, inputs)
     if obs is None:
         return Outcome()  # parked on its gateway until the first listing

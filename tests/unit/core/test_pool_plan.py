@@ -1141,3 +1141,38 @@ def test_any_pass_keeps_the_pools_invariants(
     filled = p.ready >= target
     assert p.condition.status is (Status.TRUE if filled else Status.FALSE)
     assert p.condition.reason is (Reason.POOL_FILLED if filled else Reason.POOL_FILLING)
+
+
+# -- creates in flight ---------------------------------------------------------------------
+
+
+def test_creates_in_flight_count_as_booting_and_are_not_sent_again() -> None:
+    """A pass does not wait for its creates: the next pass must not send them again."""
+    p = plan(pool(replicas=4, in_flight=3), [mem("hp-a")])
+
+    assert p.create == 0
+    assert (p.ready, p.booting) == (1, 3)
+
+
+def test_creates_in_flight_take_provisioning_slots() -> None:
+    p = plan(pool(replicas=10, max_provisioning=4, in_flight=3))
+
+    assert p.create == 1
+    assert p.booting == 4
+
+
+def test_creates_in_flight_make_a_surplus_of_the_sandboxes_there() -> None:
+    """Scaled down while creates are answered: the surplus goes among what exists."""
+    members = [mem("hp-a"), mem("hp-b")]
+
+    p = plan(pool(replicas=2, in_flight=1), members)
+
+    assert len(p.delete) == 1
+    assert p.create == 0
+
+
+def test_a_pool_with_creates_in_flight_is_not_released() -> None:
+    p = plan(pool(deleting=True, in_flight=1))
+
+    assert not p.release
+    assert plan(pool(deleting=True)).release
