@@ -153,9 +153,15 @@ async def _pass(rt: Runtime, cache: Cache, pool: _Pool) -> Outcome:
     status = pool_status(facts, plan, pool.status, now)
     held = None
     if status_changed(pool.status, status):
-        # Claims are written at once (nobody is answered before); a change of counts alone
-        # (a sandbox READY, one booted) waits up to COUNTS_SETTLE_S to go with the next.
-        if plan.claims == facts.claims and not facts.deleting:
+        # Claims are written at once (nobody is answered before), and so is a new
+        # generation's first status (a scale shows at once); a change of counts alone (a
+        # sandbox READY, one booted) waits up to COUNTS_SETTLE_S to go with the next.
+        counts_only = (
+            plan.claims == facts.claims
+            and not facts.deleting
+            and pool.status.get("observedGeneration") == facts.generation
+        )
+        if counts_only:
             held = settling(rt, key, window=COUNTS_SETTLE_S)
         if held is None:
             try:

@@ -545,7 +545,11 @@ def test_claims_stay_exclusive_across_a_leader_handover(
             pool(POOL, "python", replicas=STORM_REPLICAS, maxProvisioning=STORM_REPLICAS),
         )
         eventually(
-            kube.when("hdp", POOL, lambda p: p["status"].get("readyReplicas") == STORM_REPLICAS),
+            kube.when(
+                "hdp",
+                POOL,
+                lambda p: (p.get("status") or {}).get("readyReplicas") == STORM_REPLICAS,
+            ),
             f"{STORM_REPLICAS} idle sandboxes ready",
         )
         # Pushes take a while, so the storm is still going when the leader dies.
