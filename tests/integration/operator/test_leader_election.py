@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from helmdeck_dev.controlplane import ControlPlane, free_port
 from helmdeck_dev.objects import phase, session
 from helmdeck_dev.operator_process import OperatorProcess
-
-
-def probe(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-    except (urllib.error.URLError, OSError):
-        return 0, ""
-
-
-def holder(cluster: ControlPlane, namespace: str) -> str:
-    result = cluster.kubectl("get", "lease", "helmdeck-operator", "-n", namespace, "-o", "json")
-    if result.returncode != 0:
-        return ""
-    return str(json.loads(result.stdout)["spec"].get("holderIdentity") or "")
+from tests.support.replicas import holder, probe
 
 
 def test_only_the_lease_holder_reconciles_and_a_standby_takes_over(

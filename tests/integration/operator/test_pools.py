@@ -10,11 +10,8 @@ running beside them (two operators without leader election would both reconcile)
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import time
-import urllib.error
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -32,6 +29,7 @@ from helmdeck_operator.core.naming import sandbox_name
 from helmdeck_operator.events import STORM_BURST, STORM_WINDOW_S
 from tests.support import policies
 from tests.support.cluster import Kube
+from tests.support.replicas import holder, probe
 
 POOL = "warm"
 REF = {"name": POOL}
@@ -488,23 +486,6 @@ def test_claims_stay_exclusive_through_twenty_sigkills_during_a_claim_storm(
 
 STORM = 30
 STORM_REPLICAS = 32
-
-
-def probe(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-    except (urllib.error.URLError, OSError):
-        return 0, ""
-
-
-def holder(cluster: ControlPlane, namespace: str) -> str:
-    result = cluster.kubectl("get", "lease", "helmdeck-operator", "-n", namespace, "-o", "json")
-    if result.returncode != 0:
-        return ""
-    return str(json.loads(result.stdout)["spec"].get("holderIdentity") or "")
 
 
 def test_claims_stay_exclusive_across_a_leader_handover(
