@@ -42,7 +42,7 @@ from helmdeck_operator.ratelimit import TokenBucket
 from helmdeck_operator.tasks import cancel_and_wait
 from helmdeck_operator.vocabulary import EventReason, EventType, Reason
 
-__all__ = ["EventRecorder", "ObjectRef"]
+__all__ = ["STORM_BURST", "STORM_WINDOW_S", "EventRecorder", "ObjectRef"]
 
 logger = logging.getLogger(__name__)
 
