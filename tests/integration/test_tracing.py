@@ -59,7 +59,7 @@ async def runtime(
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     config = load_config(write_config(tmp_path / "config.yaml", openshell_emulator.address))
     rt = Runtime.build(config, Kube.from_environment(), Metrics(), lambda keys: None)
-    rt.bind({"session_bodies": Index(), "policy_bodies": Index()})
+    rt.bind({"session_bodies": Index(), "policy_bodies": Index(), "pool_bodies": Index()})
     await rt.start()
     await asyncio.wait_for(rt.caches["pods"].synced.wait(), 10)
     yield rt
