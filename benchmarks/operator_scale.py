@@ -242,6 +242,17 @@ def fmt_requests(per_session: dict[str, float]) -> str:
     return ", ".join(shown) or "none"
 
 
+def py_spy_wanted(wanted: bool) -> Path | None:
+    """The py-spy binary when --py-spy asks for it (installed into the venv if missing);
+    None when not asked, or when it cannot be had (said, and the run goes on without)."""
+    if not wanted:
+        return None
+    binary, why = pyspy_binary(install=True)
+    if binary is None:
+        say(f"--py-spy: {why}; going on without profiling")
+    return binary
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -992,12 +1003,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every figure as JSON")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="helmdeck-bench-"))
-    args.py_spy_binary = None
-    if args.py_spy:
-        binary, why = pyspy_binary(install=True)
-        if binary is None:
-            say(f"--py-spy: {why}; going on without profiling")
-        args.py_spy_binary = binary
+    args.py_spy_binary = py_spy_wanted(args.py_spy)
     say(
         f"operator scale benchmark: N = {', '.join(map(str, args.sessions or [1000, 5000]))};"
         f" {os.cpu_count()} CPUs; work dir {workdir}"

@@ -52,7 +52,6 @@ from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import policy, pool, session
 from helmdeck_dev.operator_process import REPO_ROOT
 from kubeapi import Kube, SessionWatch
-from procstats import pyspy_binary
 
 Obj = dict[str, Any]
 
@@ -335,12 +334,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every figure as JSON")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="helmdeck-pool-bench-"))
-    args.py_spy_binary = None
-    if args.py_spy:
-        binary, why = pyspy_binary(install=True)
-        if binary is None:
-            scale.say(f"--py-spy: {why}; going on without profiling")
-        args.py_spy_binary = binary
+    args.py_spy_binary = scale.py_spy_wanted(args.py_spy)
     scale.say(f"work dir: {workdir}")
     result = asyncio.run(main_async(args, workdir))
     if args.json is not None:
