@@ -113,8 +113,9 @@ def demo(workdir: Path) -> int:
 
 def _story(plane: ControlPlane, gateway: EmulatorProcess) -> int:
     say(
-        "Applying the sample SidecarPolicies and one HelmdeckSession per family, plus a "
-        "1-minute scratch session"
+        "Applying the sample SidecarPolicies and SessionPools (warm sandboxes), then one "
+        "HelmdeckSession per family (browser-pooled claims from its pool), plus a 1-minute "
+        "scratch session"
     )
     apply_samples(plane)
     scratch = session("scratchpad", "python", lifetime={"ttl": "1m", "onExpiry": "Delete"})
@@ -123,10 +124,17 @@ def _story(plane: ControlPlane, gateway: EmulatorProcess) -> int:
     show(plane, "get", "helmdeck")
     print("    Every session is Ready: its sandbox is READY on the gateway and its policy loaded.")
     pooled = sessions(plane)["browser-pooled"]["status"]
+    pushed = int(pooled["policy"].get("gatewayVersion") or 1) > 1
+    how = (
+        "its own policy was pushed into it at claim time"
+        if pushed
+        else "its policy is the pool's baseline (the browser default has no network rule), so"
+        " there was nothing to push"
+    )
     print(
         f"    browser-pooled claimed the warm sandbox {pooled['pool']['sandbox']} from SessionPool"
-        f" {pooled['pool']['name']} (no boot); its own policy was pushed into it at claim time,"
-        " and the pool booted a replacement."
+        f" {pooled['pool']['name']} instead of booting one; {how}; the pool booted a"
+        " replacement."
     )
 
     say("Editing SidecarPolicy python-pypi: allowing conda.anaconda.org (hot reload)")
