@@ -74,6 +74,10 @@ class _Pool:
     spec: PoolSpec
     status: dict[str, Any]
     facts: PoolFacts
+    shape: SandboxShape
+    baseline: DesiredPolicy | PolicyProblem
+    """Resolved once per pass: the plan, the requests' classification and the creates
+    all read this one."""
 
 
 async def reconcile_pool(rt: Runtime, key: Key) -> Outcome:
@@ -131,7 +135,7 @@ def _read(
         claims=claims_of(status),
         in_flight=rt.pools.booting.get((key.namespace, key.name), 0),
     )
-    return _Pool(key, body, spec, status, facts)
+    return _Pool(key, body, spec, status, facts, shape, baseline)
 
 
 async def _pass(rt: Runtime, cache: Cache, pool: _Pool) -> Outcome:
@@ -139,7 +143,7 @@ async def _pass(rt: Runtime, cache: Cache, pool: _Pool) -> Outcome:
     now = rt.clock()
     baseline_revision = facts.baseline[1] if facts.baseline else None
     members = [member(s, facts.shape_digest, baseline_revision) for s in cache.group(facts.uid)]
-    holders = {c.uid: _holder(rt, key.namespace, c) for c in facts.claims}
+    holders = {c.uid: _holder(rt, key.namespace, c.session, c.uid, c.sandbox) for c in facts.claims}
     claimed_uids = {c.uid for c in facts.claims}
     waiting = rt.pools.waiting((key.namespace, key.name))
     stale = [r.uid for _, r, _ in waiting if _done(rt, key.namespace, r, claimed_uids)]
@@ -198,21 +202,22 @@ async def _pass(rt: Runtime, cache: Cache, pool: _Pool) -> Outcome:
 def _done(rt: Runtime, namespace: str, request: ClaimRequest, claimed: set[str]) -> bool:
     """A waiting session that needs no answer any more: it holds a claim already, recorded
     an answer, or is gone."""
-    if request.uid in claimed:
-        return True
-    body = rt.session_body(Key(Kind.SESSION, namespace, request.session))
-    if body is None or body["metadata"]["uid"] != request.uid:
-        return True
-    recorded = (body.get("status") or {}).get("pool") or {}
-    return bool(recorded.get("sandbox") or recorded.get("fallback"))
+    return (
+        request.uid in claimed
+        or _holder(rt, namespace, request.session, request.uid) is not Holder.UNRECORDED
+    )
 
 
-def _holder(rt: Runtime, namespace: str, claim: Claim) -> Holder:
-    body = rt.session_body(Key(Kind.SESSION, namespace, claim.session))
-    if body is None or body["metadata"]["uid"] != claim.uid:
+def _holder(
+    rt: Runtime, namespace: str, session: str, uid: str, sandbox: str | None = None
+) -> Holder:
+    """What session `session` (of UID `uid`) records of its pool's answer, as the holder of
+    `sandbox` (without one: RECORDED never, ELSEWHERE for any answer recorded)."""
+    body = rt.session_body(Key(Kind.SESSION, namespace, session))
+    if body is None or body["metadata"]["uid"] != uid:
         return Holder.GONE
     recorded = (body.get("status") or {}).get("pool") or {}
-    if recorded.get("sandbox") == claim.sandbox:
+    if sandbox is not None and recorded.get("sandbox") == sandbox:
         return Holder.RECORDED
     if recorded.get("sandbox") or recorded.get("fallback"):
         return Holder.ELSEWHERE
@@ -223,7 +228,7 @@ def _classified(
     rt: Runtime, pool: _Pool, request: ClaimRequest, desired: DesiredPolicy
 ) -> ClaimRequest:
     """The request, saying whether its policy is a live change from the pool's baseline."""
-    baseline = _baseline(rt, pool.key.namespace, pool.spec)
+    baseline = pool.baseline
     if not isinstance(baseline, DesiredPolicy):
         return request  # nothing is booted without a baseline: the plan answers PoolEmpty
     change = rt.classify(baseline.revision, baseline.policy, desired)
@@ -315,9 +320,8 @@ def _follow_booting(cache: Cache, plan: PoolPlan, members: list[Member]) -> None
 
 
 async def _boot(rt: Runtime, cache: Cache, pool: _Pool) -> GatewayError | None:
-    baseline = _baseline(rt, pool.key.namespace, pool.spec)
+    baseline, shape = pool.baseline, pool.shape
     assert isinstance(baseline, DesiredPolicy)  # the plan boots nothing without one
-    shape: SandboxShape = sandbox_shape(pool.spec.template, rt.config.families[pool.spec.family])
     labels = pool_sandbox_labels(
         pool_uid=pool.facts.uid, family=pool.spec.family, instance=rt.config.instance
     )
