@@ -239,6 +239,14 @@ class SandboxCache(Generic[K]):
             )
             self.version += 1
 
+    def deleted(self, name: str, gone: bool) -> None:
+        """The operator's delete was answered: the sandbox is `gone`, or the gateway
+        accepted it and shows it DELETING until its driver confirms."""
+        if gone:
+            self.drop(name)
+        else:
+            self.mark_deleting(name)
+
     def drop(self, name: str) -> None:
         """The gateway confirmed the sandbox gone."""
         if self._remove(name) is not None:

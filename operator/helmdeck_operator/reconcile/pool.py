@@ -354,10 +354,8 @@ async def _delete(rt: Runtime, cache: Cache, name: str) -> GatewayError | None:
     except GatewayError as err:
         cache.report(err)
         return err
-    if outcome.gone:
-        cache.drop(name)
-    else:
-        cache.mark_deleting(name)
+    cache.deleted(name, outcome.gone)
+    if not outcome.gone:
         cache.follow(name)  # its stream ends when the gateway removes it
     return None
 

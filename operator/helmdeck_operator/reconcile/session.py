@@ -577,8 +577,7 @@ async def _delete_sandbox(
     except GatewayError as err:
         cache.report(err)
         return f"cannot delete sandbox {name} yet ({err.reason}): {err}", True
+    cache.deleted(name, outcome.gone)
     if outcome.gone:
-        cache.drop(name)
         return None, False
-    cache.mark_deleting(name)
     return f"sandbox {name} is being deleted by the gateway", False

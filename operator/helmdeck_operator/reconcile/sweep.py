@@ -25,7 +25,7 @@ from helmdeck_operator.core.naming import pool_of, session_of
 from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.kube import POOLS, SESSIONS
-from helmdeck_operator.runtime import Cache, Runtime
+from helmdeck_operator.runtime import Runtime
 
 __all__ = ["sweep_orphans"]
 
@@ -55,7 +55,7 @@ async def sweep_orphans(rt: Runtime) -> list[str]:
                 cache.report(err)
                 logger.warning("could not delete orphan %s/%s: %s", gateway, sandbox.name, err)
                 continue
-            _forget(cache, sandbox.name, outcome.gone)
+            cache.deleted(sandbox.name, outcome.gone)
             logger.info("deleted orphan sandbox %s/%s of %s", gateway, sandbox.name, whose)
             deleted.append(f"{gateway}/{sandbox.name}")
     return deleted
@@ -102,10 +102,3 @@ async def _pool_orphan(
     if found is not None and found["metadata"]["uid"] == uid:
         return None
     return f"vanished SessionPool {namespace}/{name} (uid {uid}), unclaimed"
-
-
-def _forget(cache: Cache, name: str, gone: bool) -> None:
-    if gone:
-        cache.drop(name)
-    else:
-        cache.mark_deleting(name)
