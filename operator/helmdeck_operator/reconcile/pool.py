@@ -50,9 +50,15 @@ from helmdeck_operator.core.pool import (
 )
 from helmdeck_operator.core.session import SandboxShape, sandbox_shape
 from helmdeck_operator.gateway.errors import GatewayError
-from helmdeck_operator.kube import POOLS, KubeConflict, status_changed
+from helmdeck_operator.kube import KubeConflict, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span
-from helmdeck_operator.reconcile.session import CONFLICT_RETRY_S, Outcome, settling
+from helmdeck_operator.reconcile.session import (
+    CONFLICT_RETRY_S,
+    Outcome,
+    add_finalizer,
+    remove_finalizer,
+    settling,
+)
 from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
 from helmdeck_operator.vocabulary import ConditionType, Reason
 
@@ -92,7 +98,7 @@ async def reconcile_pool(rt: Runtime, key: Key) -> Outcome:
         return Outcome()
     with reconcile_span("pool", key.namespace, key.name, meta["uid"]):
         if not deleting and FINALIZER not in finalizers:
-            if not await _add_finalizer(rt, key, body, finalizers):
+            if not await add_finalizer(rt, key, body):
                 return Outcome(requeue_after=CONFLICT_RETRY_S)
             body = rt.pool_body(key) or body  # at its new version: the status write needs it
         spec = PoolSpec.model_validate(body.get("spec") or {})
@@ -360,29 +366,11 @@ async def _delete(rt: Runtime, cache: Cache, name: str) -> GatewayError | None:
     return None
 
 
-async def _add_finalizer(
-    rt: Runtime, key: Key, body: Mapping[str, Any], current: list[str]
-) -> bool:
-    meta = body["metadata"]
-    try:
-        written = await rt.kube.add_finalizer(
-            POOLS, key.namespace, key.name, current, meta["resourceVersion"]
-        )
-    except KubeConflict:
-        return False
-    rt.wrote(key, written, {"metadata": {"finalizers": [*current, FINALIZER]}})
-    return written is not None
-
-
 async def _release(rt: Runtime, pool: _Pool) -> Outcome:
     current = list(pool.body["metadata"].get("finalizers") or [])
-    key = pool.key
-    try:
-        written = await rt.kube.remove_finalizer(POOLS, key.namespace, key.name, current)
-    except KubeConflict:
+    if not await remove_finalizer(rt, pool.key, current):
         return Outcome(requeue_after=CONFLICT_RETRY_S)
-    rt.wrote(key, written, {"metadata": {"finalizers": [f for f in current if f != FINALIZER]}})
-    rt.metrics.forget_pool(key.namespace, key.name)
+    rt.metrics.forget_pool(pool.key.namespace, pool.key.name)
     return Outcome()
 
 

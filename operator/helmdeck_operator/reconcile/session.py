@@ -55,11 +55,11 @@ from helmdeck_operator.core.session import (
 from helmdeck_operator.core.session_status import owned_by, render_status, terminating_status
 from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.errors import GatewayAlreadyExists, GatewayError, GatewayInvalid
-from helmdeck_operator.kube import SESSIONS, KubeConflict, status_changed
+from helmdeck_operator.kube import KubeConflict, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span, trace_id
 from helmdeck_operator.reconcile.observe import observe_sandbox
 from helmdeck_operator.reconcile.placement import claimed_sandbox, place, pool_key
-from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
+from helmdeck_operator.runtime import PLURALS, Cache, Key, Kind, Runtime
 from helmdeck_operator.vocabulary import (
     PERMANENT_REASONS,
     EventReason,
@@ -73,8 +73,10 @@ __all__ = [
     "CONFLICT_RETRY_S",
     "STATUS_SETTLE_S",
     "Outcome",
+    "add_finalizer",
     "finalize",
     "reconcile_session",
+    "remove_finalizer",
     "resolve_policy",
     "session_gateway",
     "settling",
@@ -180,7 +182,7 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
     # finalizer is written (a claim for a session deleted meanwhile has no holder: the pool
     # deletes that sandbox).
     inputs = _placed(rt, cache, inputs)
-    if not await _ensure_finalizer(rt, inputs):
+    if not await add_finalizer(rt, inputs.key, inputs.body):
         return Outcome(requeue_after=CONFLICT_RETRY_S)
     now = rt.clock()
     obs = await _observe(rt, cache, inputs)
@@ -358,20 +360,34 @@ def settling(
     return left
 
 
-async def _ensure_finalizer(rt: Runtime, inputs: _Inputs) -> bool:
-    """Add the finalizer before anything is created; False when the write lost a race."""
-    meta = inputs.body["metadata"]
+async def add_finalizer(rt: Runtime, key: Key, body: Mapping[str, Any]) -> bool:
+    """Add the finalizer (a session's or a pool's) before anything is created: True once it
+    is there, False when the write lost a race (the object changed; its new version is on
+    the way)."""
+    meta = body["metadata"]
     current = list(meta.get("finalizers") or [])
     if FINALIZER in current:
         return True
     try:
         written = await rt.kube.add_finalizer(
-            SESSIONS, inputs.meta.namespace, inputs.meta.name, current, meta["resourceVersion"]
+            PLURALS[key.kind], key.namespace, key.name, current, meta["resourceVersion"]
         )
     except KubeConflict:
-        return False  # changed meanwhile; its new version is on the way
-    rt.wrote(inputs.key, written, {"metadata": {"finalizers": [*current, FINALIZER]}})
+        return False
+    rt.wrote(key, written, {"metadata": {"finalizers": [*current, FINALIZER]}})
     return written is not None
+
+
+async def remove_finalizer(rt: Runtime, key: Key, current: list[str]) -> bool:
+    """Release the object (its sandboxes are gone); False when the write lost a race."""
+    try:
+        written = await rt.kube.remove_finalizer(
+            PLURALS[key.kind], key.namespace, key.name, current
+        )
+    except KubeConflict:
+        return False
+    rt.wrote(key, written, {"metadata": {"finalizers": [f for f in current if f != FINALIZER]}})
+    return True
 
 
 def _record(rt: Runtime, inputs: _Inputs, decided: _Decided, now: datetime) -> None:
@@ -538,11 +554,8 @@ async def finalize(rt: Runtime, key: Key, body: Mapping[str, Any]) -> Outcome:
     if waiting is None:
         if cache is not None:
             cache.unfollow(name)
-        try:
-            written = await rt.kube.remove_finalizer(SESSIONS, key.namespace, key.name, current)
-        except KubeConflict:
+        if not await remove_finalizer(rt, key, current):
             return Outcome(requeue_after=CONFLICT_RETRY_S)
-        rt.wrote(key, written, {"metadata": {"finalizers": [f for f in current if f != FINALIZER]}})
         pool = pool_key(key.namespace, spec)
         if pool is not None:
             rt.queue.add(pool)  # its claim goes once the sandbox is gone
