@@ -13,10 +13,10 @@ from tests.support.openshell_rpc import (
     Stub,
     bad_request,
     create,
-    eventually,
     get,
     pb,
     rpc_error,
+    wait_gone,
     wait_phase,
     wait_ready,
 )
@@ -66,11 +66,10 @@ async def test_unknown_workspace_is_not_found(emulator_stub: Stub) -> None:
     assert error.code() == Code.NOT_FOUND
 
 
-async def test_create_returns_id_labels_and_service_urls(emulator_stub: Stub) -> None:
+async def test_create_returns_id_and_labels(emulator_stub: Stub) -> None:
     response = await create(emulator_stub, "meta", labels={"app": "x"})
     assert response.sandbox.metadata.id
     assert response.sandbox.metadata.labels["app"] == "x"
-    assert response.service_urls["sandbox"] == "http://meta.default.sandbox.local:8080"
 
 
 async def test_provisioning_becomes_ready_after_the_delay(emulator_stub: Stub) -> None:
@@ -123,18 +122,7 @@ async def test_delete_is_accepted_then_deleting_then_gone(emulator_stub: Stub) -
     assert (await get(emulator_stub, "del")).status.phase == pb.SANDBOX_PHASE_DELETING
     again = await emulator_stub.DeleteSandbox(request)
     assert again.outcome == pb.DELETION_OUTCOME_ACCEPTED
-    await wait_phase_gone(emulator_stub, "del")
-
-
-async def wait_phase_gone(stub: Stub, name: str) -> None:
-    async def probe() -> grpc.StatusCode:
-        try:
-            await get(stub, name)
-        except grpc.aio.AioRpcError as error:
-            return error.code()
-        return Code.OK
-
-    await eventually(probe, lambda code: code == Code.NOT_FOUND)
+    await wait_gone(emulator_stub, "del")
 
 
 async def test_delete_missing_needs_allow_missing(emulator_stub: Stub) -> None:

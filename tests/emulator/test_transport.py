@@ -87,6 +87,29 @@ async def test_token_without_write_scope_is_permission_denied(emulator_factory) 
         assert list(listing.sandboxes) == []
 
 
+async def test_services_are_read_with_read_scope_and_changed_with_write_scope(
+    emulator_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    handle = await bearer_emulator(emulator_factory)
+    async with grpc.aio.insecure_channel(handle.address) as channel:
+        stub = Stub(channel)
+        create = pb.CreateSandboxRequest(name="svc", spec=pb.SandboxSpec())
+        await stub.CreateSandbox(create, metadata=bearer(TOKEN))
+        exposing = pb.ExposeServiceRequest(sandbox="svc", name="web", target_port=8080)
+        deleting = pb.DeleteServiceRequest(sandbox="svc", name="web")
+        for call in (
+            stub.ExposeService(exposing, metadata=bearer(READER)),
+            stub.DeleteService(deleting, metadata=bearer(READER)),
+        ):
+            assert (await rpc_error(call)).code() == Code.PERMISSION_DENIED
+        await stub.ExposeService(exposing, metadata=bearer(TOKEN))
+        listing = pb.ListServicesRequest(sandbox="svc")
+        assert len((await stub.ListServices(listing, metadata=bearer(READER))).services) == 1
+        getting = pb.GetServiceRequest(sandbox="svc", name="web")
+        assert (await stub.GetService(getting, metadata=bearer(READER))).endpoint.name == "web"
+        await stub.DeleteService(deleting, metadata=bearer(TOKEN))
+
+
 async def test_tls_server_is_reachable_with_the_ca(
     emulator_factory,  # type: ignore[no-untyped-def]
     emulator_tls: TlsMaterial,

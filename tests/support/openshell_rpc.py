@@ -21,11 +21,14 @@ __all__ = [
     "bad_request",
     "create",
     "eventually",
+    "expose",
     "get",
+    "list_services",
     "pb",
     "policy_status",
     "rpc_error",
     "update_policy",
+    "wait_gone",
     "wait_phase",
     "wait_ready",
 ]
@@ -59,6 +62,30 @@ async def get(stub: Stub, name: str) -> openshell_pb2.Sandbox:
     return sandbox
 
 
+async def expose(
+    stub: Stub, sandbox: str, name: str, port: int, mode: int = 0
+) -> openshell_pb2.ServiceEndpointResponse:
+    request = pb.ExposeServiceRequest(
+        workspace_scope=WS,
+        sandbox=sandbox,
+        name=name,
+        target_port=port,
+        authorization_mode=mode,  # type: ignore[arg-type]  # numbers the stubs do not name too
+    )
+    response: openshell_pb2.ServiceEndpointResponse = await stub.ExposeService(request)
+    return response
+
+
+async def list_services(
+    stub: Stub, sandbox: str = "", page_size: int = 0, page_token: str = ""
+) -> openshell_pb2.ListServicesResponse:
+    request = pb.ListServicesRequest(
+        workspace_scope=WS, sandbox=sandbox, page_size=page_size, page_token=page_token
+    )
+    response: openshell_pb2.ListServicesResponse = await stub.ListServices(request)
+    return response
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], within: float = 3.0
 ) -> T:
@@ -79,6 +106,19 @@ async def wait_phase(stub: Stub, name: str, phase: int) -> openshell_pb2.Sandbox
 
 async def wait_ready(stub: Stub, name: str) -> openshell_pb2.Sandbox:
     return await wait_phase(stub, name, pb.SANDBOX_PHASE_READY)
+
+
+async def wait_gone(stub: Stub, name: str) -> None:
+    """Until the gateway has removed the sandbox's record (GetSandbox: NOT_FOUND)."""
+
+    async def probe() -> grpc.StatusCode:
+        try:
+            await get(stub, name)
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    await eventually(probe, lambda code: code == grpc.StatusCode.NOT_FOUND)
 
 
 async def update_policy(

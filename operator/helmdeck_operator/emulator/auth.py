@@ -34,6 +34,8 @@ _WRITE_SCOPES = {
     "DeleteSandbox": "sandbox:write",
     "StopSandbox": "sandbox:write",
     "StartSandbox": "sandbox:write",
+    "ExposeService": "sandbox:write",
+    "DeleteService": "sandbox:write",
     "UpdateConfig": "config:write",
 }
 #: RPCs anyone may call, even without credentials.

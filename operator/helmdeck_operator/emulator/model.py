@@ -15,7 +15,15 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from openshell._proto import datamodel_pb2, openshell_pb2, sandbox_pb2
 
-__all__ = ["Revision", "SandboxRecord", "phase_name", "policy_status_name", "timestamp"]
+__all__ = [
+    "Revision",
+    "SandboxRecord",
+    "ServiceRecord",
+    "phase_name",
+    "policy_status_name",
+    "service_url",
+    "timestamp",
+]
 
 PHASE = openshell_pb2.SandboxPhase
 POLICY_STATUS = openshell_pb2.PolicyStatus
@@ -36,6 +44,65 @@ def phase_name(phase: int) -> str:
 
 def policy_status_name(status: int) -> str:
     return str(POLICY_STATUS.Name(status)).removeprefix("POLICY_STATUS_")
+
+
+def _routed(*names: str) -> str:
+    """Names joined by `--`, the unnamed endpoint's "" left out; no name may contain `--`,
+    so the gateway can split a joined name back."""
+    return "--".join(name for name in names if name)
+
+
+def service_url(domain: str, workspace: str, sandbox: str, service: str) -> str:
+    """Where the gateway serves an endpoint: one host label per endpoint."""
+    return f"http://{_routed(workspace, sandbox, service)}.{domain}/"
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """One service endpoint of a sandbox: the gateway relays `url` to 127.0.0.1:`port`
+    inside it. Re-exposing the name replaces port and mode, keeping id and creation time."""
+
+    workspace: str
+    sandbox: str
+    sandbox_id: str
+    name: str  # "" is the sandbox's unnamed endpoint
+    port: int
+    authorization: openshell_pb2.ServiceAuthorizationMode
+    url: str
+    id: str
+    seq: int  # creation order across the gateway: the order lists and page tokens use
+    created: float
+    resource_version: int = 1
+
+    def to_proto(self) -> openshell_pb2.ServiceEndpointResponse:
+        meta = datamodel_pb2.ObjectMeta(
+            id=self.id,
+            # The gateway stores an endpoint under `sandbox` or `sandbox--service`.
+            name=_routed(self.sandbox, self.name),
+            created_time=timestamp(self.created),
+            labels={"sandbox": self.sandbox},
+            resource_version=self.resource_version,
+            workspace=self.workspace,
+        )
+        endpoint = openshell_pb2.ServiceEndpoint(
+            metadata=meta,
+            sandbox_id=self.sandbox_id,
+            sandbox=self.sandbox,
+            name=self.name,
+            target_port=self.port,
+            domain=True,
+            authorization_mode=self.authorization,
+        )
+        return openshell_pb2.ServiceEndpointResponse(endpoint=endpoint, url=self.url)
+
+    def to_dict(self) -> dict[str, Any]:
+        mode = openshell_pb2.ServiceAuthorizationMode.Name(self.authorization)
+        return {
+            "name": self.name,
+            "port": self.port,
+            "authorization": str(mode).removeprefix("SERVICE_AUTHORIZATION_MODE_"),
+            "url": self.url,
+        }
 
 
 @dataclass
@@ -90,7 +157,6 @@ class SandboxRecord:
     labels: dict[str, str]
     annotations: dict[str, str]
     spec: openshell_pb2.SandboxSpec
-    service_urls: dict[str, str]
     created: float
     phase: openshell_pb2.SandboxPhase = openshell_pb2.SANDBOX_PHASE_PROVISIONING
     updated: float = 0.0
@@ -107,6 +173,8 @@ class SandboxRecord:
     current_policy_version: int = 0
     settings: dict[str, sandbox_pb2.SettingValue] = field(default_factory=dict)
     settings_revision: int = 0
+    #: Service endpoints by name, in creation order; they go when the record goes.
+    services: dict[str, ServiceRecord] = field(default_factory=dict)
     logs: deque[openshell_pb2.SandboxLogLine] = field(default_factory=lambda: deque(maxlen=1000))
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -188,7 +256,7 @@ class SandboxRecord:
             "error_message": self.error_message,
             "restart_count": self.restart_count,
             "boots": self.boots,
-            "service_urls": dict(self.service_urls),
+            "services": [s.to_dict() for s in self.services.values()],
             "current_policy_version": self.current_policy_version,
             "revisions": [r.to_dict() for r in self.revisions],
             "settings": {k: json_format.MessageToDict(v) for k, v in sorted(self.settings.items())},

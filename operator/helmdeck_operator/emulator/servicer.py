@@ -63,10 +63,12 @@ def _workspace(scope: datamodel_pb2.WorkspaceSelector) -> str:
     return str(scope.workspace)
 
 
-def _response(record: SandboxRecord) -> openshell_pb2.SandboxResponse:
-    return openshell_pb2.SandboxResponse(
-        sandbox=record.to_proto(), service_urls=record.service_urls
-    )
+def _response(
+    record: SandboxRecord, service_urls: dict[str, str] | None = None
+) -> openshell_pb2.SandboxResponse:
+    """A sandbox answer; only CreateSandbox fills `service_urls` (the gateway's Get, Stop
+    and Start leave the map empty: endpoints are read with GetService / ListServices)."""
+    return openshell_pb2.SandboxResponse(sandbox=record.to_proto(), service_urls=service_urls)
 
 
 class EmulatorServicer(openshell_pb2_grpc.OpenShellServicer):
@@ -188,9 +190,10 @@ class EmulatorServicer(openshell_pb2_grpc.OpenShellServicer):
                 request.spec,
                 labels=dict(request.labels),
                 annotations=dict(request.annotations),
-                exposures=[(e.service, e.target_port) for e in request.service_exposures],
+                exposures=request.service_exposures,
             )
-            return _response(record)
+            urls = {service.name: service.url for service in record.services.values()}
+            return _response(record, urls)
 
         return await self._call("CreateSandbox", context, handle)
 
@@ -236,6 +239,57 @@ class EmulatorServicer(openshell_pb2_grpc.OpenShellServicer):
             return _response(self.gateway.start(_workspace(request.workspace_scope), request.name))
 
         return await self._call("StartSandbox", context, handle)
+
+    # -- service endpoints ------------------------------------------------------------
+
+    async def ExposeService(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def handle(_: auth.Principal) -> openshell_pb2.ServiceEndpointResponse:
+            # `domain` is ignored: the gateway stores every endpoint as domain-routed.
+            return self.gateway.expose_service(
+                _workspace(request.workspace_scope),
+                request.sandbox,
+                request.name,
+                request.target_port,
+                request.authorization_mode,
+            ).to_proto()
+
+        return await self._call("ExposeService", context, handle)
+
+    async def GetService(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def handle(_: auth.Principal) -> openshell_pb2.ServiceEndpointResponse:
+            return self.gateway.get_service(
+                _workspace(request.workspace_scope), request.sandbox, request.name
+            ).to_proto()
+
+        return await self._call("GetService", context, handle)
+
+    async def ListServices(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def handle(_: auth.Principal) -> openshell_pb2.ListServicesResponse:
+            scope = request.workspace_scope
+            every = scope.WhichOneof("selection") == "all_workspaces"
+            page, token = self.gateway.list_services(
+                None if every else scope.workspace,
+                request.sandbox,
+                request.page_size,
+                request.page_token,
+            )
+            return openshell_pb2.ListServicesResponse(
+                services=[service.to_proto() for service in page], next_page_token=token
+            )
+
+        return await self._call("ListServices", context, handle)
+
+    async def DeleteService(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def handle(_: auth.Principal) -> openshell_pb2.DeleteServiceResponse:
+            outcome = self.gateway.delete_service(
+                _workspace(request.workspace_scope),
+                request.sandbox,
+                request.name,
+                request.allow_missing,
+            )
+            return openshell_pb2.DeleteServiceResponse(outcome=outcome)
+
+        return await self._call("DeleteService", context, handle)
 
     # -- configuration and policy -----------------------------------------------------
 

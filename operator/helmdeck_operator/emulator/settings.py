@@ -30,7 +30,8 @@ class GatewaySettings:
     start_delay: float = 0.05
     #: Log lines kept per sandbox (oldest dropped first).
     log_buffer: int = 1000
-    #: Host suffix of the fake service URLs.
+    #: Base domain of service endpoint URLs (`http://<workspace>--<sandbox>[--<service>].<it>/`),
+    #: the gateway's first `service_routing.base_domains`.
     url_domain: str = "sandbox.local"
     version: str = "0.1.5-emulator"
     #: The compute driver `GetGatewayInfo` reports (one per gateway, as in OpenShell).

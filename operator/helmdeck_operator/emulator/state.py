@@ -2,8 +2,9 @@
 
 Everything the gateway decides lives here: sandbox records keyed by (workspace, name), the
 name rule, phases and their timed transitions, deletion outcomes, policy revisions and the
-live-change rules, settings, log buffers, and change notifications for watchers. No gRPC:
-calls either return records or raise `GatewayError`; `servicer.py` adapts this to the wire.
+live-change rules, settings, service endpoints, log buffers, and change notifications for
+watchers. No gRPC: calls either return records or raise `GatewayError`; `servicer.py`
+adapts this to the wire.
 
 Time is injected (`Clock`) and nothing happens on its own: timed transitions are due at a
 monotonic instant and applied by `tick()`, which the server's driver task calls when the
@@ -17,34 +18,34 @@ from __future__ import annotations
 import bisect
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from openshell._proto import openshell_pb2, sandbox_pb2
 
-from helmdeck_operator.emulator import policy_rules, validation
+from helmdeck_operator.emulator import policy_rules, query, validation
 from helmdeck_operator.emulator.clock import Clock, SystemClock
 from helmdeck_operator.emulator.errors import Code, GatewayError, invalid_field
 from helmdeck_operator.emulator.faults import Faults
-from helmdeck_operator.emulator.model import Revision, SandboxRecord, phase_name, timestamp
-from helmdeck_operator.emulator.query import (
-    DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
-    decode_token,
-    encode_token,
-    log_matches,
-    parse_selector,
+from helmdeck_operator.emulator.model import (
+    Revision,
+    SandboxRecord,
+    ServiceRecord,
+    phase_name,
+    service_url,
+    timestamp,
 )
+from helmdeck_operator.emulator.query import log_matches
 from helmdeck_operator.emulator.settings import GatewaySettings
 
 __all__ = ["Gateway", "GatewaySettings", "WatchEvent", "log_matches"]
 
 P = openshell_pb2  # phases and statuses are module-level enum values in the stubs
 
-#: DNS-1123 label; the 19-character cap is the gateway's own (observed) limit.
+#: DNS-1123 label, at most MAX_ROUTABLE_NAME_LEN: the name is part of service URL hosts.
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-MAX_NAME_LEN = 19
+_MAX_NAME_LEN = validation.MAX_ROUTABLE_NAME_LEN
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class Gateway:
         self._seqs: list[int] = []
         self._by_seq: dict[int, SandboxRecord] = {}
         self._seq = 0
+        #: Service endpoints are numbered across the gateway: the order ListServices uses.
+        self._service_seq = 0
         self._cursor = 0
         self._subs = _Subscribers()
         #: Every lifecycle event, kept after sandboxes are gone: proof of (no) restarts.
@@ -238,9 +241,9 @@ class Gateway:
     # -- sandboxes --------------------------------------------------------------------
 
     def _check_name(self, name: str) -> None:
-        if len(name) > MAX_NAME_LEN:
+        if len(name) > _MAX_NAME_LEN:
             raise invalid_field(
-                "name", f"must be at most {MAX_NAME_LEN} characters (got {len(name)})"
+                "name", f"must be at most {_MAX_NAME_LEN} characters (got {len(name)})"
             )
         if not _NAME_RE.match(name):
             raise invalid_field(
@@ -256,10 +259,12 @@ class Gateway:
         spec: openshell_pb2.SandboxSpec,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
-        exposures: Iterable[tuple[str, int]] = (),
+        exposures: Sequence[openshell_pb2.SandboxServiceExposure] = (),
     ) -> SandboxRecord:
-        """Store a new sandbox in PROVISIONING; its policy (if any) becomes version 1."""
+        """Store a new sandbox in PROVISIONING; its policy (if any) becomes version 1 and its
+        exposures its first service endpoints. A refused request stores nothing."""
         ws = self.workspace(workspace)
+        exposed = validation.check_service_exposures(exposures)
         name = name or f"sandbox-{uuid.uuid4().hex[:8]}"
         self._check_name(name)
         validation.check_sandbox_spec(spec)
@@ -270,10 +275,6 @@ class Gateway:
                 )
         if (ws, name) in self._sandboxes:
             raise GatewayError(Code.ALREADY_EXISTS, f"sandbox '{name}' already exists")
-        host = f"{name}.{ws}.{self.settings.url_domain}"
-        urls = {svc: f"http://{host}:{port}" for svc, port in exposures} or {
-            "sandbox": f"http://{host}:8080"
-        }
         self._seq += 1
         now = self.clock.wall()
         record = SandboxRecord(
@@ -284,7 +285,6 @@ class Gateway:
             labels=dict(labels or {}),
             annotations=dict(annotations or {}),
             spec=openshell_pb2.SandboxSpec(),
-            service_urls=urls,
             created=now,
             updated=now,
         )
@@ -292,6 +292,8 @@ class Gateway:
         record.logs = type(record.logs)(maxlen=self.settings.log_buffer)
         if spec.HasField("policy"):
             self._store_revision(record, spec.policy, {})
+        for service, port, mode in exposed:
+            self._put_service(record, service, port, mode)
         record.phase_due = self._schedule(record, self.faults.boot_delay(self.settings.ready_delay))
         self._sandboxes[(ws, name)] = record
         self._seqs.append(record.seq)  # sequence numbers only grow: the list stays sorted
@@ -309,24 +311,23 @@ class Gateway:
     ) -> tuple[list[SandboxRecord], str]:
         """One page in creation order, filtered by an equality selector; returns next token."""
         wanted = set(workspaces)
-        selector = parse_selector(label_selector)
-        after = decode_token(page_token, label_selector)
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        if page_size < 0:
-            raise invalid_field("page_size", "must not be negative")
-        page: list[SandboxRecord] = []
-        more = False
-        for seq in self._seqs[bisect.bisect_right(self._seqs, after) :]:
-            record = self._by_seq[seq]
-            if record.workspace not in wanted or any(
-                record.labels.get(k) != v for k, v in selector.items()
-            ):
-                continue
-            if len(page) == size:
-                more = True
-                break
-            page.append(record)
-        token = encode_token(page[-1].seq, label_selector) if more else ""
+        selector = query.parse_selector(label_selector)
+        request = ("ListSandboxes", label_selector, *sorted(wanted))
+        size = query.page_size(page_size)
+        after = query.decode_token(page_token, request)
+        following = (
+            self._by_seq[seq] for seq in self._seqs[bisect.bisect_right(self._seqs, after) :]
+        )
+        page, more = query.take_page(
+            (
+                record
+                for record in following
+                if record.workspace in wanted
+                and all(record.labels.get(k) == v for k, v in selector.items())
+            ),
+            size,
+        )
+        token = query.encode_token(page[-1].seq, request) if more else ""
         return page, token
 
     def delete(
@@ -520,6 +521,107 @@ class Gateway:
             what = "no policy revision" if version == 0 else f"policy version {version}"
             raise GatewayError(Code.NOT_FOUND, f"{what} found for sandbox '{name}'")
         return rev, record.current_policy_version
+
+    # -- service endpoints --------------------------------------------------------------
+
+    def _service_sandbox(self, workspace: str, sandbox: str) -> SandboxRecord:
+        """The sandbox a service call names, in any phase. The gateway answers a missing
+        sandbox and one the caller may not see alike, so the message names neither."""
+        if not sandbox:
+            raise GatewayError(Code.INVALID_ARGUMENT, "sandbox is required")
+        record = self._sandboxes.get((self.workspace(workspace), sandbox))
+        if record is None:
+            raise GatewayError(Code.NOT_FOUND, "sandbox not found")
+        return record
+
+    def _put_service(
+        self,
+        record: SandboxRecord,
+        name: str,
+        port: int,
+        mode: openshell_pb2.ServiceAuthorizationMode,
+    ) -> ServiceRecord:
+        """Create or replace the endpoint `name` of `record` (the sandbox is unchanged)."""
+        old = record.services.get(name)
+        if old is not None:
+            service = replace(
+                old, port=port, authorization=mode, resource_version=old.resource_version + 1
+            )
+        else:
+            self._service_seq += 1
+            service = ServiceRecord(
+                workspace=record.workspace,
+                sandbox=record.name,
+                sandbox_id=record.id,
+                name=name,
+                port=port,
+                authorization=mode,
+                url=service_url(self.settings.url_domain, record.workspace, record.name, name),
+                id=str(uuid.uuid4()),
+                seq=self._service_seq,
+                created=self.clock.wall(),
+            )
+        record.services[name] = service
+        return service
+
+    def expose_service(
+        self, workspace: str, sandbox: str, name: str, port: int, mode: int
+    ) -> ServiceRecord:
+        """Create or replace (same name) a service endpoint; no phase is required."""
+        record = self._service_sandbox(workspace, sandbox)
+        stored = validation.check_service_exposure(name, port, mode)
+        return self._put_service(record, name, port, stored)
+
+    def get_service(self, workspace: str, sandbox: str, name: str) -> ServiceRecord:
+        record = self._service_sandbox(workspace, sandbox)
+        validation.check_endpoint_name("service", name)
+        service = record.services.get(name)
+        if service is None:
+            raise GatewayError(Code.NOT_FOUND, "service endpoint not found")
+        return service
+
+    def delete_service(
+        self, workspace: str, sandbox: str, name: str, allow_missing: bool
+    ) -> openshell_pb2.DeletionOutcome:
+        record = self._service_sandbox(workspace, sandbox)
+        validation.check_endpoint_name("service", name)
+        if record.services.pop(name, None) is not None:
+            return P.DELETION_OUTCOME_COMPLETED
+        if allow_missing:
+            return P.DELETION_OUTCOME_ALREADY_ABSENT
+        raise GatewayError(Code.NOT_FOUND, "service endpoint not found")
+
+    def list_services(
+        self, workspace: str | None, sandbox: str = "", page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[ServiceRecord], str]:
+        """One page of endpoints in creation order, of one sandbox or of the workspace
+        (`workspace` None: of every workspace); returns the next token."""
+        if sandbox:
+            validation.check_endpoint_name("sandbox", sandbox)
+            if workspace is None:
+                raise GatewayError(
+                    Code.INVALID_ARGUMENT, "sandbox filter is not supported with all_workspaces"
+                )
+            owner = self._service_sandbox(workspace, sandbox)
+            scope, candidates = owner.workspace, list(owner.services.values())
+        else:
+            wanted = self.settings.workspaces if workspace is None else (self.workspace(workspace),)
+            scope = "*" if workspace is None else wanted[0]
+            candidates = sorted(
+                (
+                    service
+                    for record in self._sandboxes.values()
+                    if record.workspace in wanted
+                    for service in record.services.values()
+                ),
+                key=lambda service: service.seq,
+            )
+        request = ("ListServices", sandbox, scope)
+        size = query.page_size(page_size)
+        after = query.decode_token(page_token, request)
+        page, more = query.take_page((s for s in candidates if s.seq > after), size)
+        token = query.encode_token(page[-1].seq, request) if more else ""
+        return page, token
 
     # -- logs -------------------------------------------------------------------------
 

@@ -1,22 +1,33 @@
-"""What the gateway refuses in a CreateSandbox request and in any policy it is given.
+"""What the gateway refuses in a CreateSandbox request, in any policy it is given, and in
+a service exposure.
 
 Written from the gateway's own rules (../shared/OPENSHELL-RULES.md), over the protobuf
 messages, and independent of the operator's policy model on purpose: the two are checked
 against each other by a property test, so a rule one of them gets wrong shows up as a
 disagreement. Every violation of a policy is collected and reported in one
-INVALID_ARGUMENT, as the gateway does; messages follow the gateway's wording.
+INVALID_ARGUMENT, as the gateway does; messages follow the gateway's wording. Service
+exposures (ExposeService, CreateSandbox `service_exposures`) follow the gateway's
+grpc/service.rs: the first broken rule, as a plain INVALID_ARGUMENT without details.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from openshell._proto import openshell_pb2, sandbox_pb2
 
 from helmdeck_operator.emulator.errors import Code, FieldViolation, GatewayError
 
-__all__ = ["check_policy", "check_sandbox_spec"]
+__all__ = [
+    "MAX_CREATE_SERVICE_EXPOSURES",
+    "MAX_ROUTABLE_NAME_LEN",
+    "check_endpoint_name",
+    "check_policy",
+    "check_sandbox_spec",
+    "check_service_exposure",
+    "check_service_exposures",
+]
 
 _L7 = frozenset({"rest", "websocket", "graphql", "sql", "json-rpc", "mcp"})
 _JSON_RPC_FAMILY = frozenset({"json-rpc", "mcp"})
@@ -36,6 +47,14 @@ MAX_ARGS = 256
 MAX_ARG_BYTES = 32 * 1024
 MAX_COMMAND_BYTES = 256 * 1024
 MAX_IMAGE_BYTES = 1024
+#: A name that becomes part of a service URL's host: `workspace--sandbox--service` must fit
+#: one 63-character DNS label (19 + 2 + 19 + 2 + 19 = 61; the gateway's MAX_ROUTABLE_NAME_LEN).
+MAX_ROUTABLE_NAME_LEN = 19
+#: Service exposures one CreateSandbox may carry; ExposeService itself has no limit.
+MAX_CREATE_SERVICE_EXPOSURES = 32
+_DNS_LABEL_CHARS = re.compile(r"[a-z0-9-]*")
+_STRIP = openshell_pb2.SERVICE_AUTHORIZATION_MODE_STRIP
+_BEARER_PASSTHROUGH = openshell_pb2.SERVICE_AUTHORIZATION_MODE_BEARER_PASSTHROUGH
 
 
 def check_policy(policy: sandbox_pb2.SandboxPolicy) -> None:
@@ -245,6 +264,64 @@ def _spec_problems(spec: openshell_pb2.SandboxSpec) -> Iterator[tuple[str, str]]
     template = spec.template
     if len(template.image.encode()) > MAX_IMAGE_BYTES:
         yield "spec.template.image", f"exceeds {MAX_IMAGE_BYTES} bytes"
+
+
+# -- service exposures --------------------------------------------------------------------------
+
+
+def _invalid(message: str) -> GatewayError:
+    return GatewayError(Code.INVALID_ARGUMENT, message)
+
+
+def check_endpoint_name(field: str, value: str) -> None:
+    """Refuse a name that cannot be part of a service URL host; empty is allowed (the
+    sandbox's unnamed endpoint). `--` is refused because it separates the host's parts."""
+    if not value:
+        return
+    if len(value.encode()) > MAX_ROUTABLE_NAME_LEN:  # bytes, as the gateway counts
+        raise _invalid(
+            f"{field} must be at most {MAX_ROUTABLE_NAME_LEN} characters for sandbox service "
+            "routing"
+        )
+    if "--" in value:
+        raise _invalid(f"{field} must not contain '--'")
+    if value[0] == "-" or value[-1] == "-" or not _DNS_LABEL_CHARS.fullmatch(value):
+        raise _invalid(f"{field} must be a lowercase DNS label")
+
+
+def check_service_exposure(
+    name: str, target_port: int, mode: int
+) -> openshell_pb2.ServiceAuthorizationMode:
+    """The authorization mode to store for a valid exposure: STRIP when unspecified (the
+    gateway's default), BEARER_PASSTHROUGH as asked; any other number is refused."""
+    check_endpoint_name("service", name)
+    if not 1 <= target_port <= 65535:
+        raise _invalid("target_port must be in 1..=65535")
+    if mode == _BEARER_PASSTHROUGH:
+        return _BEARER_PASSTHROUGH
+    if mode in (openshell_pb2.SERVICE_AUTHORIZATION_MODE_UNSPECIFIED, _STRIP):
+        return _STRIP
+    raise _invalid("authorization_mode is invalid")
+
+
+def check_service_exposures(
+    exposures: Sequence[openshell_pb2.SandboxServiceExposure],
+) -> list[tuple[str, int, openshell_pb2.ServiceAuthorizationMode]]:
+    """A CreateSandbox request's exposures as (name, port, mode to store), all checked
+    before anything is stored; two entries of one name (two empty ones too) are refused."""
+    if len(exposures) > MAX_CREATE_SERVICE_EXPOSURES:
+        raise _invalid(
+            f"service_exposures must contain at most {MAX_CREATE_SERVICE_EXPOSURES} entries"
+        )
+    checked: dict[str, tuple[str, int, openshell_pb2.ServiceAuthorizationMode]] = {}
+    for exposure in exposures:
+        mode = check_service_exposure(
+            exposure.service, exposure.target_port, exposure.authorization_mode
+        )
+        if exposure.service in checked:
+            raise _invalid(f"duplicate service exposure name: '{exposure.service}'")
+        checked[exposure.service] = (exposure.service, exposure.target_port, mode)
+    return list(checked.values())
 
 
 # -- endpoint ambiguity ---------------------------------------------------------------------------
