@@ -72,3 +72,18 @@ def test_payloads_we_do_not_consume_still_carry_the_cursor() -> None:
     )
     assert platform.event is not None
     assert platform.event.reason == "Pulled"
+
+
+def test_service_modes_the_client_does_not_know_read_as_strip() -> None:
+    for number in (0, 9):  # UNSPECIFIED (a legacy endpoint) and a mode newer than the stubs
+        endpoint = openshell_pb2.ServiceEndpoint(name="web", authorization_mode=number)  # type: ignore[arg-type]
+        response = openshell_pb2.ServiceEndpointResponse(endpoint=endpoint)
+        assert convert.service_endpoint(response).authorization is models.ServiceAuthorization.STRIP
+
+
+def test_every_service_authorization_is_sent_by_its_gateway_name() -> None:
+    for ours in models.ServiceAuthorization:
+        number = convert.service_authorization_mode(ours)
+        assert openshell_pb2.ServiceAuthorizationMode.Name(number) == (
+            f"SERVICE_AUTHORIZATION_MODE_{ours.value}"
+        )

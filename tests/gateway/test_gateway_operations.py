@@ -26,6 +26,7 @@ from helmdeck_operator.gateway.models import (
     Sandbox,
     SandboxPhase,
     SandboxSpec,
+    ServiceExposure,
 )
 from tests.support.gateway import Calls, ConfigFactory
 
@@ -88,12 +89,13 @@ async def test_create_sends_the_whole_spec(client: GatewayClient, emulator: Emul
         policy=policy("/usr"),
         labels={"helmdeck.dev/session": "s1"},
         annotations={"helmdeck.dev/owner": "ns/s1"},
+        exposures=(ServiceExposure("cdp", 9222),),
     )
     assert (created.name, created.workspace, created.image) == ("browser-1", "default", spec.image)
     assert created.phase is SandboxPhase.PROVISIONING
     assert created.labels == {"helmdeck.dev/session": "s1"}
     assert created.annotations == {"helmdeck.dev/owner": "ns/s1"}
-    assert created.service_urls
+    assert created.service_urls == {"cdp": "http://default--browser-1--cdp.sandbox.local/"}
     assert created.id
     assert created.created_at is not None
     assert created.admission is not None

@@ -1,8 +1,9 @@
 """The async client of one OpenShell gateway: the only code in the operator that speaks gRPC.
 
 Reconcilers get a narrow interface (create, get, list, delete, stop, start, watch, update
-policy, policy status, logs) that takes and returns the value types of ``models`` and
-raises only ``errors.GatewayError``. Every unary call gets, in one place (``_call``):
+policy, policy status, logs, and a sandbox's service endpoints: expose, get, list, delete)
+that takes and returns the value types of ``models`` and raises only
+``errors.GatewayError``. Every unary call gets, in one place (``_call``):
 
 - a deadline per attempt (``deadline_seconds``);
 - bounded retries of transient codes with jittered exponential backoff (``retry``),
@@ -20,6 +21,11 @@ by name, so when a response is lost and the retry finds the name taken the call 
 ``GatewayAlreadyExists`` with ``attempts > 1``. The reconciler then adopts the sandbox by
 name and labels (``get_sandbox``); a gateway that deduplicates by ``request_id`` answers
 the retry with the original sandbox instead.
+
+The service calls are retried like reads, and that is safe: ExposeService is an upsert
+(the same name and arguments again leave the same endpoint) and DeleteService is sent with
+``allow_missing`` (a second delete answers ALREADY_ABSENT). Their ``request_id`` lets a
+gateway with mutation replay answer a retry with the first attempt's response.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -197,14 +203,19 @@ class GatewayClient:
         policy: sandbox_pb2.SandboxPolicy | None = None,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
+        exposures: Sequence[models.ServiceExposure] = (),
     ) -> models.Sandbox:
-        """Create a sandbox; ``GatewayAlreadyExists`` if the name is taken (see module doc)."""
+        """Create a sandbox; ``GatewayAlreadyExists`` if the name is taken (see module doc).
+
+        ``exposures`` become its service endpoints, all or none; their URLs are in the
+        answer's ``service_urls``, which only this call carries."""
         request = openshell_pb2.CreateSandboxRequest(
             workspace_scope=self._scope(),
             name=name,
             spec=convert.sandbox_spec(spec, policy),
             labels=dict(labels or {}),
             annotations=dict(annotations or {}),
+            service_exposures=[convert.service_exposure(e) for e in exposures],
         )
         response = await self._call("CreateSandbox", request, sandbox=name)
         return convert.sandbox(response.sandbox, response.service_urls)
@@ -231,32 +242,22 @@ class GatewayClient:
         again (a cache relisting thousands of unchanged sandboxes converts none of them).
         """
         selector = convert.label_selector(label_selector)
-        request_id = _request_id()
         found: list[models.Sandbox] = []
-        seen_tokens: set[str] = set()
-        token = ""
-        while True:
-            request = openshell_pb2.ListSandboxesRequest(
+
+        def request(token: str) -> openshell_pb2.ListSandboxesRequest:
+            return openshell_pb2.ListSandboxesRequest(
                 workspace_scope=self._scope(),
                 page_size=PAGE_SIZE,
                 page_token=token,
                 label_selector=selector,
             )
-            page = await self._call("ListSandboxes", request, request_id=request_id)
+
+        async for page in self._pages("ListSandboxes", request):
             for item in page.sandboxes:
                 meta = item.metadata
                 same = known(meta.name, meta.id, meta.resource_version) if known else None
                 found.append(same if same is not None else convert.sandbox(item))
-            token = page.next_page_token
-            if not token:
-                return found
-            if token in seen_tokens:
-                raise GatewayInternal(
-                    "the gateway repeated a page token",
-                    rpc="ListSandboxes",
-                    request_id=request_id,
-                )
-            seen_tokens.add(token)
+        return found
 
     async def delete_sandbox(
         self, name: str, *, allow_missing: bool = True
@@ -282,6 +283,65 @@ class GatewayClient:
         request = openshell_pb2.StartSandboxRequest(workspace_scope=self._scope(), name=name)
         response = await self._call("StartSandbox", request, sandbox=name)
         return convert.sandbox(response.sandbox, response.service_urls)
+
+    async def expose_service(
+        self, sandbox: str, exposure: models.ServiceExposure
+    ) -> models.ServiceEndpoint:
+        """Expose a port of the sandbox, or change the endpoint of that name (an upsert);
+        the sandbox may be in any phase. ``GatewayNotFound`` if there is no such sandbox."""
+        request = openshell_pb2.ExposeServiceRequest(
+            workspace_scope=self._scope(),
+            sandbox=sandbox,
+            name=exposure.name,
+            target_port=exposure.port,
+            # Ignored by current gateways (always domain-routed); the oldest ones return a
+            # URL only when asked for one.
+            domain=True,
+            authorization_mode=convert.service_authorization_mode(exposure.authorization),
+        )
+        response = await self._call("ExposeService", request, sandbox=sandbox)
+        return convert.service_endpoint(response)
+
+    async def get_service(self, sandbox: str, name: str) -> models.ServiceEndpoint | None:
+        """The endpoint, or None when the gateway knows no such endpoint or sandbox."""
+        request = openshell_pb2.GetServiceRequest(
+            workspace_scope=self._scope(), sandbox=sandbox, name=name
+        )
+        try:
+            response = await self._call("GetService", request, sandbox=sandbox)
+        except GatewayNotFound:
+            return None
+        return convert.service_endpoint(response)
+
+    async def list_services(self, sandbox: str) -> list[models.ServiceEndpoint]:
+        """Every endpoint of the sandbox (every page); ``GatewayNotFound`` without it."""
+
+        def request(token: str) -> openshell_pb2.ListServicesRequest:
+            return openshell_pb2.ListServicesRequest(
+                workspace_scope=self._scope(),
+                sandbox=sandbox,
+                page_size=PAGE_SIZE,
+                page_token=token,
+            )
+
+        return [
+            convert.service_endpoint(item)
+            async for page in self._pages("ListServices", request, sandbox=sandbox)
+            for item in page.services
+        ]
+
+    async def delete_service(self, sandbox: str, name: str) -> bool:
+        """Remove an endpoint: True when this call removed it, False when it was absent
+        (a sandbox that is gone has none). After a lost response, a retry on a gateway
+        without request replay finds it absent and says False."""
+        request = openshell_pb2.DeleteServiceRequest(
+            workspace_scope=self._scope(), sandbox=sandbox, name=name, allow_missing=True
+        )
+        try:
+            response = await self._call("DeleteService", request, sandbox=sandbox)
+        except GatewayNotFound:
+            return False
+        return convert.deletion_state(response.outcome) is not models.DeletionState.ALREADY_ABSENT
 
     async def update_policy(
         self,
@@ -466,6 +526,26 @@ class GatewayClient:
             attempts=attempt,
             redact=self._credentials.secrets(),
         )
+
+    async def _pages(
+        self, rpc: str, request: Callable[[str], Any], *, sandbox: str = ""
+    ) -> AsyncIterator[Any]:
+        """Every page of a list call, ``request(token)`` building each request: one request
+        id for the whole listing; a token the gateway repeats would loop, so it is refused."""
+        request_id = _request_id()
+        seen_tokens: set[str] = set()
+        token = ""
+        while True:
+            page = await self._call(rpc, request(token), sandbox=sandbox, request_id=request_id)
+            yield page
+            token = page.next_page_token
+            if not token:
+                return
+            if token in seen_tokens:
+                raise GatewayInternal(
+                    "the gateway repeated a page token", rpc=rpc, request_id=request_id
+                )
+            seen_tokens.add(token)
 
     def _delay_after(self, err: GatewayError, attempt: int) -> float | None:
         if not err.is_transient:

@@ -18,6 +18,7 @@ from helmdeck_operator.gateway import models
 
 __all__ = [
     "delete_outcome",
+    "deletion_state",
     "health",
     "identity",
     "label_selector",
@@ -26,6 +27,9 @@ __all__ = [
     "policy_status",
     "sandbox",
     "sandbox_spec",
+    "service_authorization_mode",
+    "service_endpoint",
+    "service_exposure",
     "watch_event",
     "workspace_scope",
 ]
@@ -145,16 +149,59 @@ def sandbox(
     )
 
 
+def deletion_state(outcome: int) -> models.DeletionState:
+    return _enum(
+        openshell_pb2.DeletionOutcome,
+        outcome,
+        "DELETION_OUTCOME_",
+        models.DeletionState,
+        models.DeletionState.UNSPECIFIED,
+    )
+
+
 def delete_outcome(message: openshell_pb2.DeleteSandboxResponse) -> models.DeleteOutcome:
     return models.DeleteOutcome(
-        state=_enum(
-            openshell_pb2.DeletionOutcome,
-            message.outcome,
-            "DELETION_OUTCOME_",
-            models.DeletionState,
-            models.DeletionState.UNSPECIFIED,
+        state=deletion_state(message.outcome), sandbox_id=message.sandbox_id
+    )
+
+
+def service_authorization_mode(
+    authorization: models.ServiceAuthorization,
+) -> openshell_pb2.ServiceAuthorizationMode:
+    """Sent explicitly, STRIP too: no gateway has to fill in a default."""
+    return {
+        models.ServiceAuthorization.STRIP: openshell_pb2.SERVICE_AUTHORIZATION_MODE_STRIP,
+        models.ServiceAuthorization.BEARER_PASSTHROUGH: (
+            openshell_pb2.SERVICE_AUTHORIZATION_MODE_BEARER_PASSTHROUGH
         ),
-        sandbox_id=message.sandbox_id,
+    }[authorization]
+
+
+def service_exposure(exposure: models.ServiceExposure) -> openshell_pb2.SandboxServiceExposure:
+    return openshell_pb2.SandboxServiceExposure(
+        service=exposure.name,
+        target_port=exposure.port,
+        authorization_mode=service_authorization_mode(exposure.authorization),
+    )
+
+
+def service_endpoint(message: openshell_pb2.ServiceEndpointResponse) -> models.ServiceEndpoint:
+    """UNSPECIFIED (an endpoint stored before the gateway had modes) is STRIP, as the
+    gateway itself reads it; a mode newer than these stubs is read as STRIP too, the one
+    mode every gateway version has."""
+    endpoint = message.endpoint
+    return models.ServiceEndpoint(
+        name=endpoint.name,
+        port=endpoint.target_port,
+        authorization=_enum(
+            openshell_pb2.ServiceAuthorizationMode,
+            endpoint.authorization_mode,
+            "SERVICE_AUTHORIZATION_MODE_",
+            models.ServiceAuthorization,
+            models.ServiceAuthorization.STRIP,
+        ),
+        url=message.url,
+        sandbox=endpoint.sandbox,
     )
 
 

@@ -33,6 +33,9 @@ __all__ = [
     "SandboxEvent",
     "SandboxPhase",
     "SandboxSpec",
+    "ServiceAuthorization",
+    "ServiceEndpoint",
+    "ServiceExposure",
     "WatchEvent",
 ]
 
@@ -95,6 +98,38 @@ class RestartPolicy(enum.StrEnum):
     ALWAYS = "ALWAYS"
 
 
+class ServiceAuthorization(enum.StrEnum):
+    """What the gateway does with a request's ``Authorization`` header on its way to a
+    service: STRIP drops it (the gateway's default); BEARER_PASSTHROUGH forwards one
+    well-formed ``Bearer`` credential unchanged (two, or a malformed one, get HTTP 400)."""
+
+    STRIP = "STRIP"
+    BEARER_PASSTHROUGH = "BEARER_PASSTHROUGH"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceExposure:
+    """A port inside a sandbox to serve through the gateway, under ``name`` ("" is the
+    sandbox's unnamed endpoint): a lowercase DNS label of at most 19 characters."""
+
+    name: str
+    port: int
+    authorization: ServiceAuthorization = ServiceAuthorization.STRIP
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEndpoint:
+    """A service endpoint as the gateway reports it: ``url`` on the gateway relays to
+    ``port`` inside the sandbox (HTTP 412 while the sandbox is not READY)."""
+
+    name: str
+    port: int
+    authorization: ServiceAuthorization
+    url: str
+    """Empty when the gateway has no base domain for service routing."""
+    sandbox: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class SandboxSpec:
     """What to run in a new sandbox, apart from its name, policy and metadata."""
@@ -147,6 +182,8 @@ class Sandbox:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     service_urls: Mapping[str, str] = field(default_factory=dict)
+    """Endpoint URLs by service name: only in the answer to the create (``list_services``
+    reads them later; the gateway's other sandbox answers leave the map empty)."""
     image: str = ""
     current_policy_version: int = 0
     """Latest policy version the sandbox has LOADED (0 before any)."""
