@@ -13,11 +13,14 @@ import yaml
 
 from helmdeck_operator.config import (
     FAMILIES,
+    FAMILY_PORTS,
     Concurrency,
     Intervals,
     Observability,
     OperatorConfig,
+    Port,
     RateLimits,
+    Sessions,
     load_config,
 )
 from helmdeck_operator.gateway.config import GatewayConfig, RateLimit, RetryPolicy
@@ -186,6 +189,8 @@ def test_chart_defaults_are_the_operators_defaults(helm: Helm, tmp_path: Path) -
     assert config.concurrency == Concurrency()
     assert config.rate_limits == RateLimits()
     assert config.observability == Observability()
+    assert config.sessions == Sessions()
+    assert {f: d.ports for f, d in config.families.items()} == FAMILY_PORTS
     (pods,) = config.gateways
     assert (pods.deadline_seconds, pods.retry, pods.rate_limit) == (
         GatewayConfig.model_fields["deadline_seconds"].default,
@@ -193,6 +198,57 @@ def test_chart_defaults_are_the_operators_defaults(helm: Helm, tmp_path: Path) -
         RateLimit(),
     )
     assert (config.instance, config.on_sandbox_lost) == ("helmdeck-operator", "Recreate")
+
+
+def test_values_yaml_writes_the_family_ports_out(helm: Helm) -> None:
+    """The defaults are in the file, not left to the operator: what values.yaml shows is what
+    the operator gets (python and node expose none)."""
+    config_text = one(helm.objects(), "ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"]
+    families = yaml.safe_load(config_text)["families"]
+    assert {f: [Port.model_validate(p) for p in d["ports"]] for f, d in families.items()} == {
+        f: list(ports) for f, ports in FAMILY_PORTS.items()
+    }
+
+
+def test_family_ports_and_sessions_follow_the_values(helm: Helm, tmp_path: Path) -> None:
+    values = {
+        "families": {
+            "node": {
+                "ports": [
+                    {"name": "app", "port": 3000, "authorization": "BearerPassthrough"},
+                    {"name": "inspector", "port": 9229},
+                ]
+            },
+            "browser": {"ports": []},
+            "vision": {"ports": None},
+        },
+        "config": {
+            "sessions": {
+                "maxLifetimeSeconds": 86400.5,
+                "copyLabels": ["helmdeck.dev/run-id", "team", "example.com/cost-centre"],
+            }
+        },
+    }
+    config = load_rendered_config(helm, values, tmp_path)
+    assert config.families["node"].ports == (
+        Port(name="app", port=3000, authorization="BearerPassthrough"),
+        Port(name="inspector", port=9229, authorization="Strip"),
+    )
+    assert config.families["browser"].ports == ()  # an empty list exposes none
+    assert config.families["vision"].ports == FAMILY_PORTS["vision"]  # null: built-in
+    assert config.families["python"].ports == ()
+    assert config.sessions == Sessions(
+        max_lifetime_seconds=86400.5,
+        copy_labels=("helmdeck.dev/run-id", "team", "example.com/cost-centre"),
+    )
+
+
+def test_sessions_copy_no_labels_and_a_left_out_lifetime(helm: Helm, tmp_path: Path) -> None:
+    values: dict[str, Any] = {
+        "config": {"sessions": {"maxLifetimeSeconds": None, "copyLabels": []}}
+    }
+    config = load_rendered_config(helm, values, tmp_path)
+    assert config.sessions == Sessions(copy_labels=())
 
 
 def test_a_value_left_out_is_the_operators_default(helm: Helm, tmp_path: Path) -> None:

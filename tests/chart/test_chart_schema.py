@@ -161,6 +161,54 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"families": {"python": {"command": []}}},
         ["/families/python/command", "minItems"],
     ),
+    "family-port-out-of-range": (
+        {"families": {"node": {"ports": [{"name": "app", "port": 70000}]}}},
+        ["/families/node/ports/0/port", "maximum"],
+    ),
+    "family-port-authorization-unknown": (
+        {
+            "families": {
+                "node": {"ports": [{"name": "app", "port": 3000, "authorization": "Basic"}]}
+            }
+        },
+        ["/families/node/ports/0/authorization", "'Strip', 'BearerPassthrough'"],
+    ),
+    "family-port-name-with-double-dash": (
+        {"families": {"node": {"ports": [{"name": "my--app", "port": 3000}]}}},
+        ["/families/node/ports/0/name", "'not' failed"],
+    ),
+    "family-port-name-too-long": (
+        {"families": {"node": {"ports": [{"name": "a" * 20, "port": 3000}]}}},
+        ["/families/node/ports/0/name", "maxLength"],
+    ),
+    "family-port-without-number": (
+        {"families": {"node": {"ports": [{"name": "app"}]}}},
+        ["/families/node/ports/0", "missing property 'port'"],
+    ),
+    "family-port-unknown-key": (
+        {"families": {"node": {"ports": [{"name": "app", "port": 3000, "protocol": "TCP"}]}}},
+        ["/families/node/ports/0", "'protocol' not allowed"],
+    ),
+    "family-ports-too-many": (
+        {"families": {"node": {"ports": [{"name": f"p{i}", "port": 3000 + i} for i in range(33)]}}},
+        ["/families/node/ports", "maxItems"],
+    ),
+    "max-lifetime-zero": (
+        {"config": {"sessions": {"maxLifetimeSeconds": 0}}},
+        ["/config/sessions/maxLifetimeSeconds", "exclusiveMinimum"],
+    ),
+    "max-lifetime-over-a-year": (
+        {"config": {"sessions": {"maxLifetimeSeconds": 8760 * 3600 + 1}}},
+        ["/config/sessions/maxLifetimeSeconds", "maximum"],
+    ),
+    "copy-labels-not-a-label-key": (
+        {"config": {"sessions": {"copyLabels": ["run id"]}}},
+        ["/config/sessions/copyLabels/0", "does not match pattern"],
+    ),
+    "sessions-unknown-key": (
+        {"config": {"sessions": {"maxLifetime": "7d"}}},
+        ["/config/sessions", "'maxLifetime' not allowed"],
+    ),
     "network-policy-without-apiserver": (
         {"networkPolicy": {"enabled": True}},
         ["/networkPolicy/apiServer/cidrs", "minItems"],
@@ -198,6 +246,22 @@ def test_schema_rejects(helm: Helm, case: str) -> None:
             "config.observability: denialPollMinSeconds (600) must not exceed "
             "denialPollMaxSeconds (300)",
             id="denial-poll-min-above-max",
+        ),
+        pytest.param(
+            {"families": {"vision": {"ports": [{"name": "vnc", "port": 6080}] * 2}}},
+            'families.vision.ports: the name "vnc" is listed twice',
+            id="family-port-names-repeated",
+        ),
+        pytest.param(
+            {
+                "families": {
+                    "node": {
+                        "ports": [{"name": "app", "port": 3000}, {"name": "api", "port": 3000}]
+                    }
+                }
+            },
+            "families.node.ports: the port 3000 is listed twice",
+            id="family-port-numbers-repeated",
         ),
         pytest.param(
             {"serviceAccount": {"create": False}},

@@ -209,6 +209,8 @@ Files mounted for one gateway (a projected volume of the Secrets it names), as a
 {{- $in := index $.Values.families $family }}
 {{- $f := dict "image" $in.image "command" $in.command "policy_file" (printf "policies/%s.yaml" $family) }}
 {{- with $in.resources }}{{ $_ := set $f "resources" . }}{{ end }}
+{{- /* An empty list is kept (it exposes none); null leaves the operator's built-in ports. */}}
+{{- if not (kindIs "invalid" $in.ports) }}{{ $_ := set $f "ports" $in.ports }}{{ end }}
 {{- $_ := set $families $family $f }}
 {{- end }}
 {{- $out := dict
@@ -241,6 +243,9 @@ Files mounted for one gateway (a projected volume of the Secrets it names), as a
     "denialPollMaxSeconds:denial_poll_max_seconds"
     "denialPollsPerSecond:denial_polls_per_second"
     "denialWindowSeconds:denial_window_seconds")) | fromJson)
+  "sessions" (include "helmdeck-operator.fields" (list $c.sessions (list
+    "maxLifetimeSeconds:max_lifetime_seconds"
+    "copyLabels:copy_labels")) | fromJson)
 }}
 {{- toYaml $out }}
 {{- end }}
@@ -262,5 +267,20 @@ Files mounted for one gateway (a projected volume of the Secrets it names), as a
 {{- $max := $observability.denialPollMaxSeconds }}
 {{- if and (not (kindIs "invalid" $min)) (not (kindIs "invalid" $max)) (gt (float64 $min) (float64 $max)) }}
 {{- fail (printf "config.observability: denialPollMinSeconds (%v) must not exceed denialPollMaxSeconds (%v)" $min $max) }}
+{{- end }}
+{{- range $family := splitList " " (include "helmdeck-operator.families" .) }}
+{{- $portNames := list }}
+{{- $portNumbers := list }}
+{{- range (index $.Values.families $family).ports | default list }}
+{{- if has .name $portNames }}
+{{- fail (printf "families.%s.ports: the name %q is listed twice; each port name may be listed once" $family .name) }}
+{{- end }}
+{{- $number := toString .port }}
+{{- if has $number $portNumbers }}
+{{- fail (printf "families.%s.ports: the port %s is listed twice; each port number may be listed once" $family $number) }}
+{{- end }}
+{{- $portNames = append $portNames .name }}
+{{- $portNumbers = append $portNumbers $number }}
+{{- end }}
 {{- end }}
 {{- end }}
