@@ -23,6 +23,8 @@ from helmdeck_operator.gateway.config import GatewayConfig
 __all__ = [
     "ENV_PREFIX",
     "FAMILIES",
+    "FAMILY_PORTS",
+    "Authorization",
     "Concurrency",
     "ConfigError",
     "Family",
@@ -30,12 +32,15 @@ __all__ = [
     "Intervals",
     "Observability",
     "OperatorConfig",
+    "Port",
     "RateLimits",
     "Resources",
+    "Sessions",
     "load_config",
 ]
 
 Family = Literal["browser", "python", "node", "vision"]
+Authorization = Literal["Strip", "BearerPassthrough"]
 FAMILIES: tuple[Family, ...] = ("browser", "python", "node", "vision")
 ENV_PREFIX = "HELMDECK_"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -62,6 +67,26 @@ class Resources(_Frozen):
     gpu: int = Field(default=0, ge=0, le=8)
 
 
+class Port(_Frozen):
+    """A sidecar port exposed through the gateway as a named endpoint: a family default
+    here, and the shape of each `spec.ports` entry of a session (the same three fields)."""
+
+    name: str = Field(min_length=1, max_length=19, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """The gateway's service name rule: a lowercase DNS label of at most 19 characters
+    without '--' (it separates workspace, sandbox and service in endpoint hosts)."""
+    port: int = Field(ge=1, le=65535)
+    authorization: Authorization = "Strip"
+    """Strip: the gateway removes the caller's Authorization header; BearerPassthrough: it
+    forwards one well-formed bearer token."""
+
+    @field_validator("name")
+    @classmethod
+    def _no_double_dash(cls, value: str) -> str:
+        if "--" in value:
+            raise ValueError("a port name cannot contain '--'")
+        return value
+
+
 class FamilyDefaults(_Frozen):
     """What a session of one family gets when its spec leaves a field out."""
 
@@ -72,6 +97,34 @@ class FamilyDefaults(_Frozen):
     resources: Resources = Resources()
     policy_file: Path
     """A SidecarPolicy manifest (policies/<family>.yaml): the policy when no policyRef is set."""
+    ports: tuple[Port, ...] | None = Field(default=None, max_length=32)
+    """Ports exposed for a session that does not list its own (`spec.ports`); absent: the
+    family's in `FAMILY_PORTS` (an empty list exposes none)."""
+
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, ports: tuple[Port, ...] | None) -> tuple[Port, ...] | None:
+        # What the CRD enforces on spec.ports: the gateway refuses a repeated name.
+        if ports is None:
+            return None
+        names, numbers = [p.name for p in ports], [str(p.port) for p in ports]
+        for what, values in (("name", names), ("port", numbers)):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(
+                    f"each port {what} may be listed once; repeated: {', '.join(repeated)}"
+                )
+        return ports
+
+
+#: What helmdeck's sidecars serve (DESIGN.md section 9): Chrome DevTools and Playwright MCP in
+#: the browser, DevTools and noVNC on the desktop (vision); python and node serve nothing.
+FAMILY_PORTS: dict[Family, tuple[Port, ...]] = {
+    "browser": (Port(name="cdp", port=9222), Port(name="mcp", port=8931)),
+    "vision": (Port(name="cdp", port=9222), Port(name="vnc", port=6080)),
+    "python": (),
+    "node": (),
+}
 
 
 class Intervals(_Frozen):
@@ -160,6 +213,34 @@ class Observability(_Frozen):
         return self
 
 
+#: A Kubernetes label key: an optional DNS-subdomain prefix and '/', then a name of at most
+#: 63 characters (the gateway takes label keys by the same rule).
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+
+
+class Sessions(_Frozen):
+    """What every session gets, whatever its spec says."""
+
+    max_lifetime_seconds: float = Field(default=7 * 86400.0, gt=0, le=8760 * 3600.0)
+    """A lease renewal (status.lease.expireTime) may extend a session's lifetime up to this
+    long after its creation; a later end is refused (condition LifetimeExtended False)."""
+    copy_labels: tuple[str, ...] = ("helmdeck.dev/run-id",)
+    """Label keys copied from a session onto its sandbox when the sandbox is created, so
+    gateway-side tooling can select a run's sandboxes. The operator's own sandbox labels
+    (helmdeck.dev/managed-by, session-uid, pool-uid, family) always keep their values."""
+
+    @field_validator("copy_labels")
+    @classmethod
+    def _label_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [k for k in keys if len(k) > 316 or not _LABEL_KEY.match(k)]
+        if bad:
+            raise ValueError(f"not Kubernetes label keys: {', '.join(bad)}")
+        return keys
+
+
 class OperatorConfig(_Frozen):
     """The whole operator configuration."""
 
@@ -176,6 +257,7 @@ class OperatorConfig(_Frozen):
     concurrency: Concurrency = Concurrency()
     rate_limits: RateLimits = RateLimits()
     observability: Observability = Observability()
+    sessions: Sessions = Sessions()
     on_sandbox_lost: Literal["Recreate", "Fail"] = "Recreate"
     """A sandbox deleted behind the operator's back is recreated, or the session Failed."""
 
@@ -206,7 +288,12 @@ class OperatorConfig(_Frozen):
         missing = [f for f in FAMILIES if f not in families]
         if missing:
             raise ValueError(f"defaults missing for {', '.join(missing)}")
-        return families
+        return {
+            family: d
+            if d.ports is not None
+            else d.model_copy(update={"ports": FAMILY_PORTS[family]})
+            for family, d in families.items()
+        }
 
     def gateway(self, name: str | None) -> GatewayConfig | None:
         wanted = name or self.default_gateway

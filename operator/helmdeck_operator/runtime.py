@@ -395,7 +395,7 @@ class Runtime:
     )
     _baselines: _Lru[str, Any] = field(default_factory=_Lru)
     _classified: _Lru[tuple[str, str], ChangeClass] = field(default_factory=_Lru)
-    _derived: _Lru[tuple[str, int], tuple[str, str]] = field(
+    _derived: _Lru[tuple[str, int], tuple[str, str, str]] = field(
         default_factory=lambda: _Lru(DERIVED_SIZE)
     )
     _claims: dict[tuple[str, str], tuple[str, ClaimIndex]] = field(default_factory=dict)
@@ -626,8 +626,8 @@ class Runtime:
         return found
 
     def derived(
-        self, key: tuple[str, int], compute: Callable[[], tuple[str, str]]
-    ) -> tuple[str, str]:
+        self, key: tuple[str, int], compute: Callable[[], tuple[str, str, str]]
+    ) -> tuple[str, str, str]:
         """Strings derived from a session's spec (by UID and generation), computed once."""
         found = self._derived.get(key)
         if found is None:

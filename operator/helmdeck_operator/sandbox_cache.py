@@ -75,7 +75,10 @@ class _Entry:
     """The last (version, hash) seen accepted: names the loaded revision after a newer one
     is stored on top of it."""
     service_urls: Mapping[str, str] | None
-    """Service URLs, known only from responses that carry them (create, get, start)."""
+    """Endpoint URLs by port name, known from the create's answer or the operator's own
+    service calls (the gateway's other sandbox responses do not carry them)."""
+    exposed: str | None = None
+    """The ports digest those endpoints match (`core.session.ports_digest`), when known."""
 
 
 def _observable(sandbox: models.Sandbox) -> tuple[object, ...]:
@@ -172,9 +175,14 @@ class SandboxCache(Generic[K]):
         return entry.loaded if entry is not None else None
 
     def service_urls(self, name: str) -> Mapping[str, str] | None:
-        """The sandbox's service URLs, or None when no response carrying them was seen."""
+        """The sandbox's endpoint URLs, or None when not known here."""
         entry = self._entries.get(name)
         return entry.service_urls if entry is not None else None
+
+    def exposed(self, name: str) -> str | None:
+        """The ports digest the sandbox's endpoints are known to match, if known here."""
+        entry = self._entries.get(name)
+        return entry.exposed if entry is not None else None
 
     def sandboxes(self) -> list[models.Sandbox]:
         return [entry.sandbox for entry in self._entries.values()]
@@ -202,18 +210,17 @@ class SandboxCache(Generic[K]):
             self._entries[name] = replace(entry, loaded=(version, found.revision.hash))
         return found.revision.hash
 
-    async def fetch_service_urls(self, name: str) -> Mapping[str, str]:
-        sandbox = await self.client.get_sandbox(name)
-        if sandbox is None:
-            return {}
-        self.put(sandbox)
-        return sandbox.service_urls
-
     # -- what the operator's own actions reported --------------------------------------
 
     def put(self, sandbox: models.Sandbox) -> None:
         """Record an action's answer; it does not wake the session (its pass acted)."""
-        self._update(sandbox, notify=False, urls=sandbox.service_urls or None)
+        self._update(sandbox, notify=False)
+
+    def put_services(self, name: str, urls: Mapping[str, str], exposed: str | None) -> None:
+        """The sandbox's endpoints are `urls`, matching the ports digest `exposed`."""
+        entry = self._entries.get(name)
+        if entry is not None:
+            entry.service_urls, entry.exposed = dict(urls), exposed
 
     def put_revision(self, name: str, revision: models.PolicyRevision) -> None:
         """A policy push was stored as `revision`: the sandbox is now loading it."""
@@ -447,23 +454,21 @@ class SandboxCache(Generic[K]):
             return entry.sandbox
         return None
 
-    def _update(
-        self, sandbox: models.Sandbox, *, notify: bool = True, urls: Mapping[str, str] | None = None
-    ) -> None:
+    def _update(self, sandbox: models.Sandbox, *, notify: bool = True) -> None:
         now = self._clock()
         entry = self._entries.get(sandbox.name)
         same = entry is not None and entry.sandbox.id == sandbox.id
         if entry is not None and same:
             if entry.sandbox.resource_version > sandbox.resource_version:
                 return  # an older report than the one we hold
-            if entry.sandbox.resource_version == sandbox.resource_version and urls is None:
+            if entry.sandbox.resource_version == sandbox.resource_version:
                 entry.seen = now  # the same report again: nothing new, nothing allocated
                 return
         loaded = loaded_pair(sandbox) or (entry.loaded if entry is not None and same else None)
-        known_urls = urls if urls is not None else (entry.service_urls if same and entry else None)
+        urls, exposed = (entry.service_urls, entry.exposed) if same and entry else (None, None)
         if entry is not None and not same:
             self._remove(sandbox.name)  # another sandbox of that name: maybe another group
-        self._entries[sandbox.name] = _Entry(sandbox, now, loaded, known_urls)
+        self._entries[sandbox.name] = _Entry(sandbox, now, loaded, urls, exposed)
         if self._group_label is not None and (value := sandbox.labels.get(self._group_label)):
             self._groups.setdefault(value, set()).add(sandbox.name)
         if entry is not None and _observable(entry.sandbox) == _observable(sandbox):

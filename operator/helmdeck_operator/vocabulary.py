@@ -50,6 +50,10 @@ class ConditionType(StrEnum):
     POLICY_APPLIED = "PolicyApplied"
     POOL_CLAIMED = "PoolClaimed"
     """Only on a session with spec.poolRef: claimed from its pool, or why it was not."""
+    ENDPOINTS_EXPOSED = "EndpointsExposed"
+    """Every port (spec.ports or the family's) has its endpoint on the gateway."""
+    LIFETIME_EXTENDED = "LifetimeExtended"
+    """Only once the consumer asked for a later end (status.lease.expireTime)."""
     # SidecarPolicy
     VALID = "Valid"
     APPLIED = "Applied"
@@ -76,6 +80,14 @@ class Reason(StrEnum):
     SANDBOX_LOST = "SandboxLost"
     SANDBOX_NAME_CONFLICT = "SandboxNameConflict"
     GATEWAY_NOT_CONFIGURED = "GatewayNotConfigured"
+    IDLE = "Idle"
+    """No renewal and no sandbox activity for lifetime.idleTimeout."""
+    # Endpoints (EndpointsExposed; a refusal carries the gateway's reason)
+    PORTS_EXPOSED = "PortsExposed"
+    EXPOSING = "Exposing"
+    # Lease renewals (LifetimeExtended)
+    EXTENDED = "Extended"
+    EXTENSION_REFUSED = "ExtensionRefused"
     # The session's policy (PolicyApplied)
     POLICY_LOADED = "PolicyLoaded"
     POLICY_PENDING = "PolicyPending"
@@ -168,7 +180,11 @@ class EventReason(StrEnum):
     SUSPENDED = "Suspended"
     RESUMED = "Resumed"
     EXPIRED = "Expired"
+    IDLE = "Idle"
+    """No renewal and no sandbox activity for lifetime.idleTimeout: suspended or deleted."""
     SANDBOX_LOST = "SandboxLost"
+    ENDPOINT_FAILED = "EndpointFailed"
+    """The gateway refused to expose a port of a running session (Warning)."""
     POLICY_DENIED = "PolicyDenied"
     """An OCSF denial from the sandbox's proxy (docs/observability.md)."""
     POOL_CLAIMED = "PoolClaimed"

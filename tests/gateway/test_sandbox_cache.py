@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -137,11 +138,28 @@ async def test_a_followed_sandbox_wakes_its_session_when_it_becomes_ready(
     )
     assert set(recorder.keys) == {("team", "s1")}
     assert cache.watches == 1
-    assert cache.service_urls("s1")  # kept from the create's answer
+    assert cache.service_urls("s1") is None  # endpoints come from put_services only
 
     cache.unfollow("s1")
     await asyncio.sleep(0.05)
     assert cache.watches == 0
+
+
+async def test_endpoints_recorded_for_a_sandbox_last_until_another_sandbox_takes_its_name(
+    client: GatewayClient, synced: tuple[SandboxCache[Key], Recorder]
+) -> None:
+    cache, _ = synced
+    made = await create(client, "s1")
+    cache.put(made)
+    cache.put_services("s1", {"cdp": "http://cdp.example/"}, "digest-1")
+
+    cache.put(replace(made, resource_version=made.resource_version + 1))  # a newer report
+    assert cache.service_urls("s1") == {"cdp": "http://cdp.example/"}
+    assert cache.exposed("s1") == "digest-1"
+
+    cache.put(replace(made, id="another-sandbox-of-that-name"))
+    assert cache.service_urls("s1") is None
+    assert cache.exposed("s1") is None
 
 
 async def test_beyond_the_watch_bound_sandboxes_are_observed_by_listing(

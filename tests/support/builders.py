@@ -30,6 +30,7 @@ __all__ = [
     "HEX_B",
     "NOW",
     "OTHER_UID",
+    "PORTS",
     "REV_A",
     "REV_B",
     "SANDBOX",
@@ -53,6 +54,8 @@ SANDBOX = "hd-abcdefghijklmnop"
 SHAPE = "0123456789abcdef"
 #: Two policy revisions, and the hashes the gateway reports for them.
 HEX_A, HEX_B = "a" * 64, "b" * 64
+#: The ports digest of the session's ports; a `ready()` sandbox has them exposed.
+PORTS = "p" * 16
 REV_A, REV_B = f"sha256:{HEX_A}", f"sha256:{HEX_B}"
 
 
@@ -72,6 +75,8 @@ def facts(**overrides: Any) -> SessionFacts:
         "gateway": "pods",
         "sandbox_name": SANDBOX,
         "status": {},
+        "ports": ("cdp",),
+        "ports_digest": PORTS,
     }
     values.update(overrides)
     return SessionFacts(**values)
@@ -112,7 +117,7 @@ def problem(reason: str = "PolicyNotFound") -> PolicyProblem:
 
 def ready(revision: str | None = REV_A, **overrides: Any) -> Observed:
     """A READY sandbox that has loaded `revision` (None: no policy loaded yet)."""
-    values: dict[str, Any] = {"sandbox": sandbox(), "active_revision": revision}
+    values: dict[str, Any] = {"sandbox": sandbox(), "active_revision": revision, "exposed": PORTS}
     values.update(overrides)
     return Observed(**values)
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "ANNOTATION_INITIAL_POLICY",
@@ -27,6 +28,7 @@ __all__ = [
     "LABEL_POOL_UID",
     "LABEL_SESSION_UID",
     "MAX_SANDBOX_NAME",
+    "copied_labels",
     "pool_of",
     "pool_sandbox_annotations",
     "pool_sandbox_labels",
@@ -78,8 +80,19 @@ def _base32(raw: bytes) -> str:
     return encoded[: MAX_SANDBOX_NAME - len(_PREFIX)]
 
 
-def sandbox_labels(*, session_uid: str, family: str, instance: str) -> dict[str, str]:
-    return {LABEL_MANAGED_BY: instance, LABEL_SESSION_UID: session_uid, LABEL_FAMILY: family}
+def sandbox_labels(
+    *, session_uid: str, family: str, instance: str, copied: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The labels of a session's sandbox: the ones `copied` from the session, and the
+    operator's own, which always win (they decide ownership and the orphan sweep)."""
+    own = {LABEL_MANAGED_BY: instance, LABEL_SESSION_UID: session_uid, LABEL_FAMILY: family}
+    return {**(copied or {}), **own}
+
+
+def copied_labels(body: Mapping[str, Any], keys: Iterable[str]) -> dict[str, str]:
+    """The labels among `keys` that the session object carries (sessions.copy_labels)."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return {key: str(labels[key]) for key in keys if key in labels}
 
 
 def sandbox_annotations(*, namespace: str, name: str) -> dict[str, str]:

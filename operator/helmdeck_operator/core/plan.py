@@ -8,8 +8,9 @@ restart at any point resumes from the same inputs.
 
 The rules, in order (docs/reconcile.md draws them as a state diagram):
 
-1. Past `expiresAt`: Delete removes the session (its finalizer removes the sandbox);
-   Retain removes the sandbox and keeps the session as Expired.
+1. Past `expiresAt` (the TTL, or a later end a lease renewal was granted: `core.lifetime`):
+   Delete removes the session (its finalizer removes the sandbox); Retain removes the
+   sandbox and keeps the session as Expired.
 2. A refusal of our create (or a missing gateway) is Failed; a permanent failure already
    reported for this generation stays Failed (no retry loop; `vocabulary.PERMANENT_REASONS`).
 3. The gateway cannot be asked: phase kept, Ready Unknown with the error's reason.
@@ -20,9 +21,12 @@ The rules, in order (docs/reconcile.md draws them as a state diagram):
 7. A sandbox whose shape (image, command, resources, env, providers) differs from the spec
    is recreated: the shape cannot change on a live sandbox.
 8. ERROR or COMPLETED on the gateway: Failed with the gateway's reason.
-9. Suspend maps to Stop / Start; STOPPED is Suspended.
-10. READY with its first policy loaded is Ready; a different desired revision is pushed,
-    refused or rolled out by recreation (`policy_rollout`).
+9. Idle (no activity for `lifetime.idleTimeout`): onIdle Delete removes the session;
+   onIdle Suspend stops the sandbox like spec.suspend, until a renewal makes it active.
+10. Suspend maps to Stop / Start; STOPPED is Suspended.
+11. READY with its first policy loaded and its ports exposed is Ready; a different desired
+    revision is pushed, refused or rolled out by recreation (`policy_rollout`); a change of
+    ports is synchronised on the live sandbox (EndpointsExposed).
 
 A session that names a SessionPool waits for the pool's answer before rule 4 (a claimed
 pool sandbox is then its sandbox; a refusal makes rule 4 a cold create), is not Ready on a
@@ -32,11 +36,12 @@ claimed sandbox before its own policy is loaded there, and carries a PoolClaimed
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from helmdeck_operator.core.conditions import Condition, Status, format_time
+from helmdeck_operator.core.lifetime import idle_at
 from helmdeck_operator.core.naming import LABEL_SESSION_UID
 from helmdeck_operator.core.policy_rollout import next_rollout_step
 from helmdeck_operator.gateway import models as gw
@@ -78,7 +83,9 @@ class Action(StrEnum):
     DELETE_SANDBOX = "DeleteSandbox"
     """Remove the sandbox and keep the session (recreate, or expiry with Retain)."""
     DELETE_SESSION = "DeleteSession"
-    """Remove the session object itself (expiry with Delete)."""
+    """Remove the session object itself (expiry or idleness with Delete)."""
+    SYNC_PORTS = "SyncPorts"
+    """Expose and remove endpoints on the live sandbox until they match the ports."""
 
 
 #: "Look again soon": the shell waits its `pending_seconds` for any positive requeue.
@@ -144,6 +151,18 @@ class SessionFacts:
     once on the policy, for all its sessions, not by an Event per session."""
     pool: PoolPlacement | None = None
     """Set for a session that names a SessionPool."""
+    ports: tuple[str, ...] = ()
+    """Names of the ports to expose (spec.ports or the family's)."""
+    ports_digest: str = ""
+    """`core.session.ports_digest` of those ports."""
+    idle_timeout: timedelta | None = None
+    on_idle: str = "Suspend"
+    activity: datetime | None = None
+    """The latest activity the status and the consumer's renewal tell (`core.lifetime`)."""
+    extension: Condition | None = None
+    """LifetimeExtended, once the consumer asked for a later end."""
+    extended_to: datetime | None = None
+    """The latest end a renewal was granted (status.extendedTo)."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +186,13 @@ class Observed:
     """The gateway's message when it just refused the desired policy."""
     may_recreate: bool = True
     """Whether the policy's rollout bound leaves room to recreate this session now."""
+    activity: datetime | None = None
+    """The newest sandbox activity (a log line or network event) the shell looked for and
+    found, when the idle clock ran out."""
+    exposed: str | None = None
+    """The ports digest the sandbox's endpoints are known to match, if known."""
+    exposure_failure: tuple[Reason, str] | None = None
+    """The gateway's refusal of the port synchronisation just attempted."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +217,10 @@ class Plan:
     """The sandbox is deleted to roll out a Recreate policy: it takes one rollout slot."""
     awaits_slot: bool = False
     """Waiting for a rollout slot of its Recreate policy; woken when one frees."""
+    activity: datetime | None = None
+    """status.lastActivityAt to record."""
+    idle_at: datetime | None = None
+    """When the session goes idle without further activity (status.idleAt)."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +234,18 @@ class _Ctx:
     @property
     def old_phase(self) -> str | None:
         return self.facts.status.get("phase") or None
+
+    @property
+    def activity(self) -> datetime | None:
+        known = [t for t in (self.facts.activity, self.obs.activity) if t is not None]
+        return max(known) if known else None
+
+    def idle_since(self, now: datetime) -> datetime | None:
+        """When the session went idle, if it has. Never while spec.suspend holds it, nor in
+        the pass that lets go of it: that resume restarts the clock."""
+        at = idle_at(self.activity, self.facts.idle_timeout)
+        held = (self.old_condition(ConditionType.READY) or {}).get("reason") == Reason.SUSPENDED
+        return at if at is not None and now >= at and not self.facts.suspend and not held else None
 
     def old_condition(self, type_: ConditionType) -> dict[str, Any] | None:
         conds = self.facts.status.get("conditions", [])
@@ -290,8 +332,19 @@ def plan_session(
 ) -> Plan:
     """The next step for one session; see the module docstring for the rules."""
     ctx = _Ctx(facts, desired, obs)
-    plan = _plan(ctx, now)
+    plan = _with_clock(ctx, _plan(ctx, now), now)
+    if facts.extension is not None:
+        plan = replace(plan, conditions=(*plan.conditions, facts.extension))
     return plan if facts.pool is None else _with_pool(ctx, facts.pool, plan)
+
+
+def _with_clock(ctx: _Ctx, plan: Plan, now: datetime) -> Plan:
+    """The idle clock the plan leaves: it starts at the first Ready and restarts with a
+    start of the sandbox (a resume)."""
+    activity = ctx.activity
+    if plan.action is Action.START or (plan.phase is Phase.READY and activity is None):
+        activity = now
+    return replace(plan, activity=activity, idle_at=idle_at(activity, ctx.facts.idle_timeout))
 
 
 def _plan(ctx: _Ctx, now: datetime) -> Plan:
@@ -352,7 +405,10 @@ def _plan(ctx: _Ctx, now: datetime) -> Plan:
     if sandbox.phase is gw.SandboxPhase.COMPLETED:
         message = f"the gateway reports sandbox {sandbox.name} COMPLETED: its main process exited"
         return ctx.failed(Reason.SANDBOX_COMPLETED, message)
-    suspended = _suspend(ctx, sandbox)
+    idle = ctx.idle_since(now)
+    if idle is not None and facts.on_idle == "Delete":
+        return _idle_deleted(ctx, idle)
+    suspended = _suspend(ctx, sandbox, idle)
     if suspended is not None:
         return suspended
     if sandbox.phase is not gw.SandboxPhase.READY or not obs.active_revision:
@@ -504,24 +560,42 @@ def _no_sandbox(ctx: _Ctx) -> Plan:
     )
 
 
-def _suspend(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan | None:
+def _idle_deleted(ctx: _Ctx, since: datetime) -> Plan:
+    """Idle with onIdle Delete: the session goes (its finalizer removes the sandbox)."""
+    message = f"idle since {format_time(since)}: {_quiet(ctx)}; deleting the session"
+    return Plan(
+        action=Action.DELETE_SESSION,
+        phase=Phase.EXPIRED,
+        conditions=(Condition(ConditionType.READY, Status.FALSE, Reason.IDLE, message),),
+        policy=ctx.policy_status(),
+        events=(EventSpec(EventType.NORMAL, EventReason.IDLE, message),),
+    )
+
+
+def _quiet(ctx: _Ctx) -> str:
+    timeout = ctx.facts.idle_timeout
+    return f"no renewal and no sandbox activity for {timeout}"
+
+
+def _suspend(ctx: _Ctx, sandbox: gw.Sandbox, idle: datetime | None) -> Plan | None:
     phase = sandbox.phase
-    if ctx.facts.suspend:
+    if ctx.facts.suspend or idle is not None:
+        if idle is not None:
+            why = f"idle since {format_time(idle)} ({_quiet(ctx)}; a renewal resumes it)"
+            reason, event = Reason.IDLE, EventReason.IDLE
+        else:
+            why, reason, event = "spec.suspend is true", Reason.SUSPENDED, EventReason.SUSPENDED
         # Announced on the way into phase Suspended, which starts with the Stop: the stop is
         # asynchronous, so by the time STOPPED is seen the phase is already Suspended.
         suspended = ctx.once(
-            EventSpec(
-                EventType.NORMAL,
-                EventReason.SUSPENDED,
-                f"spec.suspend is true; stopping sandbox {sandbox.name}",
-            ),
+            EventSpec(EventType.NORMAL, event, f"{why}; stopping sandbox {sandbox.name}"),
             unless_phase=Phase.SUSPENDED,
         )
         if phase is gw.SandboxPhase.STOPPED:
             return ctx.waiting(
                 Phase.SUSPENDED,
-                Reason.SUSPENDED,
-                "spec.suspend is true; the sandbox is stopped",
+                reason,
+                f"{why}; the sandbox is stopped",
                 events=suspended,
                 requeue=None,
             )
@@ -529,13 +603,13 @@ def _suspend(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan | None:
             return ctx.waiting(
                 Phase.SUSPENDED,
                 Reason.STOPPING,
-                "spec.suspend is true; stopping the sandbox",
+                f"{why}; stopping the sandbox",
                 action=Action.STOP,
                 events=suspended,
             )
         if phase is gw.SandboxPhase.STOPPING:
             return ctx.waiting(
-                Phase.SUSPENDED, Reason.STOPPING, "stopping the sandbox", events=suspended
+                Phase.SUSPENDED, Reason.STOPPING, f"{why}; stopping the sandbox", events=suspended
             )
         return ctx.waiting(
             Phase.PROVISIONING,
@@ -549,7 +623,7 @@ def _suspend(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan | None:
         return ctx.waiting(
             Phase.PROVISIONING,
             Reason.STARTING,
-            "spec.suspend is false; starting the sandbox",
+            "not suspended (spec.suspend is false and the session is active); starting the sandbox",
             action=Action.START,
             events=(resumed,) if ctx.old_phase == Phase.SUSPENDED else (),
         )
@@ -618,17 +692,29 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
             events.append(EventSpec(EventType.NORMAL, EventReason.RECREATING, step.message))
         awaits_slot = step.awaits_slot
         requeue = 0.0 if action is not Action.NONE else (SOON if step.poll else None)
+    exposed = _endpoints(ctx, first)
+    events.extend(exposed.events)
+    if action is Action.NONE and exposed.sync:
+        action, requeue = Action.SYNC_PORTS, 0.0
+    if first and exposed.failure is not None:
+        return ctx.failed(*exposed.failure)
     claimed = ctx.facts.pool is not None and ctx.facts.pool.sandbox is not None
-    if first and claimed and obs.active_revision != getattr(desired, "revision", None):
+    waits_for = None
+    if claimed and obs.active_revision != getattr(desired, "revision", None):
         # A claimed sandbox runs the pool's baseline: the session is not Ready until its
         # own policy is loaded there.
+        waits_for = policy
+    elif exposed.condition.status is not Status.TRUE:
+        waits_for = exposed.condition
+    if first and waits_for is not None:
         return Plan(
             action=action,
             phase=Phase.PROVISIONING,
             conditions=(
-                Condition(ConditionType.READY, Status.FALSE, policy.reason, policy.message),
+                Condition(ConditionType.READY, Status.FALSE, waits_for.reason, waits_for.message),
                 ctx.provisioned(Reason.SANDBOX_CREATED, ready),
                 policy,
+                exposed.condition,
             ),
             policy=policy_status,
             events=tuple(events),
@@ -649,9 +735,60 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
             ),
             ctx.provisioned(Reason.SANDBOX_CREATED, f"sandbox {sandbox.name} is ready"),
             policy,
+            exposed.condition,
         ),
         policy=policy_status,
         events=tuple(events),
         requeue_after=requeue,
         awaits_slot=awaits_slot,
     )
+
+
+@dataclass(frozen=True)
+class _Exposure:
+    condition: Condition
+    sync: bool = False
+    """The endpoints differ from the ports: synchronise them (SYNC_PORTS)."""
+    failure: tuple[Reason, str] | None = None
+    """The gateway refused them (just now, or for this generation before)."""
+    events: tuple[EventSpec, ...] = ()
+
+
+def _endpoints(ctx: _Ctx, first: bool) -> _Exposure:
+    """EndpointsExposed on a READY sandbox, and whether to synchronise its endpoints.
+
+    A refusal that only a change of the session fixes (a permanent reason) is not retried
+    for the same generation; a session never Ready with it is Failed, a running one keeps
+    running on its old endpoints, with a Warning."""
+    facts, obs = ctx.facts, ctx.obs
+    names = ", ".join(facts.ports) or "no ports"
+    if obs.exposed == facts.ports_digest:
+        message = f"{names} exposed" if facts.ports else "no ports to expose"
+        return _Exposure(
+            Condition(ConditionType.ENDPOINTS_EXPOSED, Status.TRUE, Reason.PORTS_EXPOSED, message)
+        )
+    failure = obs.exposure_failure or _still_refused(ctx)
+    if failure is not None:
+        reason, message = failure
+        condition = Condition(ConditionType.ENDPOINTS_EXPOSED, Status.FALSE, reason, message)
+        warn = obs.exposure_failure is not None and not first
+        events = (EventSpec(EventType.WARNING, EventReason.ENDPOINT_FAILED, message),)
+        return _Exposure(condition, failure=failure, events=events if warn else ())
+    return _Exposure(
+        Condition(
+            ConditionType.ENDPOINTS_EXPOSED, Status.UNKNOWN, Reason.EXPOSING, f"exposing {names}"
+        ),
+        sync=True,
+    )
+
+
+def _still_refused(ctx: _Ctx) -> tuple[Reason, str] | None:
+    old = ctx.old_condition(ConditionType.ENDPOINTS_EXPOSED) or {}
+    reason = _stored_reason(old.get("reason"))
+    if (
+        old.get("status") == Status.FALSE
+        and reason in PERMANENT_REASONS
+        and old.get("observedGeneration") == ctx.facts.generation
+    ):
+        return reason, str(old.get("message", ""))
+    return None

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from helmdeck_operator.config import Family, FamilyDefaults
+from helmdeck_operator.config import Family, FamilyDefaults, Port
 from helmdeck_operator.gateway import models
 
 __all__ = [
@@ -32,9 +32,11 @@ __all__ = [
     "SessionMeta",
     "SessionResources",
     "SessionSpec",
-    "expires_at",
     "parse_duration",
+    "ports_digest",
     "sandbox_shape",
+    "session_ports",
+    "ttl_end",
 ]
 
 
@@ -64,6 +66,8 @@ class EnvVar(CrdView):
 class Lifetime(CrdView):
     ttl: str | None = None
     on_expiry: Literal["Delete", "Retain"] = "Delete"
+    idle_timeout: str | None = None
+    on_idle: Literal["Suspend", "Delete"] = "Suspend"
 
 
 class SandboxTemplate(CrdView):
@@ -85,6 +89,8 @@ class SessionSpec(SandboxTemplate):
     gateway: str | None = None
     lifetime: Lifetime = Lifetime()
     suspend: bool = False
+    ports: tuple[Port, ...] | None = None
+    """None (absent): the family's default ports; an empty list exposes none."""
 
 
 @dataclass(frozen=True)
@@ -126,11 +132,26 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def expires_at(spec: SessionSpec, meta: SessionMeta) -> datetime | None:
-    """Creation time plus the TTL; None for a session that never expires."""
+def ttl_end(spec: SessionSpec, meta: SessionMeta) -> datetime | None:
+    """Creation time plus the TTL; None for a session that never expires. (A lease renewal
+    may extend it: `core.lifetime`.)"""
     if spec.lifetime.ttl is None:
         return None
     return meta.created_at + parse_duration(spec.lifetime.ttl)
+
+
+def session_ports(spec: SessionSpec, defaults: FamilyDefaults) -> tuple[Port, ...]:
+    """The ports to expose: the spec's own list when it has one, else the family's."""
+    if spec.ports is not None:
+        return spec.ports
+    return defaults.ports or ()
+
+
+def ports_digest(ports: tuple[Port, ...]) -> str:
+    """Identifies a set of exposed ports whatever their order: recorded with the sandbox, so
+    a change of spec.ports is told without asking the gateway."""
+    canonical = json.dumps(sorted([p.name, p.port, p.authorization] for p in ports))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

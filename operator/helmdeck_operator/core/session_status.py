@@ -2,8 +2,9 @@
 
 `plan_session` decides; this turns the decision and what the gateway reported into the
 `status` object (phase, conditions with their transition times, the policy, the sandbox and
-its endpoints, what its pool answered, expiresAt, readyAt) as a merge patch against the
-status stored now: a key no longer reported is sent as null. `terminating_status` is what a
+its endpoints, what its pool answered, expiresAt, the idle clock, readyAt) as a merge patch
+against the status stored now: a key no longer reported is sent as null, except the
+consumer's own `lease`, which the operator never writes. `terminating_status` is what a
 session being deleted shows while its sandbox is removed.
 """
 
@@ -19,7 +20,11 @@ from helmdeck_operator.core.plan import Observed, Plan, SessionFacts
 from helmdeck_operator.gateway import models
 from helmdeck_operator.vocabulary import ConditionType, Phase, Reason
 
-__all__ = ["owned_by", "render_status", "terminating_status"]
+__all__ = ["CONSUMER_KEYS", "owned_by", "render_status", "terminating_status"]
+
+#: Status keys the session's consumer writes (docs/helmdeck.md): never sent by the operator,
+#: so its writes can neither undo nor race a renewal.
+CONSUMER_KEYS = frozenset({"lease"})
 
 
 def owned_by(sandbox: models.Sandbox | None, uid: str) -> bool:
@@ -66,6 +71,8 @@ def render_status(
         }
         if not sandbox.deleting:
             status["sandbox"]["id"] = sandbox.id
+        if obs.exposed is not None:
+            status["sandbox"]["ports"] = obs.exposed
         status["endpoints"] = dict(sandbox.service_urls)
     if facts.pool is not None:
         pool = {
@@ -77,6 +84,12 @@ def render_status(
         status["pool"] = {k: v for k, v in pool.items() if v is not None}
     if facts.expires_at is not None:
         status["expiresAt"] = format_time(facts.expires_at)
+    if facts.extended_to is not None:
+        status["extendedTo"] = format_time(facts.extended_to)
+    if plan.activity is not None and facts.idle_timeout is not None:
+        status["lastActivityAt"] = format_time(plan.activity)
+    if plan.idle_at is not None:
+        status["idleAt"] = format_time(plan.idle_at)
     if old.get("lastTraceId"):
         # The trace of the pass that last changed something: kept until another does (the
         # shell sets it when it writes), never a change by itself.
@@ -107,6 +120,8 @@ def _with_removals(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any
     """Merge patches merge maps: a key we stopped reporting must be sent as null."""
     out = dict(new)
     for key, value in old.items():
+        if key in CONSUMER_KEYS:
+            continue
         if key not in out:
             out[key] = None
         elif isinstance(value, dict) and isinstance(out[key], dict):

@@ -5,7 +5,8 @@ revision it has loaded, the newest one stored, and how a desired policy differs 
 one the sandbox started with. All of it comes from the `Cache`; the gateway is asked
 only for what no cached record can say (the hash of a loaded version that a newer one
 covered, the baseline policy of a sandbox created before this operator version, the
-service URLs of a sandbox the operator never saw a response for), each at most once.
+endpoints of a sandbox the operator never saw them for: `endpoints.known_endpoints`), each
+at most once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from helmdeck_operator.core.plan import DesiredPolicy, Observed, PolicyProblem
 from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.policy.change import ChangeClass
+from helmdeck_operator.reconcile.endpoints import known_endpoints
 from helmdeck_operator.runtime import Cache, Runtime
 
 __all__ = ["classify_for", "observe_sandbox"]
@@ -40,13 +42,17 @@ async def observe_sandbox(
     if sandbox.labels.get(LABEL_SESSION_UID, uid) != uid:
         return Observed(sandbox=sandbox)  # another session's: nothing else of it matters
     try:
-        sandbox = await _with_service_urls(cache, sandbox, status)
+        urls, exposed = await known_endpoints(cache, sandbox, status)
+        if urls != sandbox.service_urls:
+            sandbox = replace(sandbox, service_urls=dict(urls))
         facts = policy_facts(sandbox, cache.remembered_load(name))
         active = facts.active_revision
         if facts.lookup_version:
             found = await cache.lookup_revision_hash(name, facts.lookup_version)
             active = f"sha256:{found}" if found else None
-        obs = Observed(sandbox=sandbox, active_revision=active, latest=facts.latest)
+        obs = Observed(
+            sandbox=sandbox, active_revision=active, latest=facts.latest, exposed=exposed
+        )
         if (
             isinstance(desired, DesiredPolicy)
             and active not in (None, desired.revision)
@@ -72,21 +78,3 @@ async def classify_for(
             return None
         revision, baseline = f"sha256:{found.revision.hash}", found.revision.policy
     return rt.classify(revision, baseline, desired)
-
-
-async def _with_service_urls(
-    cache: Cache, sandbox: models.Sandbox, status: Mapping[str, Any]
-) -> models.Sandbox:
-    """Service URLs travel only on single-sandbox responses, not in listings or streams:
-    the cache keeps them from the create; after a restart, what the status already shows
-    for this very sandbox stands; only otherwise is the gateway asked."""
-    urls = cache.service_urls(sandbox.name)
-    if urls is None:
-        recorded = status.get("sandbox") or {}
-        if recorded.get("id") == sandbox.id and isinstance(status.get("endpoints"), dict):
-            urls = status["endpoints"]
-        else:
-            urls = await cache.fetch_service_urls(sandbox.name)
-    if urls == sandbox.service_urls:
-        return sandbox
-    return replace(sandbox, service_urls=dict(urls))

@@ -25,6 +25,7 @@ from typing import Any
 
 from helmdeck_operator import crashpoints
 from helmdeck_operator.core.conditions import Condition, Status
+from helmdeck_operator.core.endpoints import exposures
 from helmdeck_operator.core.naming import (
     ANNOTATION_INITIAL_POLICY,
     FINALIZER,
@@ -48,7 +49,7 @@ from helmdeck_operator.core.pool import (
     plan_pool,
     pool_status,
 )
-from helmdeck_operator.core.session import SandboxShape, sandbox_shape
+from helmdeck_operator.core.session import SandboxShape, ports_digest, sandbox_shape
 from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.kube import KubeConflict, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span
@@ -336,6 +337,9 @@ async def _boot(rt: Runtime, cache: Cache, pool: _Pool) -> GatewayError | None:
         ANNOTATION_SHAPE: shape.digest,
         ANNOTATION_INITIAL_POLICY: baseline.revision,
     }
+    # The family's ports: a session that claims it with the family's ports (most do) finds
+    # its endpoints there; others are synchronised live after the claim.
+    ports = rt.config.families[pool.spec.family].ports or ()
     try:
         async with rt.mutation_slots[cache.client.name]:
             made = await cache.client.create_sandbox(
@@ -344,11 +348,13 @@ async def _boot(rt: Runtime, cache: Cache, pool: _Pool) -> GatewayError | None:
                 policy=baseline.policy,
                 labels=labels,
                 annotations=annotations,
+                exposures=exposures(ports),
             )
     except GatewayError as err:
         cache.report(err)
         return err
     cache.put(made)
+    cache.put_services(made.name, made.service_urls, ports_digest(ports))
     cache.follow(made.name)  # its READY wakes the pool
     return None
 

@@ -19,16 +19,20 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry.trace import Span
 
 from helmdeck_operator import crashpoints
+from helmdeck_operator.config import Port
+from helmdeck_operator.core.endpoints import exposures
+from helmdeck_operator.core.lifetime import idle_at, lifetime
 from helmdeck_operator.core.naming import (
     ANNOTATION_INITIAL_POLICY,
     ANNOTATION_POOL_FALLBACK,
     FINALIZER,
+    copied_labels,
     sandbox_annotations,
     sandbox_labels,
     sandbox_name,
@@ -49,14 +53,16 @@ from helmdeck_operator.core.session import (
     SandboxShape,
     SessionMeta,
     SessionSpec,
-    expires_at,
+    ports_digest,
     sandbox_shape,
+    session_ports,
 )
 from helmdeck_operator.core.session_status import owned_by, render_status, terminating_status
 from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.errors import GatewayAlreadyExists, GatewayError, GatewayInvalid
 from helmdeck_operator.kube import KubeConflict, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span, trace_id
+from helmdeck_operator.reconcile.endpoints import sync_endpoints
 from helmdeck_operator.reconcile.observe import observe_sandbox
 from helmdeck_operator.reconcile.placement import claimed_sandbox, place, pool_key
 from helmdeck_operator.runtime import PLURALS, Cache, Key, Kind, Runtime
@@ -84,6 +90,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Log lines that count as the sandbox's own activity: what it logs and the network events
+#: its proxy reports (OCSF lines come from the sandbox too), not the gateway's own lines.
+ACTIVITY_SOURCES = ("sandbox",)
 #: After a lost optimistic write (the object changed meanwhile), look again this soon.
 CONFLICT_RETRY_S = 0.2
 #: A status that only says "waiting on the gateway" is written once it has held this long
@@ -117,6 +126,7 @@ class _Inputs:
     spec: SessionSpec
     status: dict[str, Any]
     shape: SandboxShape
+    ports: tuple[Port, ...]
     desired: DesiredPolicy | PolicyProblem
     facts: SessionFacts
 
@@ -142,26 +152,38 @@ def _inputs(rt: Runtime, key: Key, body: Mapping[str, Any]) -> _Inputs:
     meta = SessionMeta.from_body(body)
     spec = SessionSpec.model_validate(body.get("spec") or {})
     status = dict(body.get("status") or {})
-    shape = sandbox_shape(spec, rt.config.families[spec.family])
+    defaults = rt.config.families[spec.family]
+    shape = sandbox_shape(spec, defaults)
+    ports = session_ports(spec, defaults)
     desired = resolve_policy(rt, meta.namespace, spec)
-    # Both hash something: once per spec generation is enough.
-    digest, name = rt.derived(
-        (meta.uid, meta.generation), lambda: (shape.digest, sandbox_name(meta.uid))
+    # All three hash something: once per spec generation is enough.
+    digest, name, exposed = rt.derived(
+        (meta.uid, meta.generation),
+        lambda: (shape.digest, sandbox_name(meta.uid), ports_digest(ports)),
     )
+    limit = timedelta(seconds=rt.config.sessions.max_lifetime_seconds)
+    ends = lifetime(spec, meta, status, limit, rt.clock())
     facts = SessionFacts(
         uid=meta.uid,
         generation=meta.generation,
         suspend=spec.suspend,
         shape_digest=digest,
-        expires_at=expires_at(spec, meta),
+        expires_at=ends.expires_at,
         on_expiry=spec.lifetime.on_expiry,
         gateway=session_gateway(rt, spec, status),
         sandbox_name=name,
         on_sandbox_lost=rt.config.on_sandbox_lost,
         status=status,
         bound=spec.policy_ref is not None,
+        ports=tuple(p.name for p in ports),
+        ports_digest=exposed,
+        idle_timeout=ends.idle_timeout,
+        on_idle=ends.on_idle,
+        activity=ends.activity,
+        extension=ends.extension,
+        extended_to=ends.extended_to,
     )
-    return _Inputs(key, body, meta, spec, status, shape, desired, facts)
+    return _Inputs(key, body, meta, spec, status, shape, ports, desired, facts)
 
 
 @dataclass(frozen=True)
@@ -185,7 +207,7 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
     if not await add_finalizer(rt, inputs.key, inputs.body):
         return Outcome(requeue_after=CONFLICT_RETRY_S)
     now = rt.clock()
-    obs = await _observe(rt, cache, inputs)
+    obs = await _observe(rt, cache, inputs, now)
     if obs is None:
         return Outcome()  # parked on its gateway until the first listing
     decided = await _decide(rt, cache, inputs, obs, now, span)
@@ -210,8 +232,11 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
         return Outcome(requeue_after=0.0)  # another action is due at once
     if settle is not None:
         return Outcome(requeue_after=settle)
-    if facts.expires_at is not None and plan.phase is not Phase.EXPIRED:
-        return Outcome(requeue_after=max(0.0, (facts.expires_at - now).total_seconds()))
+    # The next deadline: expiry, or going idle (one already passed is acted on, not awaited).
+    ends = [facts.expires_at] if plan.phase is not Phase.EXPIRED else []
+    deadlines = [t for t in (*ends, plan.idle_at) if t is not None and t > now]
+    if deadlines:
+        return Outcome(requeue_after=(min(deadlines) - now).total_seconds())
     return Outcome()
 
 
@@ -243,7 +268,9 @@ def _placed(rt: Runtime, cache: Cache | None, inputs: _Inputs) -> _Inputs:
     return replace(inputs, facts=facts)
 
 
-async def _observe(rt: Runtime, cache: Cache | None, inputs: _Inputs) -> Observed | None:
+async def _observe(
+    rt: Runtime, cache: Cache | None, inputs: _Inputs, now: datetime
+) -> Observed | None:
     """What the gateway says of the session's sandbox now, from its cache; None when the
     gateway has not been listed yet (the key is parked: nothing is decided before that)."""
     facts = inputs.facts
@@ -269,7 +296,32 @@ async def _observe(rt: Runtime, cache: Cache | None, inputs: _Inputs) -> Observe
     if isinstance(desired, DesiredPolicy):
         room = rt.rollouts.may_recreate(inputs.policy_key, uid, desired.max_unavailable)
         obs = replace(obs, may_recreate=room)
-    return obs
+    return await _last_look(cache, facts, obs, now)
+
+
+async def _last_look(cache: Cache, facts: SessionFacts, obs: Observed, now: datetime) -> Observed:
+    """A running session whose idle clock ran out: did its sandbox do anything since (a
+    log line or a network event)? Asked only then, one call, so an idle session costs one
+    call per idle window and a busy one is never cut off by a stale clock."""
+    idle = idle_at(facts.activity, facts.idle_timeout)
+    sandbox = obs.sandbox
+    if (
+        idle is None
+        or idle > now
+        or sandbox is None
+        or sandbox.phase is not models.SandboxPhase.READY
+        or obs.error is not None
+    ):
+        return obs
+    try:
+        lines = await cache.client.get_sandbox_logs(
+            sandbox.name, lines=1, sources=ACTIVITY_SOURCES, since=facts.activity
+        )
+    except GatewayError as err:
+        cache.report(err)
+        return replace(obs, error=str(err), error_reason=err.reason)
+    seen = [line.time for line in lines if line.time is not None]
+    return replace(obs, activity=min(max(seen), now)) if seen else obs
 
 
 async def _decide(
@@ -458,6 +510,16 @@ async def _act(
                 cache.put_revision(name, pushed)
                 crashpoints.reached(crashpoints.MID_FANOUT)
                 return replace(obs, latest=pushed)
+            if action is Action.SYNC_PORTS:
+                assert obs.sandbox is not None
+                try:
+                    urls = await sync_endpoints(cache, name, inputs.ports)
+                except GatewayError as err:
+                    if err.reason not in PERMANENT_REASONS:
+                        raise
+                    return replace(obs, exposure_failure=(err.reason, _refused(err)))
+                sandbox = replace(obs.sandbox, service_urls=dict(urls))
+                return replace(obs, sandbox=sandbox, exposed=inputs.facts.ports_digest)
             if action is Action.STOP:
                 stopped = await client.stop_sandbox(name)
                 cache.put(stopped)
@@ -486,13 +548,20 @@ async def _act(
     return None
 
 
+def _refused(err: GatewayError) -> str:
+    return f"the gateway refused the ports ({err.reason}): {err.message}"
+
+
 async def _create(
     rt: Runtime, cache: Cache, inputs: _Inputs, desired: DesiredPolicy
 ) -> models.Sandbox:
     meta, shape, client = inputs.meta, inputs.shape, cache.client
     name = inputs.facts.sandbox_name
     labels = sandbox_labels(
-        session_uid=meta.uid, family=inputs.spec.family, instance=rt.config.instance
+        session_uid=meta.uid,
+        family=inputs.spec.family,
+        instance=rt.config.instance,
+        copied=copied_labels(inputs.body, rt.config.sessions.copy_labels),
     )
     annotations = {
         **sandbox_annotations(namespace=meta.namespace, name=meta.name),
@@ -509,16 +578,20 @@ async def _create(
             policy=desired.policy,
             labels=labels,
             annotations=annotations,
+            exposures=exposures(inputs.ports),
         )
     except GatewayAlreadyExists:
         # A create whose response was lost, or a restart after create and before the status
         # write: the name is ours by construction, so adopt it if its UID label agrees.
         # A foreign one is returned too: the plan's ownership rule reports the conflict.
+        # (Its endpoints are not in this answer: the next pass lists them.)
         existing = await client.get_sandbox(name)
         if existing is None:
             raise
-        made = existing
+        cache.put(existing)
+        return existing
     cache.put(made)
+    cache.put_services(name, made.service_urls, inputs.facts.ports_digest)
     return made
 
 

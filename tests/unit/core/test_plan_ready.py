@@ -90,6 +90,7 @@ def test_ready_with_the_desired_policy_loaded_is_ready() -> None:
         ("Ready", "True", "SandboxReady"),
         ("Provisioned", "True", "SandboxCreated"),
         ("PolicyApplied", "True", "PolicyLoaded"),
+        ("EndpointsExposed", "True", "PortsExposed"),
     ]
     assert plan.policy == {
         "name": "web",
@@ -271,7 +272,10 @@ _SCENARIOS: dict[str, tuple[SessionFacts, DesiredPolicy | PolicyProblem, Observe
 def test_conditions_always_come_as_ready_provisioned_policy_applied(scenario: str) -> None:
     plan = plan_session(*_SCENARIOS[scenario], NOW)
 
-    assert [c.type for c in plan.conditions] == ["Ready", "Provisioned", "PolicyApplied"]
+    types = [c.type for c in plan.conditions]
+    assert types[:3] == ["Ready", "Provisioned", "PolicyApplied"]
+    # A READY sandbox also says whether its ports are exposed.
+    assert types[3:] in ([], ["EndpointsExposed"])
 
 
 @pytest.mark.parametrize("scenario", list(_SCENARIOS))

@@ -21,9 +21,9 @@ from helmdeck_operator.core.session import (
     SandboxShape,
     SessionMeta,
     SessionSpec,
-    expires_at,
     parse_duration,
     sandbox_shape,
+    ttl_end,
 )
 from tests.support.builders import NOW, UID
 from tests.support.schema import compare, crd_spec_schema, model_schema
@@ -56,8 +56,9 @@ def test_session_spec_and_crd_agree_on_names_types_enums_and_defaults(
             lambda s: s["properties"]["lifetime"]["properties"]["onExpiry"].update(
                 default="Retain"
             ),
-            "spec.lifetime: the model defaults to {'ttl': None, 'onExpiry': 'Delete'}, the CRD "
-            "not; spec.lifetime.onExpiry: default 'Retain' != 'Delete'",
+            "spec.lifetime: the model defaults to {'ttl': None, 'onExpiry': 'Delete', "
+            "'idleTimeout': None, 'onIdle': 'Suspend'}, the CRD not; "
+            "spec.lifetime.onExpiry: default 'Retain' != 'Delete'",
         ),
         (
             lambda s: s["properties"]["lifetime"]["properties"]["onExpiry"].update(
@@ -68,9 +69,9 @@ def test_session_spec_and_crd_agree_on_names_types_enums_and_defaults(
         (
             lambda s: s["properties"].update(priority={"type": "integer"}),
             "spec: fields ['command', 'env', 'family', 'gateway', 'image', 'lifetime', "
-            "'policyRef', 'poolRef', 'priority', 'providers', 'resources', 'suspend'] != "
-            "['command', 'env', 'family', 'gateway', 'image', 'lifetime', 'policyRef', "
-            "'poolRef', 'providers', 'resources', 'suspend']",
+            "'policyRef', 'poolRef', 'ports', 'priority', 'providers', 'resources', 'suspend'] "
+            "!= ['command', 'env', 'family', 'gateway', 'image', 'lifetime', 'policyRef', "
+            "'poolRef', 'ports', 'providers', 'resources', 'suspend']",
         ),
         (
             lambda s: s["properties"]["env"]["items"]["properties"]["name"].update(type="integer"),
@@ -183,13 +184,13 @@ def test_expiry_is_creation_time_plus_the_ttl() -> None:
     meta = SessionMeta("ns", "s", UID, 1, NOW)
     spec = SessionSpec.model_validate({"family": "node", "lifetime": {"ttl": "1h30m"}})
 
-    assert expires_at(spec, meta) == NOW + timedelta(minutes=90)
+    assert ttl_end(spec, meta) == NOW + timedelta(minutes=90)
 
 
 def test_a_session_without_ttl_never_expires() -> None:
     meta = SessionMeta("ns", "s", UID, 1, NOW)
 
-    assert expires_at(SessionSpec.model_validate({"family": "node"}), meta) is None
+    assert ttl_end(SessionSpec.model_validate({"family": "node"}), meta) is None
 
 
 # -- sandbox shape ----------------------------------------------------------------------

@@ -81,7 +81,8 @@ async def test_a_new_session_gets_its_finalizer_then_a_sandbox_then_ready(rig: P
     assert status["sandbox"]["workspace"] == "default"
     assert status["sandbox"]["phase"] == "READY"
     assert status["sandbox"]["id"] == sandbox["id"]
-    assert status["endpoints"]
+    assert status["endpoints"] == {}  # python serves no ports by default
+    assert status["sandbox"]["ports"]  # the digest of none, known from the create
     assert_ready_status(status, "helmdeck-default-python")
     # Looked at again when the TTL runs out, not before.
     assert second.requeue_after is not None
