@@ -50,6 +50,7 @@ _KEPT_METADATA = (
     "creationTimestamp",
     "deletionTimestamp",
     "finalizers",
+    "labels",  # the ones sessions.copy_labels names go onto the sandbox
 )
 
 

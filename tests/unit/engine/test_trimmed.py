@@ -21,6 +21,7 @@ def decoded(uid: str) -> dict[str, Any]:
                     "resourceVersion": "7",
                     "generation": 2,
                     "finalizers": ["helmdeck.dev/sandbox-cleanup"],
+                    "labels": {"helmdeck.dev/run-id": "run-1"},
                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
                     "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
                 },
@@ -47,6 +48,7 @@ def test_only_identity_spec_and_status_are_kept_and_equal_in_value() -> None:
             "generation": 2,
             "resourceVersion": "7",
             "finalizers": ["helmdeck.dev/sandbox-cleanup"],
+            "labels": {"helmdeck.dev/run-id": "run-1"},  # copied onto the sandbox
         },
         "spec": raw["spec"],
         "status": raw["status"],
