@@ -153,6 +153,104 @@ CREATE_CASES = [
         "spec.lifetime.onExpiry",
         'Unsupported value: "Archive"',
     ),
+    # -- spec.lifetime: idle expiry -------------------------------------------------------
+    Case(
+        "idle-not-duration",
+        session(lifetime={"idleTimeout": "15 minutes"}),
+        "spec.lifetime.idleTimeout",
+        "idleTimeout must be a duration",
+    ),
+    Case(
+        "idle-too-short",
+        session(lifetime={"idleTimeout": "5s"}),
+        "spec.lifetime.idleTimeout",
+        "between 10s and 8760h",
+    ),
+    Case(
+        "idle-too-long",
+        session(lifetime={"idleTimeout": "9000h"}),
+        "spec.lifetime.idleTimeout",
+        "between 10s and 8760h",
+    ),
+    Case(
+        "on-idle-unknown",
+        session(lifetime={"idleTimeout": "15m", "onIdle": "Hibernate"}),
+        "spec.lifetime.onIdle",
+        'Unsupported value: "Hibernate"',
+    ),
+    Case(
+        "on-idle-delete-without-timeout",
+        session(lifetime={"onIdle": "Delete"}),
+        "spec.lifetime.onIdle",
+        "onIdle Delete needs idleTimeout",
+    ),
+    # -- spec.ports -----------------------------------------------------------------------
+    Case(
+        "session-port-zero",
+        session(ports=[{"name": "cdp", "port": 0}]),
+        "spec.ports[0].port",
+        "should be greater than or equal to 1",
+    ),
+    Case(
+        "session-port-too-high",
+        session(ports=[{"name": "cdp", "port": 65536}]),
+        "spec.ports[0].port",
+        "should be less than or equal to 65535",
+    ),
+    Case(
+        "session-port-missing-number",
+        session(ports=[{"name": "cdp"}]),
+        "spec.ports[0].port",
+        "Required value",
+    ),
+    Case(
+        "session-port-missing-name",
+        session(ports=[{"port": 9222}]),
+        "spec.ports[0].name",
+        "Required value",
+    ),
+    Case(
+        "session-port-duplicate-name",
+        session(ports=[{"name": "cdp", "port": 9222}, {"name": "cdp", "port": 9223}]),
+        "spec.ports[1]",
+        "Duplicate value",
+    ),
+    Case(
+        "session-port-duplicate-number",
+        session(ports=[{"name": "cdp", "port": 9222}, {"name": "devtools", "port": 9222}]),
+        "spec.ports",
+        "each port number may be exposed once",
+    ),
+    Case(
+        "session-port-authorization-unknown",
+        session(ports=[{"name": "cdp", "port": 9222, "authorization": "Basic"}]),
+        "spec.ports[0].authorization",
+        'Unsupported value: "Basic"',
+    ),
+    Case(
+        "session-port-name-too-long",
+        session(ports=[{"name": "a" * 20, "port": 9222}]),
+        "spec.ports[0].name",
+        "may not be more than 19",
+    ),
+    Case(
+        "session-port-name-uppercase",
+        session(ports=[{"name": "CDP", "port": 9222}]),
+        "spec.ports[0].name",
+        "should match",
+    ),
+    Case(
+        "session-port-name-double-dash",
+        session(ports=[{"name": "dev--tools", "port": 9222}]),
+        "spec.ports[0].name",
+        "cannot contain '--'",
+    ),
+    Case(
+        "session-port-too-many",
+        session(ports=[{"name": f"p{i}", "port": 1000 + i} for i in range(33)]),
+        "spec.ports",
+        "must have at most 32 items",
+    ),
     Case(
         "env-bad-name",
         session(env=[{"name": "1BAD", "value": "x"}]),
@@ -956,7 +1054,65 @@ def test_mutable_fields_can_change(cluster: ControlPlane, namespace: str) -> Non
     assert result.returncode == 0, result.stderr
     stored = cluster.kubectl_json("get", "hds", "subject", "-n", namespace)
     assert stored["spec"]["suspend"] is True
-    assert stored["spec"]["lifetime"] == {"ttl": "1h", "onExpiry": "Delete"}
+    assert stored["spec"]["lifetime"] == {"ttl": "1h", "onExpiry": "Delete", "onIdle": "Suspend"}
+
+
+def test_ports_and_idle_settings_are_admitted_with_their_defaults(
+    cluster: ControlPlane, namespace: str
+) -> None:
+    ports = [{"name": "cdp", "port": 9222}, {"name": "mcp", "port": 8931}]
+    obj = session(ports=ports, lifetime={"idleTimeout": "15m", "onIdle": "Delete"})
+    code, stderr = create(cluster, namespace, obj)
+    assert code == 0, stderr
+    stored = cluster.kubectl_json("get", "hds", "subject", "-n", namespace)
+    assert stored["spec"]["ports"] == [{**p, "authorization": "Strip"} for p in ports]
+    assert stored["spec"]["lifetime"] == {
+        "idleTimeout": "15m",
+        "onIdle": "Delete",
+        "onExpiry": "Delete",
+    }
+    # The ports change live: a new list is admitted on the same object.
+    change = {
+        "spec": {"ports": [{"name": "vnc", "port": 6080, "authorization": "BearerPassthrough"}]}
+    }
+    result = cluster.kubectl(
+        "patch", "hds", "subject", "-n", namespace, "--type=merge", "-p", json.dumps(change)
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("lease", "admitted"),
+    [
+        ({"renewTime": "2026-11-30T12:00:00Z", "expireTime": "2026-11-30T14:00:00Z"}, True),
+        ({"renewTime": "in a minute"}, False),
+        ({"expireTime": "tomorrow"}, False),
+    ],
+    ids=["times", "renew-not-a-time", "expire-not-a-time"],
+)
+def test_a_consumers_lease_is_written_through_the_status_as_times(
+    cluster: ControlPlane, namespace: str, lease: dict[str, str], admitted: bool
+) -> None:
+    code, stderr = create(cluster, namespace, session())
+    assert code == 0, stderr
+    result = cluster.kubectl(
+        "patch",
+        "hds",
+        "subject",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"lease": lease}}),
+    )
+    if admitted:
+        assert result.returncode == 0, result.stderr
+        stored = cluster.kubectl_json("get", "hds", "subject", "-n", namespace)
+        assert stored["status"]["lease"] == lease
+    else:
+        assert result.returncode != 0
+        assert "status.lease." in result.stderr, result.stderr
 
 
 def test_status_phase_outside_the_enum_is_refused(cluster: ControlPlane, namespace: str) -> None:
