@@ -44,6 +44,7 @@ def labels_by_family() -> dict[str, set[str]]:
     metrics.record_error("HelmdeckSession", "GatewayUnavailable")
     metrics.record_orphans(["gw/name"])
     metrics.record_expiry("node", "Delete")
+    metrics.record_idle("node", "Suspend")
     metrics.record_denials("ns", "node", 1)
     metrics.record_event_dropped("PolicyDenied")
     metrics.record_pool("ns", "warm", ready=1, provisioning=0, claimed=0, target=1)

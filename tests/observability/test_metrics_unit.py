@@ -78,6 +78,7 @@ def test_the_other_recorders() -> None:
     metrics.record_propagation(0.7)
     metrics.record_error("HelmdeckSession", "GatewayUnavailable")
     metrics.record_expiry("python", "Retain")
+    metrics.record_idle("python", "Delete")
     metrics.record_denials("team-a", "browser", 3)
     ready = "helmdeck_session_time_to_ready_seconds"
     assert sample(metrics, f"{ready}_count", family="node", gateway="pods") == 2
@@ -95,6 +96,7 @@ def test_the_other_recorders() -> None:
     assert (
         sample(metrics, "helmdeck_session_expiries_total", family="python", on_expiry="Retain") == 1
     )
+    assert sample(metrics, "helmdeck_session_idles_total", family="python", on_idle="Delete") == 1
     assert (
         sample(metrics, "helmdeck_policy_denials_total", namespace="team-a", family="browser") == 3
     )

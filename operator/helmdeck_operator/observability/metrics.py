@@ -255,6 +255,12 @@ class Metrics:
             ["family", "on_expiry"],
             registry=self.registry,
         )
+        self.idles = Counter(
+            "helmdeck_session_idles",
+            "Sessions that went idle (no renewal, no sandbox activity), by family and onIdle.",
+            ["family", "on_idle"],
+            registry=self.registry,
+        )
         self.denials = Counter(
             "helmdeck_policy_denials",
             "OCSF policy-denial events from sandboxes, by session namespace and family.",
@@ -311,6 +317,9 @@ class Metrics:
 
     def record_expiry(self, family: str, on_expiry: str) -> None:
         self.expiries.labels(family, on_expiry).inc()
+
+    def record_idle(self, family: str, on_idle: str) -> None:
+        self.idles.labels(family, on_idle).inc()
 
     def record_denials(self, namespace: str, family: str, count: int) -> None:
         self.denials.labels(namespace, family).inc(count)

@@ -459,6 +459,8 @@ def _record(rt: Runtime, inputs: _Inputs, decided: _Decided, now: datetime) -> N
             metrics.record_claim(spec.family, time.monotonic() - asked)
     if any(e.reason is EventReason.EXPIRED for e in plan.events):
         metrics.record_expiry(spec.family, spec.lifetime.on_expiry)
+    if any(e.reason is EventReason.IDLE for e in plan.events):
+        metrics.record_idle(spec.family, spec.lifetime.on_idle)
     if obs.error is not None:
         metrics.record_error("HelmdeckSession", obs.error_reason)
     elif obs.failure is not None:
