@@ -9,6 +9,7 @@ import pytest
 
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import condition, phase, policy, session
+from helmdeck_operator.config import FAMILY_PORTS
 from helmdeck_operator.core.naming import sandbox_name
 from helmdeck_operator.policy import revision, translate
 from tests.support import policies
@@ -59,7 +60,8 @@ def test_a_session_becomes_ready_then_deletes_without_a_trace(
     assert status["sandbox"]["name"] == sandbox_name(uid)
     assert status["sandbox"]["gateway"] == (gateway_name or "pods")
     assert status["sandbox"]["workspace"] == ("microvm" if gateway_name == "microvm" else "default")
-    assert status["endpoints"]
+    # The family's ports (browser and vision serve some, python and node none by default).
+    assert set(status["endpoints"]) == {p.name for p in FAMILY_PORTS[family]}
     assert_ready_status(status, expected_policy)
     if policy_name:
         assert status["policy"]["revision"] == revision.revision(
