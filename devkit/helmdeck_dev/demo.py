@@ -137,6 +137,17 @@ def _story(plane: ControlPlane, gateway: EmulatorProcess) -> int:
         " replacement."
     )
 
+    say("The endpoints a consumer reaches each sidecar by (status.endpoints: the family's ports)")
+    for name, found in sorted(sessions(plane).items()):
+        endpoints = found["status"].get("endpoints") or {}
+        shown = ", ".join(f"{port} {url}" for port, url in sorted(endpoints.items()))
+        print(f"    {name}: {shown or 'none (this family serves no ports by default)'}")
+    print(
+        "    A consumer renews a session (idle clock) or extends its lifetime with one status"
+        " patch:\n    kubectl patch hds NAME --subresource=status --type=merge"
+        """ -p '{"status":{"lease":{"renewTime":"<now>"}}}'  (docs/helmdeck.md)"""
+    )
+
     say("Editing SidecarPolicy python-pypi: allowing conda.anaconda.org (hot reload)")
     before = sessions(plane)["python-analysis"]["status"]
     sandbox = before["sandbox"]["name"]
