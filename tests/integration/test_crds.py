@@ -107,6 +107,8 @@ def test_category_short_names_and_printer_columns(cluster: ControlPlane, namespa
         "GATEWAY",
         "EXPIRES",
         "POOL",
+        "IDLE-AT",
+        "ENDPOINTS",
         "AGE",
     ]
     assert row.split()[:7] == [
