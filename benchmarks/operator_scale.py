@@ -140,8 +140,10 @@ def policy_revision(spec: Obj) -> str:
     return revision.revision(translate.to_sandbox_policy(spec))
 
 
-def session_body(name: str) -> Obj:
-    return session(name, "python", policyRef={"name": "p"})
+def session_body(name: str, family: str) -> Obj:
+    """A session of `family`: python exposes no ports, browser its two (cdp, mcp), so a
+    browser run measures the endpoints too."""
+    return session(name, family, policyRef={"name": "p"})
 
 
 def ready_status(name: str, rev: str, now: str) -> Obj:
@@ -316,7 +318,7 @@ class Run:
 
         async def create(name: str) -> None:
             sent[name] = time.monotonic()
-            await self.kube.request("POST", path, session_body(name))
+            await self.kube.request("POST", path, session_body(name, self.args.family))
 
         await Kube.bulk(names, create, self.args.concurrency)
 
@@ -404,7 +406,9 @@ async def start_operator(run: Run) -> None:
     await run.kube.request("POST", Kube.policies(run.namespace), policy("p", **policy_spec(1)))
     # One session end to end, so lazy imports, gateway channels and caches are warm.
     path = Kube.sessions(run.namespace, "warmup")
-    await run.kube.request("POST", Kube.sessions(run.namespace), session_body("warmup"))
+    await run.kube.request(
+        "POST", Kube.sessions(run.namespace), session_body("warmup", run.args.family)
+    )
     warm = time.monotonic()
     while not is_ready(await run.kube.request("GET", path, missing_ok=True)):
         run.check_operator()
@@ -664,7 +668,9 @@ async def one_at_a_time(run: Run) -> None:
         name = f"o{i:04d}"
         tracker = run.watch.track(is_ready, [name])
         sent = time.monotonic()
-        await run.kube.request("POST", Kube.sessions(run.namespace), session_body(name))
+        await run.kube.request(
+            "POST", Kube.sessions(run.namespace), session_body(name, run.args.family)
+        )
         run.live.add(name)
         if await run.wait(tracker.all_first, ONE_TIMEOUT_S):
             latencies.append(tracker.first[name] - sent)
@@ -700,7 +706,9 @@ async def outage(run: Run) -> None:
         while not stop.is_set():
             name = f"c{i:05d}"
             i += 1
-            await run.kube.request("POST", Kube.sessions(run.namespace), session_body(name))
+            await run.kube.request(
+                "POST", Kube.sessions(run.namespace), session_body(name, run.args.family)
+            )
             created.append(name)
             pool.append(name)
             victim = pool.popleft()
@@ -996,6 +1004,12 @@ def main() -> None:
         type=int,
         default=16,
         help="apiserver requests in flight for bulk creates and status writes (default 16)",
+    )
+    parser.add_argument(
+        "--family",
+        default="python",
+        choices=["browser", "python", "node", "vision"],
+        help="family of the sessions (default python: no ports; browser exposes two)",
     )
     parser.add_argument(
         "--py-spy", action="store_true", help="profile the operator with py-spy during the burst"

@@ -308,6 +308,7 @@ async def _last_look(cache: Cache, facts: SessionFacts, obs: Observed, now: date
     if (
         idle is None
         or idle > now
+        or facts.suspend
         or sandbox is None
         or sandbox.phase is not models.SandboxPhase.READY
         or obs.error is not None
