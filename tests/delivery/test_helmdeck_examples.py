@@ -11,33 +11,23 @@ examples against the real operator and apply the documented Roles and session.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-DOC = REPO / "docs" / "helmdeck.md"
-EXAMPLES = REPO / "examples"
-GO_EXAMPLE = EXAMPLES / "go" / "helmdeck-session"
-PY_EXAMPLE = EXAMPLES / "python" / "helmdeck_session.py"
-#: A marker comment, then the fenced block right after it.
-BLOCK = re.compile(r"<!-- (\w+): (\S+) -->\n```\w*\n(.*?)^```$", re.DOTALL | re.MULTILINE)
+from tests.support.helmdeck_doc import (
+    EXAMPLES,
+    GO_EXAMPLE,
+    PY_EXAMPLE,
+    doc_blocks,
+    doc_yaml,
+)
+from tests.support.repo import REPO_ROOT
 
-
-def doc_blocks(kind: str) -> dict[str, str]:
-    """The doc's fenced blocks marked `<!-- kind: name -->`, by name."""
-    return {name: text for k, name, text in BLOCK.findall(DOC.read_text()) if k == kind}
-
-
-def doc_yaml(kind: str, name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(doc_blocks(kind)[name])
-    return loaded
+REPO = REPO_ROOT
 
 
 def test_the_doc_shows_each_example_file_as_it_is() -> None:

@@ -24,8 +24,8 @@ import pytest
 from helmdeck_dev.controlplane import ControlPlane
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import condition
-from tests.delivery.test_helmdeck_examples import GO_EXAMPLE, PY_EXAMPLE, doc_yaml
 from tests.support.cluster import Kube
+from tests.support.helmdeck_doc import GO_EXAMPLE, PY_EXAMPLE, doc_yaml
 
 #: The examples wait this long for Ready: the operator may still be starting.
 READY_TIMEOUT_S = 60
