@@ -115,6 +115,14 @@ local function health(o)
     if applied ~= nil and applied.status == "Unknown" then
       return verdict("Progressing", applied, "the policy is being applied")
     end
+    -- The ports: a refusal by the gateway is not retried without an edit; a change on its way is.
+    local exposed = condition(status, "EndpointsExposed")
+    if exposed ~= nil and exposed.status == "False" then
+      return verdict("Degraded", exposed, "a port could not be exposed")
+    end
+    if exposed ~= nil and exposed.status == "Unknown" then
+      return verdict("Progressing", exposed, "the ports are being exposed")
+    end
     return verdict("Healthy", ready, "ready")
   end
   return { status = "Unknown", message = "unknown phase " .. tostring(phase) }

@@ -28,7 +28,7 @@ from helmdeck_operator.core.plan import (
 from helmdeck_operator.core.session_status import render_status
 from helmdeck_operator.gateway import models as gw
 from helmdeck_operator.policy.change import Blocker, ChangeClass
-from helmdeck_operator.vocabulary import Phase
+from helmdeck_operator.vocabulary import Phase, Reason
 from tests.support import builders
 from tests.support.argo_lua import assess
 from tests.support.builders import (
@@ -297,6 +297,28 @@ CASES: dict[str, Case] = {
         ),
         "Degraded",
         "Ready",
+    ),
+    # Ready, its ports: a change on its way, a refusal by the gateway.
+    "ready, ports being exposed": (
+        lambda: Pass(
+            desired(REV_A),
+            loaded(exposed="an older set"),
+            after={"status": {"phase": "Ready", "readyAt": "2025-06-01T11:00:00Z"}},
+        ),
+        "Progressing",
+        "EndpointsExposed",
+    ),
+    "ready, a port refused": (
+        lambda: Pass(
+            desired(REV_A),
+            loaded(
+                exposed="an older set",
+                exposure_failure=(Reason.GATEWAY_INVALID_ARGUMENT, "port 3000 not allowed"),
+            ),
+            after={"status": {"phase": "Ready", "readyAt": "2025-06-01T11:00:00Z"}},
+        ),
+        "Degraded",
+        "EndpointsExposed",
     ),
     # Expired.
     "expired, retained": (

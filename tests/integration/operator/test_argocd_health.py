@@ -211,10 +211,12 @@ def test_policies_the_sandbox_could_not_take_degrade_the_session_and_the_policy(
 def _expired_status(obj: dict[str, Any]) -> dict[str, Any]:
     text = "lifetime ended at 2025-06-01T12:00:00Z"
     conditions = []
+    expired = {"Ready": "False", "Provisioned": "False", "PolicyApplied": "Unknown"}
     for cond in obj["status"]["conditions"]:
-        status = {"Ready": "False", "Provisioned": "False", "PolicyApplied": "Unknown"}[
-            cond["type"]
-        ]
+        if cond["type"] not in expired:  # as the operator does: EndpointsExposed stays as it was
+            conditions.append(cond)
+            continue
+        status = expired[cond["type"]]
         conditions.append({**cond, "status": status, "reason": "Expired", "message": text})
     return {"phase": "Expired", "conditions": conditions, "endpoints": None}
 
