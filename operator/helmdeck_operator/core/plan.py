@@ -457,14 +457,16 @@ def _with_pool(ctx: _Ctx, pool: PoolPlacement, plan: Plan) -> Plan:
 
 def _still_failed(ctx: _Ctx) -> tuple[Reason, str] | None:
     """The permanent failure already reported for this generation, if any."""
-    ready = ctx.old_condition(ConditionType.READY) or {}
-    reason = _stored_reason(ready.get("reason"))
-    if (
-        ctx.old_phase == Phase.FAILED
-        and reason in PERMANENT_REASONS
-        and ready.get("observedGeneration") == ctx.facts.generation
-    ):
-        return reason, str(ready.get("message", ""))
+    return _permanent(ctx, ConditionType.READY) if ctx.old_phase == Phase.FAILED else None
+
+
+def _permanent(ctx: _Ctx, type_: ConditionType) -> tuple[Reason, str] | None:
+    """(reason, message) of the stored condition `type_` when its reason is one only a
+    change of the session fixes, reported for this generation: not to be retried."""
+    old = ctx.old_condition(type_) or {}
+    reason = _stored_reason(old.get("reason"))
+    if reason in PERMANENT_REASONS and old.get("observedGeneration") == ctx.facts.generation:
+        return reason, str(old.get("message", ""))
     return None
 
 
@@ -767,7 +769,7 @@ def _endpoints(ctx: _Ctx, first: bool) -> _Exposure:
         return _Exposure(
             Condition(ConditionType.ENDPOINTS_EXPOSED, Status.TRUE, Reason.PORTS_EXPOSED, message)
         )
-    failure = obs.exposure_failure or _still_refused(ctx)
+    failure = obs.exposure_failure or _permanent(ctx, ConditionType.ENDPOINTS_EXPOSED)
     if failure is not None:
         reason, message = failure
         condition = Condition(ConditionType.ENDPOINTS_EXPOSED, Status.FALSE, reason, message)
@@ -780,15 +782,3 @@ def _endpoints(ctx: _Ctx, first: bool) -> _Exposure:
         ),
         sync=True,
     )
-
-
-def _still_refused(ctx: _Ctx) -> tuple[Reason, str] | None:
-    old = ctx.old_condition(ConditionType.ENDPOINTS_EXPOSED) or {}
-    reason = _stored_reason(old.get("reason"))
-    if (
-        old.get("status") == Status.FALSE
-        and reason in PERMANENT_REASONS
-        and old.get("observedGeneration") == ctx.facts.generation
-    ):
-        return reason, str(old.get("message", ""))
-    return None

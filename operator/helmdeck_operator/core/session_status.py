@@ -20,11 +20,11 @@ from helmdeck_operator.core.plan import Observed, Plan, SessionFacts
 from helmdeck_operator.gateway import models
 from helmdeck_operator.vocabulary import ConditionType, Phase, Reason
 
-__all__ = ["CONSUMER_KEYS", "owned_by", "render_status", "terminating_status"]
+__all__ = ["owned_by", "render_status", "terminating_status"]
 
 #: Status keys the session's consumer writes (docs/helmdeck.md): never sent by the operator,
 #: so its writes can neither undo nor race a renewal.
-CONSUMER_KEYS = frozenset({"lease"})
+_CONSUMER_KEYS = frozenset({"lease"})
 
 
 def owned_by(sandbox: models.Sandbox | None, uid: str) -> bool:
@@ -120,7 +120,7 @@ def _with_removals(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any
     """Merge patches merge maps: a key we stopped reporting must be sent as null."""
     out = dict(new)
     for key, value in old.items():
-        if key in CONSUMER_KEYS:
+        if key in _CONSUMER_KEYS:
             continue
         if key not in out:
             out[key] = None
