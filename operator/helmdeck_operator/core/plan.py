@@ -67,6 +67,7 @@ __all__ = [
     "PolicyProblem",
     "PoolPlacement",
     "SessionFacts",
+    "idle_since",
     "plan_session",
 ]
 
@@ -240,16 +241,8 @@ class _Ctx:
         known = [t for t in (self.facts.activity, self.obs.activity) if t is not None]
         return max(known) if known else None
 
-    def idle_since(self, now: datetime) -> datetime | None:
-        """When the session went idle, if it has. Never while spec.suspend holds it, nor in
-        the pass that lets go of it: that resume restarts the clock."""
-        at = idle_at(self.activity, self.facts.idle_timeout)
-        held = (self.old_condition(ConditionType.READY) or {}).get("reason") == Reason.SUSPENDED
-        return at if at is not None and now >= at and not self.facts.suspend and not held else None
-
     def old_condition(self, type_: ConditionType) -> dict[str, Any] | None:
-        conds = self.facts.status.get("conditions", [])
-        return next((dict(c) for c in conds if c.get("type") == type_), None)
+        return _stored_condition(self.facts, type_)
 
     def once(self, *events: EventSpec, unless_phase: Phase) -> tuple[EventSpec, ...]:
         """Events announcing a phase, posted only on the way into it."""
@@ -338,6 +331,20 @@ def plan_session(
     return plan if facts.pool is None else _with_pool(ctx, facts.pool, plan)
 
 
+def idle_since(facts: SessionFacts, activity: datetime | None, now: datetime) -> datetime | None:
+    """When the session went idle after `activity`, if it has. Never while spec.suspend
+    holds it, nor in the pass that lets go of it: that resume restarts the clock. (The
+    shell asks it too, to know when to look for sandbox activity first.)"""
+    at = idle_at(activity, facts.idle_timeout)
+    held = (_stored_condition(facts, ConditionType.READY) or {}).get("reason") == Reason.SUSPENDED
+    return at if at is not None and now >= at and not facts.suspend and not held else None
+
+
+def _stored_condition(facts: SessionFacts, type_: ConditionType) -> dict[str, Any] | None:
+    conds = facts.status.get("conditions", [])
+    return next((dict(c) for c in conds if c.get("type") == type_), None)
+
+
 def _with_clock(ctx: _Ctx, plan: Plan, now: datetime) -> Plan:
     """The idle clock the plan leaves: it starts at the first Ready and restarts with a
     start of the sandbox (a resume)."""
@@ -405,7 +412,7 @@ def _plan(ctx: _Ctx, now: datetime) -> Plan:
     if sandbox.phase is gw.SandboxPhase.COMPLETED:
         message = f"the gateway reports sandbox {sandbox.name} COMPLETED: its main process exited"
         return ctx.failed(Reason.SANDBOX_COMPLETED, message)
-    idle = ctx.idle_since(now)
+    idle = idle_since(facts, ctx.activity, now)
     if idle is not None and facts.on_idle == "Delete":
         return _idle_deleted(ctx, idle)
     suspended = _suspend(ctx, sandbox, idle)

@@ -27,7 +27,7 @@ from opentelemetry.trace import Span
 from helmdeck_operator import crashpoints
 from helmdeck_operator.config import Port
 from helmdeck_operator.core.endpoints import exposures
-from helmdeck_operator.core.lifetime import idle_at, lifetime
+from helmdeck_operator.core.lifetime import lifetime
 from helmdeck_operator.core.naming import (
     ANNOTATION_INITIAL_POLICY,
     ANNOTATION_POOL_FALLBACK,
@@ -46,6 +46,7 @@ from helmdeck_operator.core.plan import (
     Plan,
     PolicyProblem,
     SessionFacts,
+    idle_since,
     plan_session,
 )
 from helmdeck_operator.core.pool import ClaimRequest
@@ -303,12 +304,9 @@ async def _last_look(cache: Cache, facts: SessionFacts, obs: Observed, now: date
     """A running session whose idle clock ran out: did its sandbox do anything since (a
     log line or a network event)? Asked only then, one call, so an idle session costs one
     call per idle window and a busy one is never cut off by a stale clock."""
-    idle = idle_at(facts.activity, facts.idle_timeout)
     sandbox = obs.sandbox
     if (
-        idle is None
-        or idle > now
-        or facts.suspend
+        idle_since(facts, facts.activity, now) is None
         or sandbox is None
         or sandbox.phase is not models.SandboxPhase.READY
         or obs.error is not None
