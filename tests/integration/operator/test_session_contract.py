@@ -225,16 +225,18 @@ def test_idle_sessions_end_on_time_and_busy_ones_live_on(
     end = time.time() + 3.5 * IDLE_S
     suspended_seen = deleted_seen = None
     while time.time() < end:
-        now = datetime.now(UTC)
         for name in ("busy", "chatty"):
             assert phase(kube.get("hds", name)) == "Ready", f"{name} went idle while in use"
-        sleepy = kube.get("hds", "sleepy")
+        # The time an answer came back: a change it shows happened no later than that, so a
+        # change seen by an answer that came back before idleAt happened too early.
+        sleepy, seen = kube.get("hds", "sleepy"), datetime.now(UTC)
         if suspended_seen is None and phase(sleepy) == "Suspended":
-            suspended_seen = now
-            assert now >= idle_at["sleepy"], "suspended before its idle time"
-        if deleted_seen is None and kube.get("hds", "doomed") is None:
-            deleted_seen = now
-            assert now >= idle_at["doomed"], "deleted before its idle time"
+            suspended_seen = seen
+            assert seen >= idle_at["sleepy"], "suspended before its idle time"
+        doomed, seen = kube.get("hds", "doomed"), datetime.now(UTC)
+        if deleted_seen is None and doomed is None:
+            deleted_seen = seen
+            assert seen >= idle_at["doomed"], "deleted before its idle time"
         time.sleep(0.25)
     assert suspended_seen is not None
     assert deleted_seen is not None
