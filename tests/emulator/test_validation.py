@@ -127,6 +127,7 @@ POLICY_CASES: list[tuple[str, Edit, str]] = [
     ("double-star-later", endpoint(host="a.**.example.com"), "first label"),
     ("partial-wildcard", endpoint(host="api*.example.com"), "whole label"),
     ("read-write-root", policy_edit("filesystem.read_write", ["/"]), "must not include '/'"),
+    ("read-write-root-twice", policy_edit("filesystem.read_write", ["//"]), "include '/'"),
     ("dotdot", policy_edit("filesystem.read_only", ["/usr/../etc"]), "must not contain '..'"),
     ("relative-path", policy_edit("filesystem.read_only", ["usr"]), "must be absolute"),
     (
@@ -141,6 +142,7 @@ POLICY_CASES: list[tuple[str, Edit, str]] = [
     ),
     ("reserved-rule-name", reserved_rule, "reserved"),
     ("user-root", policy_edit("process.run_as_user", "0"), "run_as_user '0'"),
+    ("user-root-signed", policy_edit("process.run_as_user", "+0"), "run_as_user '+0'"),
     ("user-name", policy_edit("process.run_as_user", "nobody"), "'sandbox' or a number"),
     ("group-too-big", policy_edit("process.run_as_group", "4294967295"), "run_as_group"),
 ]
@@ -168,6 +170,10 @@ VALID: list[tuple[str, Edit]] = [
         endpoint(host="", protocol="rest", access=READ_ONLY, allowed_ips=["10.0.0.0/8"]),
     ),
     ("uid-with-zeros", policy_edit("process.run_as_user", "0007")),
+    # The gateway parses ids with Rust's u32 parser, which takes one leading `+`, and checks
+    # paths by component, so `.`, `//` and a trailing `/` pass (the CRD refuses them).
+    ("uid-with-plus", policy_edit("process.run_as_user", "+7")),
+    ("non-canonical-paths", policy_edit("filesystem.read_only", ["/usr/./lib", "/etc//ssl/"])),
 ]
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from helmdeck_dev import objects
 from helmdeck_dev.controlplane import ControlPlane
-from tests.support import policies
+from tests.support import hardening, policies
 
 Obj = dict[str, Any]
 
@@ -859,13 +859,23 @@ GATEWAY_VALID = {
         protocol="rest", rules=[{"allow": {}}, {"allow": {"method": "GET"}}]
     ),
     "l7-ip-literal": endpoint(host="203.0.113.7", protocol="rest", access="read-only"),
-    "identities": policy(process={"runAsUser": "sandbox", "runAsGroup": "007"}),
+    "identities": policy(process={"runAsUser": "sandbox", "runAsGroup": "7"}),
     "dots-in-names": policy(filesystem={"readOnly": ["/data/..hidden", "/a/b.."]}),
     "env-near-the-limits": session(
         env=[{"name": "OPENSHELL", "value": "é" * 4096}]
         + [{"name": f"V{i}", "value": "x" * 4000} for i in range(60)]
     ),
 }
+
+
+#: Values refused as what they are (issue 14, item 4: hosts and IP literals, canonical paths,
+#: numeric ids, CIDRs): the table tests/unit/policy/test_policy_hardening.py gives the
+#: policy model, so both layers refuse each at the same field in the same words.
+HARDENING_CASES = [
+    Case(refusal.id, policy(**refusal.spec), refusal.field, refusal.says)
+    for refusal in hardening.REFUSED
+]
+HARDENING_VALID = {name: policy(**spec) for name, spec in hardening.ADMITTED.items()}
 
 
 def _without_none(obj: Any) -> Any:
@@ -910,6 +920,27 @@ def test_what_the_gateway_accepts_is_admitted(
 ) -> None:
     code, stderr = create(cluster, namespace, obj)
     assert code == 0, stderr
+
+
+@pytest.mark.parametrize("case", HARDENING_CASES, ids=lambda c: c.id)
+def test_a_value_that_is_not_what_it_claims_is_refused(
+    cluster: ControlPlane, namespace: str, case: Case
+) -> None:
+    test_invalid_object_is_refused_naming_the_field(cluster, namespace, case)
+
+
+@pytest.mark.parametrize("obj", HARDENING_VALID.values(), ids=list(HARDENING_VALID))
+def test_values_at_the_edge_of_the_hardened_rules_are_admitted(
+    cluster: ControlPlane, namespace: str, obj: Obj
+) -> None:
+    code, stderr = create(cluster, namespace, obj)
+    assert code == 0, stderr
+
+
+def test_at_least_40_hardening_cases_with_ids_unique_across_every_list() -> None:
+    every = CREATE_CASES + POOL_CASES + GATEWAY_RULE_CASES + GATEWAY_REQUEST_CASES + HARDENING_CASES
+    assert len(HARDENING_CASES) >= 40
+    assert len({c.id for c in every}) == len(every)
 
 
 def test_at_least_25_distinct_mistakes_are_covered() -> None:

@@ -77,88 +77,180 @@ def _unique(items: tuple[_Item, ...]) -> tuple[_Item, ...]:
     return items
 
 
-# CEL `matches` is RE2, which anchors `$` at the very end; `re.fullmatch` does the same
-# where Python's `$` would also accept a trailing newline.
+# CEL `matches` is RE2, which anchors `$` at the very end; `re.fullmatch` and `re.search`
+# with explicit anchors do the same where Python's `$` would also accept a trailing newline.
 _WILDCARD_HOST = re.compile(r"\*\*?\.[^*.]+\.[^*]+")
 _WILDCARD_WELL_PLACED = re.compile(r"(\*\*?\.)?[^*]*")
-_DNS_HOST = re.compile(r"(\*\*?\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_HOST_CHARACTERS = re.compile(r"(\*\*?\.)?[-a-z0-9.]+")
+_EMPTY_LABEL = re.compile(r"^\.|\.\.|\.\Z")
+_HYPHEN_AT_LABEL_EDGE = re.compile(r"(^|\.)-|-(\.|\Z)")
+_LONG_LABEL = re.compile(r"[^.]{64,}")
+_DIGITS_AND_DOTS = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
-def _check_host(host: str) -> str:
-    """The two CEL rules on `host`; the second only judges hosts whose wildcard (if any) is
-    well placed, so that one mistake gives one message, as in the CRD."""
+def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address as CEL's `isIP` reads one (Go's net/netip, as Kubernetes configures
+    it): dotted IPv4 without leading zeros, or IPv6 without a zone and not IPv4-mapped."""
+    if "%" in value:
+        return None
+    try:
+        parsed = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return None
+    return parsed
+
+
+def _host_problems(host: str) -> list[str]:
+    """The CEL rules on `host`, in the CRD's order. Each judges one property of the name,
+    and the character rules wait for a well-placed wildcard, so one mistake gives one
+    message, as in the CRD."""
     problems = []
     if "*" in host and not _WILDCARD_HOST.fullmatch(host):
         problems.append(
             f"host {host} may use a wildcard only as its whole first label, above at least "
             "two more labels (*.example.com or **.example.com)"
         )
-    if _WILDCARD_WELL_PLACED.fullmatch(host) and not _DNS_HOST.fullmatch(host):
+    ipv6 = ":" in host and _parse_ip(host) is not None
+    if ipv6:
+        problems.append(
+            f"host {host} is an IPv6 address: a host is a DNS name or an IPv4 address; "
+            "give a name and list its IPv6 addresses or ranges in allowedIps"
+        )
+    characters_ok = _HOST_CHARACTERS.fullmatch(host) is not None
+    if _WILDCARD_WELL_PLACED.fullmatch(host) and not characters_ok and not ipv6:
         problems.append(
             f"host {host} must be a lowercase DNS name or IPv4 address (letters, digits, '-' "
             "and '.'; no scheme, port or path)"
         )
+    if characters_ok and _EMPTY_LABEL.search(host):
+        problems.append(f"host {host} has an empty label (a leading, trailing or doubled '.')")
+    if characters_ok and _HYPHEN_AT_LABEL_EDGE.search(host):
+        problems.append(f"host {host} has a label that starts or ends with '-'")
+    if _LONG_LABEL.search(host):
+        problems.append(f"host {host} has a label longer than 63 characters")
+    if _DIGITS_AND_DOTS.fullmatch(host) and _parse_ip(host) is None:
+        problems.append(
+            f"host {host} is all digits and dots, so it must be an IPv4 address: four numbers "
+            "from 0 to 255 without leading zeros, such as 203.0.113.7"
+        )
+    return problems
+
+
+def _check_host(host: str) -> str:
+    problems = _host_problems(host)
     if problems:
         raise _fail("; ".join(problems))
     return host
 
 
 _PREFIX_BITS = re.compile(r"0|[1-9][0-9]{0,2}")
+_IP_OR_CIDR = "allowedIps entries must be an IP address or a CIDR such as 203.0.113.0/24"
 
 
 def _check_ip_or_cidr(value: str) -> str:
     """CEL `isIP(self) || isCIDR(self)` as Kubernetes implements them (Go's net/netip):
     no IPv6 zones, no IPv4-mapped IPv6, a prefix length in decimal rather than a netmask;
-    a CIDR may have host bits set."""
+    then, for a CIDR, the rule that it names its network (no host bits)."""
     address, slash, bits = value.partition("/")
+    if _parse_ip(address) is None or (slash and not _PREFIX_BITS.fullmatch(bits)):
+        raise _fail(_IP_OR_CIDR)
+    if not slash:
+        return value
     try:
-        if "%" in address or (slash and not _PREFIX_BITS.fullmatch(bits)):
-            raise ValueError(value)
-        parsed = ipaddress.ip_address(address)
-        if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-            raise ValueError(value)
-        if slash:
-            ipaddress.ip_network(value, strict=False)
+        network = ipaddress.ip_network(value, strict=False)
     except ValueError:
+        raise _fail(_IP_OR_CIDR) from None
+    if network.network_address != ipaddress.ip_address(address):
         raise _fail(
-            "allowedIps entries must be an IP address or a CIDR such as 203.0.113.0/24"
-        ) from None
+            f"allowedIps entry {value} has host bits set: write its network address, with "
+            f"every bit after the first {bits} set to 0"
+        )
     return value
 
 
 #: The largest uid or gid OpenShell takes (2^32 - 2: 2^32 - 1 is the kernel's "no id").
 _MAX_ID = 4294967294
-_DIGITS = re.compile(r"[0-9]{1,10}")
+#: A plain decimal number from 1: no sign, spaces or leading zeros, so that no spelling of
+#: root (`00`, `+0`, `0x0`) or of another id (`007`) depends on how a tool parses it.
+_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,9}")
 
 
 def _identity(field: str, kind: str, root: str) -> AfterValidator:
-    """`sandbox` or a number from 1 to _MAX_ID however written (`007` is 7, `000` is root):
-    the gateway resolves no other names."""
+    """`sandbox` or a number from 1 to _MAX_ID in plain decimal: the gateway resolves no
+    other names, and would read `007` as 7 and `000` as root."""
 
     def check(value: str) -> str:
-        if value != "sandbox" and not (_DIGITS.fullmatch(value) and 1 <= int(value) <= _MAX_ID):
+        if value != "sandbox" and not (_CANONICAL_ID.fullmatch(value) and int(value) <= _MAX_ID):
             raise _fail(
-                f"{field} {value} must be sandbox or a numeric {kind} from 1 to {_MAX_ID} "
-                f"(OpenShell resolves no other {'user' if kind == 'uid' else 'group'} names, "
-                f"and never runs as {root})"
+                f"{field} {value} must be sandbox or a numeric {kind} from 1 to {_MAX_ID} in "
+                "plain decimal (no sign, spaces or leading zeros; OpenShell resolves no other "
+                f"{'user' if kind == 'uid' else 'group'} names, and never runs as {root})"
             )
         return value
 
     return AfterValidator(check)
 
 
-_DOTDOT = re.compile(r"(^|/)\.\.(/|$)")
+_DOTDOT = re.compile(r"(^|/)\.\.(/|\Z)")
+_DOT = re.compile(r"(^|/)\.(/|\Z)")
 
 
-def _no_dotdot(path: str) -> str:
+def _segment_problems(path: str) -> list[str]:
+    """The CEL rules every path has: no `..` or `.` segment and no empty one (`//`). A
+    request path is matched after the proxy normalises it, and a file path after the kernel
+    resolves it, so a spelling with such segments names something other than it reads."""
+    problems = []
     if _DOTDOT.search(path):
-        raise _fail(f"path {path} has a .. component; write it without one")
+        problems.append(f"path {path} has a .. component; write it without one")
+    if _DOT.search(path):
+        problems.append(f"path {path} has a . component; write it without one")
+    if "//" in path:
+        problems.append(f"path {path} has an empty component (//); write a single /")
+    return problems
+
+
+def _request_path(path: str) -> str:
+    """An L7 path glob: its segments are canonical; a trailing `/` is meaningful there."""
+    problems = _segment_problems(path)
+    if problems:
+        raise _fail("; ".join(problems))
     return path
+
+
+def _file_path(path: str) -> str:
+    """A filesystem or program path in canonical form, so that set membership and the
+    readOnly/readWrite check compare what the kernel compares."""
+    problems = _segment_problems(path)
+    if path != "/" and path.endswith("/"):
+        problems.append(f"path {path} ends with /; write it without the trailing /")
+    if problems:
+        raise _fail("; ".join(problems))
+    return path
+
+
+def _within(path: str, directory: str) -> bool:
+    """Whether canonical `path` is `directory` or under it, segment by segment (`/data2` is
+    not under `/data`). Written as the CRD's CEL rule is, so `/` (refused for readWrite by
+    its own rule) contains nothing here."""
+    return path == directory or path.startswith(directory + "/")
 
 
 # --- scalar types, one per distinct CRD string or integer schema ------------------------------
 
 _AbsolutePath = Annotated[str, StringConstraints(strict=True, max_length=1024, pattern=r"^/")]
+_RequestPath = Annotated[_AbsolutePath, AfterValidator(_request_path)]
+# The allow and deny rules' path: the same canonical segments as `_request_path` checks, as
+# the CRD's pattern (CEL's cost budget cannot cover the 131,072 rule paths a policy may hold).
+_MatchPath = Annotated[
+    str,
+    StringConstraints(
+        strict=True,
+        max_length=1024,
+        pattern=r"^/$|^(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))+/?$",
+    ),
+]
 _RuleName = Annotated[
     str,
     StringConstraints(
@@ -179,7 +271,7 @@ _IpOrCidr = Annotated[
 _QueryName = Annotated[str, StringConstraints(strict=True)]
 _QueryValue = Annotated[str, StringConstraints(strict=True, max_length=256)]
 _Identity = Annotated[str, StringConstraints(strict=True, max_length=32)]
-_FilesystemPath = Annotated[_AbsolutePath, AfterValidator(_no_dotdot)]
+_FilePath = Annotated[_AbsolutePath, AfterValidator(_file_path)]
 _OperationName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
 
 Protocol = Literal["tcp", "rest", "websocket", "graphql", "sql", "json-rpc", "mcp"]
@@ -236,7 +328,7 @@ class L7Match(_SpecModel):
     """The requests an allow rule allows, or a deny rule denies."""
 
     method: Method | None = None
-    path: _AbsolutePath | None = None
+    path: _MatchPath | None = None
     operation_type: OperationType | None = None
     operation_name: _OperationName | None = None
     query: Annotated[Mapping[_QueryName, QueryMatcher], MaxLen(16)] | None = None
@@ -276,7 +368,7 @@ class Endpoint(_SpecModel):
     host: _Host
     port: _Port | None = None
     ports: Annotated[tuple[_Port, ...], Len(1, 16), AfterValidator(_unique)] | None = None
-    path: _AbsolutePath | None = None
+    path: _RequestPath | None = None
     protocol: Protocol | None = None
     tls: TlsMode | None = None
     enforcement: Enforcement | None = None
@@ -392,14 +484,12 @@ class NetworkRule(_SpecModel):
 
     name: _RuleName
     endpoints: Annotated[tuple[Endpoint, ...], Len(1, 32)]
-    binaries: Annotated[tuple[_AbsolutePath, ...], MaxLen(32), AfterValidator(_unique)] | None = (
-        None
-    )
+    binaries: Annotated[tuple[_FilePath, ...], MaxLen(32), AfterValidator(_unique)] | None = None
 
 
 # --- filesystem, landlock, process, rollout ---------------------------------------------------
 
-_PathSet = Annotated[tuple[_FilesystemPath, ...], MaxLen(64), AfterValidator(_unique)]
+_PathSet = Annotated[tuple[_FilePath, ...], MaxLen(64), AfterValidator(_unique)]
 
 
 class Filesystem(_SpecModel):
@@ -409,18 +499,30 @@ class Filesystem(_SpecModel):
     read_only: _PathSet | None = None
     read_write: _PathSet | None = None
 
-    @pydantic.model_validator(mode="after")
-    def _disjoint(self) -> Filesystem:
+    @pydantic.field_validator("read_write")
+    @classmethod
+    def _writes_no_read_only_path(
+        cls, read_write: tuple[str, ...] | None, info: pydantic.ValidationInfo
+    ) -> tuple[str, ...] | None:
+        """The CRD's rules on `filesystem`, reported at `readWrite` (their `fieldPath`). A
+        readOnly path that is a readWrite path, or under one, would be writable: the policy
+        would say less than it grants. A readWrite path under a readOnly one is a writable
+        carve-out and says what it means. Paths are canonical here, so a segment-wise prefix
+        is the whole test. `read_only` is absent from `info.data` when it was invalid."""
         problems = []
-        if set(self.read_only or ()) & set(self.read_write or ()):
-            problems.append("a path cannot be both readOnly and readWrite")
-        if "/" in (self.read_write or ()):
+        read_only = info.data.get("read_only") or ()
+        if any(_within(ro, rw) for ro in read_only for rw in read_write or ()):
+            problems.append(
+                "a path cannot be both readOnly and readWrite: a readOnly path that is a "
+                "readWrite path or under one would be writable"
+            )
+        if "/" in (read_write or ()):
             problems.append(
                 "readWrite cannot be / (the whole filesystem); name the directories to write"
             )
         if problems:
             raise _fail("; ".join(problems))
-        return self
+        return read_write
 
 
 class Landlock(_SpecModel):

@@ -33,9 +33,24 @@ def _dns(host: str) -> str:
 
 def _uid(prefix: str) -> str:
     return (
-        f"{prefix} must be sandbox or a numeric uid from 1 to 4294967294 (OpenShell resolves "
-        "no other user names, and never runs as root)"
+        f"{prefix} must be sandbox or a numeric uid from 1 to 4294967294 in plain decimal (no "
+        "sign, spaces or leading zeros; OpenShell resolves no other user names, and never runs "
+        "as root)"
     )
+
+
+def _gid(prefix: str) -> str:
+    return (
+        f"{prefix} must be sandbox or a numeric gid from 1 to 4294967294 in plain decimal (no "
+        "sign, spaces or leading zeros; OpenShell resolves no other group names, and never "
+        "runs as group root)"
+    )
+
+
+_OVERLAP = (
+    "a path cannot be both readOnly and readWrite: a readOnly path that is a readWrite path "
+    "or under one would be writable"
+)
 
 
 _IP = "allowedIps entries must be an IP address or a CIDR such as 203.0.113.0/24"
@@ -124,9 +139,15 @@ CEL_CASES = [
     ),
     pytest.param(
         {"filesystem": {"readOnly": ["/usr", "/data"], "readWrite": ["/data"]}},
-        "spec.filesystem",
-        "a path cannot be both readOnly and readWrite",
+        "spec.filesystem.readWrite",
+        _OVERLAP,
         id="path-both-ro-and-rw",
+    ),
+    pytest.param(
+        {"filesystem": {"readOnly": ["/data/x"], "readWrite": ["/tmp", "/data"]}},
+        "spec.filesystem.readWrite",
+        _OVERLAP,
+        id="read-only-under-read-write",
     ),
     pytest.param(
         {"process": {"runAsUser": "root"}},
@@ -161,15 +182,77 @@ CEL_CASES = [
     pytest.param(
         {"process": {"runAsGroup": "root"}},
         "spec.process.runAsGroup",
-        "runAsGroup root must be sandbox or a numeric gid from 1 to 4294967294 (OpenShell "
-        "resolves no other group names, and never runs as group root)",
+        _gid("runAsGroup root"),
         id="group-root",
     ),
     pytest.param(
         {"filesystem": {"readWrite": ["/tmp", "/"]}},
-        "spec.filesystem",
+        "spec.filesystem.readWrite",
         "readWrite cannot be / (the whole filesystem); name the directories to write",
         id="read-write-root",
+    ),
+    pytest.param(
+        {"filesystem": {"readOnly": ["/data/./etc"]}},
+        "spec.filesystem.readOnly[0]",
+        "path /data/./etc has a . component; write it without one",
+        id="dot",
+    ),
+    pytest.param(
+        {"filesystem": {"readWrite": ["/data//tmp"]}},
+        "spec.filesystem.readWrite[0]",
+        "path /data//tmp has an empty component (//); write a single /",
+        id="double-slash",
+    ),
+    pytest.param(
+        with_binaries(["/usr/bin/"]),
+        "spec.network[0].binaries[0]",
+        "path /usr/bin/ ends with /; write it without the trailing /",
+        id="trailing-slash",
+    ),
+    pytest.param(
+        with_endpoint(protocol="rest", access="full", path="/a/../admin"),
+        f"{_EP}.path",
+        "path /a/../admin has a .. component; write it without one",
+        id="request-path-dotdot",
+    ),
+    pytest.param(
+        with_endpoint(allowedIps=["10.0.0.1/8"]),
+        f"{_EP}.allowedIps[0]",
+        "allowedIps entry 10.0.0.1/8 has host bits set: write its network address, with every "
+        "bit after the first 8 set to 0",
+        id="cidr-host-bits",
+    ),
+    pytest.param(
+        with_endpoint(host="2001:db8::1", protocol="rest", access="full"),
+        f"{_EP}.host",
+        "host 2001:db8::1 is an IPv6 address: a host is a DNS name or an IPv4 address; give a "
+        "name and list its IPv6 addresses or ranges in allowedIps",
+        id="host-ipv6",
+    ),
+    pytest.param(
+        with_endpoint(host="a..example.com"),
+        f"{_EP}.host",
+        "host a..example.com has an empty label (a leading, trailing or doubled '.')",
+        id="host-empty-label",
+    ),
+    pytest.param(
+        with_endpoint(host="a.-b.example.com"),
+        f"{_EP}.host",
+        "host a.-b.example.com has a label that starts or ends with '-'",
+        id="host-hyphen",
+    ),
+    pytest.param(
+        with_endpoint(host="x" * 64 + ".example.com"),
+        f"{_EP}.host",
+        f"host {'x' * 64}.example.com has a label longer than 63 characters",
+        id="host-long-label",
+    ),
+    pytest.param(
+        with_endpoint(host="10.0.0.256", protocol="rest", access="full"),
+        f"{_EP}.host",
+        "host 10.0.0.256 is all digits and dots, so it must be an IPv4 address: four numbers "
+        "from 0 to 255 without leading zeros, such as 203.0.113.7",
+        id="host-not-ipv4",
     ),
     pytest.param(
         {"filesystem": {"readOnly": ["/data/../etc"]}},
@@ -359,8 +442,8 @@ def test_allowed_ips_refuses_what_kubernetes_isip_and_iscidr_refuse(value: str) 
     assert issues(with_endpoint(allowedIps=[value]))[f"{_EP}.allowedIps[0]"] == _IP
 
 
-def test_allowed_ips_accepts_addresses_and_cidrs_with_host_bits() -> None:
-    values = ["203.0.113.7", "10.0.0.1/8", "2001:db8::/32", "2001:db8::1", "0.0.0.0/0"]
+def test_allowed_ips_accepts_addresses_and_network_cidrs() -> None:
+    values = ["203.0.113.7", "10.0.0.0/8", "2001:db8::/32", "2001:db8::1", "0.0.0.0/0"]
 
     spec = model.parse_spec(with_endpoint(allowedIps=values))
 
@@ -539,8 +622,7 @@ def test_validation_error_lists_every_issue_in_its_message() -> None:
 
     assert str(caught.value) == (
         f"spec.process.runAsUser: {_uid('runAsUser root')}; "
-        "spec.process.runAsGroup: runAsGroup 0 must be sandbox or a numeric gid from 1 to "
-        "4294967294 (OpenShell resolves no other group names, and never runs as group root)"
+        f"spec.process.runAsGroup: {_gid('runAsGroup 0')}"
     )
 
 

@@ -30,16 +30,34 @@ PROFILE = settings.get_profile("policy")
 _alnum = st.text(alphabet="abz019", min_size=1, max_size=4)
 names = st.builds(lambda a, sep, b: a + sep + b, _alnum, st.sampled_from(["", "-", "_"]), _alnum)
 labels = st.builds(lambda a, sep, b: a + sep + b, _alnum, st.sampled_from(["", "-"]), _alnum)
+
+
+def _named(host: str) -> str:
+    """A host of digits and dots is an IPv4 address or nothing (the CRD's rule): one that is
+    not an address becomes a name under `a.`."""
+    digits_and_dots = host.replace(".", "").isdigit()
+    return "a." + host if digits_and_dots and _parse_ipv4(host) is None else host
+
+
+def _parse_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(host)
+    except ValueError:
+        return None
+
+
 hosts = st.builds(
     lambda wildcard, parts: wildcard + ".".join(parts),
     st.sampled_from(["", "*.", "**."]),
     st.lists(labels, min_size=3, max_size=4),
+).map(_named)
+#: Canonical paths (the CRD's rule for every path): no `.`, `..` or empty segment, no
+#: trailing `/`.
+paths = (
+    st.lists(st.text(alphabet="az0._-*", min_size=1, max_size=4), min_size=1, max_size=3)
+    .filter(lambda parts: not {".", ".."} & set(parts))
+    .map(lambda parts: "/" + "/".join(parts))
 )
-paths = st.lists(st.text(alphabet="az0._-*", min_size=1, max_size=4), min_size=1, max_size=3).map(
-    lambda parts: "/" + "/".join(parts)
-)
-#: Filesystem paths have no `..` component (the gateway's rule).
-filesystem_paths = paths.filter(lambda p: ".." not in p.split("/"))
 port_numbers = st.integers(min_value=1, max_value=65535)
 
 
@@ -50,14 +68,16 @@ def _not_ipv4_mapped(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> 
 
 ips = st.one_of(
     st.ip_addresses(v=4).map(str),
-    st.builds(lambda ip, bits: f"{ip}/{bits}", st.ip_addresses(v=4), st.integers(0, 32)),
+    # A CIDR names its network (no host bits: the CRD's rule).
+    st.builds(
+        lambda ip, bits: str(ipaddress.ip_network(f"{ip}/{bits}", strict=False)),
+        st.ip_addresses(v=4),
+        st.integers(0, 32),
+    ),
     st.ip_addresses(v=6).filter(_not_ipv4_mapped).map(str),
 )
-identities = st.one_of(
-    st.just("sandbox"),
-    st.integers(1, 4294967294).map(str),
-    st.integers(1, 999).map(lambda n: f"{n:04d}"),  # leading zeros: still the number
-)
+#: `sandbox` or a uid in plain decimal (the CRD refuses `007`, which the gateway reads as 7).
+identities = st.one_of(st.just("sandbox"), st.integers(1, 4294967294).map(str))
 methods = st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*"])
 
 
@@ -102,6 +122,12 @@ _ALLOWS = {
     "json-rpc": ["rules"],
     "mcp": ["rules", "allow-all"],
 }
+
+
+def _under_any(path: str, directories: list[str]) -> bool:
+    """A readOnly `path` equal to or under one of the readWrite `directories` would be
+    writable; the CRD refuses it."""
+    return any(path == d or path.startswith(d + "/") for d in directories)
 
 
 def _ipv4_literal(host: str) -> bool:
@@ -179,14 +205,15 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
         for name in rule_names
     ]
     _separate_ports([endpoint for rule in rules for endpoint in rule["endpoints"]])
-    fs_paths = draw(st.lists(filesystem_paths, max_size=6, unique=True))
+    fs_paths = draw(st.lists(paths, max_size=6, unique=True))
     split = draw(st.integers(0, len(fs_paths)))
+    read_only = [p for p in fs_paths[:split] if not _under_any(p, fs_paths[split:])]
     keep_empty_network = draw(st.booleans())
     return build(
         network=rules if rules or keep_empty_network else ...,
         filesystem=build(
             includeWorkdir=draw(optional(st.booleans())),
-            readOnly=fs_paths[:split] if split else ...,
+            readOnly=read_only or ...,
             readWrite=fs_paths[split:] if split < len(fs_paths) else ...,
         ),
         landlock=draw(
@@ -436,8 +463,14 @@ def evolved(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
             new["network"] = new["network"][1:]
         elif edit in ("add-ro", "add-rw"):
             key = "readOnly" if edit == "add-ro" else "readWrite"
-            extra = draw(filesystem_paths)
-            if extra not in fs.get("readOnly", []) + fs.get("readWrite", []):
+            extra = draw(paths)
+            read_only, read_write = fs.get("readOnly", []), fs.get("readWrite", [])
+            writable = (
+                _under_any(extra, read_write)
+                if key == "readOnly"
+                else any(_under_any(p, [extra]) for p in read_only)
+            )
+            if extra not in read_only + read_write and not writable:
                 fs[key] = [*fs.get(key, []), extra]
         elif edit in ("drop-ro", "drop-rw"):
             key = "readOnly" if edit == "drop-ro" else "readWrite"
@@ -664,9 +697,14 @@ EDITS: list[tuple[str, tuple[Any, Any], bool]] = [
     ("allows-nothing", _endpoint_edit(protocol="rest", rules=[{"allow": {}}]), False),
     ("user-name", _spec_edit("process.runAsUser", "nobody"), False),
     ("user-zeros", _spec_edit("process.runAsUser", "000"), False),
+    ("user-leading-zero", _spec_edit("process.runAsUser", "007"), True),
+    ("user-plus-sign", _spec_edit("process.runAsUser", "+7"), True),
     ("user-sandbox", _spec_edit("process.runAsUser", "sandbox"), False),
     ("dotdot", _spec_edit("filesystem.readOnly", ["/usr/../etc"]), False),
     ("read-write-root", _spec_edit("filesystem.readWrite", ["/"]), False),
+    ("read-write-root-twice", _spec_edit("filesystem.readWrite", ["//"]), False),
+    ("dot-segment", _spec_edit("filesystem.readOnly", ["/usr/./lib"]), True),
+    ("trailing-slash", _spec_edit("filesystem.readOnly", ["/usr/"]), True),
     ("tcp-path", _endpoint_edit(path="/v1"), True),
 ]
 
