@@ -49,6 +49,10 @@ EXPECTED = {
 }
 
 
+#: What a tenant never reads the gateway's words for: failures of the operator's identity.
+WITHHELD = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
+
+
 def rpc_error(
     code: grpc.StatusCode, details: str = "boom", trailing: tuple[tuple[str, object], ...] = ()
 ) -> grpc.aio.AioRpcError:
@@ -81,10 +85,29 @@ def test_translation_keeps_context(code: grpc.StatusCode) -> None:
         "rid-1",
         2,
     )
-    assert err.message == "boom"
+    assert err.detail == "boom"
+    assert err.for_log() == f"GetSandbox: {code.name}: boom (request id rid-1)"
     assert err.is_transient is (EXPECTED[code.name] is GatewayTransient)
     assert K8S_REASON.match(err.reason)
-    assert str(err) == f"GetSandbox: {code.name}: boom (request id rid-1)"
+    if code in WITHHELD:
+        assert "boom" not in str(err)
+    else:
+        assert str(err) == f"GetSandbox: {code.name}: boom (request id rid-1)"
+
+
+@pytest.mark.parametrize("code", sorted(WITHHELD, key=str), ids=lambda c: c.name)
+def test_auth_failures_show_tenants_a_fixed_sentence_naming_the_gateway(
+    code: grpc.StatusCode,
+) -> None:
+    words = "subject system:serviceaccount:helmdeck lacks role sandbox-admin at https://idp"
+    err = from_rpc_error("CreateSandbox", rpc_error(code, words), gateway="pods")
+    assert err.message.startswith("gateway 'pods' ")
+    assert "platform team should check" in err.message
+    assert "idp" not in str(err)
+    assert "sandbox-admin" not in repr(err)
+    assert words in err.for_log()
+    anonymous = from_rpc_error("CreateSandbox", rpc_error(code, words))
+    assert anonymous.message.startswith("the gateway ")
 
 
 def test_reasons_are_camel_case_code_names() -> None:
@@ -171,9 +194,73 @@ def test_long_messages_are_bounded() -> None:
 
 def test_credentials_errors_carry_their_own_transience() -> None:
     err = GatewayCredentialsError("token endpoint down", transient=True)
-    tagged = err.for_call("GetSandbox", "rid", 3)
+    tagged = err.for_call("pods", "GetSandbox", "rid", 3)
     assert tagged.is_transient
     assert not GatewayCredentialsError("x", transient=False).is_transient
-    assert (tagged.rpc, tagged.request_id, tagged.attempts) == ("GetSandbox", "rid", 3)
+    assert (tagged.gateway, tagged.rpc, tagged.request_id, tagged.attempts) == (
+        "pods",
+        "GetSandbox",
+        "rid",
+        3,
+    )
     assert tagged.reason == "GatewayCredentialsUnavailable"
-    assert str(tagged) == "GetSandbox: token endpoint down (request id rid)"
+    assert tagged.for_log() == "GetSandbox: token endpoint down (request id rid)"
+    assert str(tagged).startswith(
+        "GetSandbox: the operator could not obtain credentials for gateway 'pods': "
+    )
+    assert "token endpoint down" not in str(tagged)
+
+
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJoZWxtZGVjayJ9.c2lnbmF0dXJlLWJ5dGVz"
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (f"authorization: Bearer {JWT} for GetSandbox", "authorization: "),
+        ('{"authorization": "Bearer opaque-0123456789", "grpc_status": 16}', '"grpc_status": 16'),
+        ("cookie: sid=c00k1e-value; theme=dark\nnext line", "next line"),
+        ("proxy said: Basic aGVsbWRlY2s6aHVudGVyMg== refused", "refused"),
+        ("grant failed: client_secret=s3cr3t-value&grant_type=client_credentials", "grant_type"),
+        ('{"access_token": "at-value-123", "token_type": "Bearer"}', "token_type"),
+        (f"unknown issuer for {JWT}", "unknown issuer for"),
+        ("key: -----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY----- end", "end"),
+    ],
+)
+def test_credential_shaped_text_is_scrubbed_whoever_it_belongs_to(text: str, kept: str) -> None:
+    scrubbed = errors.scrub(text)
+    for secret in (
+        JWT,
+        "opaque-0123456789",
+        "c00k1e",
+        "aGVsbWRlY2s6",
+        "s3cr3t",
+        "at-value",
+        "MHcC",
+    ):
+        assert secret not in scrubbed
+    assert errors.REDACTED in scrubbed
+    assert kept in scrubbed
+
+
+def test_prose_about_credentials_is_left_alone() -> None:
+    for text in ("the token endpoint issued a non-bearer token", "auditor lacks sandbox:write"):
+        assert errors.scrub(text) == text
+
+
+def test_a_secret_containing_another_is_scrubbed_whole() -> None:
+    assert errors.scrub("got abcdef", ["abc", "abcdef"]) == f"got {errors.REDACTED}"
+
+
+def test_field_violations_are_scrubbed_in_field_and_description() -> None:
+    bad = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(
+                field="metadata[authorization=Bearer opaque-0123456789]", description="echo"
+            )
+        ]
+    )
+    trailing = (("grpc-status-details-bin", details_bin(bad)),)
+    err = from_rpc_error("X", rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "bad", trailing))
+    assert "opaque-0123456789" not in str(err)
+    assert err.violations[0].description == "echo"

@@ -4,7 +4,9 @@ Kubernetes rotates mounted Secrets in place, so nothing here is read once: token
 certificate files are watched (a cheap ``stat`` per call) and re-read when they change,
 and OIDC access tokens are refreshed well before they expire, one refresh shared by all
 concurrent callers. Token values live only in private attributes of these objects; they
-are never part of a repr, a log line or an exception text.
+are never part of a repr, a log line or an exception text. ``secrets()`` hands them (and
+the OIDC client secret last read) to the client, which scrubs them from whatever a gateway
+says back (``errors.scrub``).
 
 The bearer value is handed to the client as ``authorization`` metadata per call rather
 than through a gRPC metadata plugin: the plugin API is synchronous and runs in a thread,
@@ -36,7 +38,7 @@ from helmdeck_operator.gateway.config import (
     TlsConfig,
     is_loopback_host,
 )
-from helmdeck_operator.gateway.errors import GatewayCredentialsError
+from helmdeck_operator.gateway.errors import GatewayCredentialsError, scrub
 
 __all__ = [
     "BearerFileCredentials",
@@ -209,6 +211,8 @@ class OidcCredentials:
         self._clock = clock
         self._token_url = config.token_url
         self._token: str | None = None
+        # Kept only so a gateway echoing it can be scrubbed; re-read on every refresh.
+        self._client_secret: str | None = None
         self._expires_at = 0.0
         self._refresh_at = 0.0
         self._lock = asyncio.Lock()
@@ -230,7 +234,7 @@ class OidcCredentials:
         self._refresh_at = 0.0
 
     def secrets(self) -> tuple[str, ...]:
-        return (self._token,) if self._token else ()
+        return tuple(value for value in (self._token, self._client_secret) if value)
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -244,7 +248,7 @@ class OidcCredentials:
             if self._token is not None and exc.is_transient and now < self._expires_at:
                 logger.warning(
                     "OIDC token refresh failed, keeping the current token until it expires: %s",
-                    exc.message,
+                    exc.detail,
                 )
                 self._refresh_at = min(now + REFRESH_RETRY_INTERVAL, self._expires_at)
                 return
@@ -256,7 +260,7 @@ class OidcCredentials:
 
     async def _fetch(self) -> tuple[str, float]:
         url = await self._endpoint()
-        secret = _read_secret(self._config.client_secret_file)
+        secret = self._client_secret = _read_secret(self._config.client_secret_file)
         form = {"grant_type": "client_credentials"}
         if self._config.scopes:
             form["scope"] = " ".join(self._config.scopes)
@@ -305,8 +309,10 @@ class OidcCredentials:
                 f"OIDC {what} request failed: {type(exc).__name__}", transient=True
             ) from None
         if response.status_code >= 400:
+            # An error code is a word, but a word can still be our client secret echoed.
+            code = scrub(_oauth_error(response), self.secrets())
             raise GatewayCredentialsError(
-                f"OIDC {what} request refused: HTTP {response.status_code}{_oauth_error(response)}",
+                f"OIDC {what} request refused: HTTP {response.status_code}{code}",
                 transient=response.status_code >= 500 or response.status_code == 429,
             )
         try:

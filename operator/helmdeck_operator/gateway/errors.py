@@ -20,15 +20,29 @@ Only ``GatewayTransient`` (and a ``GatewayCredentialsError`` from an unreachable
 endpoint) is retried inside a call. What a failed call means for a session is the
 reconciler's decision (docs/failure-behaviour.md): a refused create fails the session until
 its spec changes; everything else is retried by later passes with back-off.
-Texts carry the gateway's message but never metadata, and known secret values are redacted.
+Texts carry the gateway's message but never metadata, and are scrubbed (``scrub``): the
+values of our own credentials (and the credential sent with the failed call) and anything
+shaped like a credential (``Bearer ...``, ``authorization: ...``, ``client_secret=...``, a
+JWT, a PEM private key) become ``[REDACTED]``. A translated error never chains the gRPC
+error it came from (its ``str`` and ``debug_error_string`` hold the gateway's raw words), so
+a logged traceback or a span's exception event holds only the scrubbed text.
+
+Two texts per error. ``message`` (and so ``str``) is what may land in a condition or an
+Event on a tenant's object; ``detail`` is the gateway's full scrubbed text, for the
+operator's log. They differ only for failures of the operator's own identity
+(UNAUTHENTICATED, PERMISSION_DENIED, credentials we could not obtain): what a gateway or a
+token endpoint says about those can name the identity, its roles, its issuer or its files,
+none of which is the tenant's business, so ``message`` is a fixed sentence naming the
+gateway and what the platform team should check, and the client logs ``for_log()``.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -50,6 +64,7 @@ __all__ = [
     "GatewayTransient",
     "GatewayUnauthenticated",
     "from_rpc_error",
+    "scrub",
 ]
 
 #: Replaces a known secret wherever it shows up in a message from the gateway.
@@ -60,6 +75,38 @@ _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _RETRY_AFTER_KEY = "retry-after"
 #: Bound on the message we keep: a gateway error text is for humans, not a log dump.
 _MAX_MESSAGE = 1024
+#: Credential-shaped text, replaced whoever's credential it is (another client's token a
+#: proxy echoes is no less a secret). Each keeps the words that say what was removed.
+_SECRET_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # A PEM private key, whole.
+    (
+        re.compile(
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+        ),
+        REDACTED,
+    ),
+    # A header that carries credentials, to the end of its value (a cookie has spaces).
+    (
+        re.compile(
+            r"(?i)\b(authorization|proxy-authorization|cookie|set-cookie|x-api-key)"
+            r"([\"']?\s*[:=]\s*[\"']?)[^\r\n\"']+"
+        ),
+        rf"\1\2{REDACTED}",
+    ),
+    # An HTTP credential after its scheme; 8+ token characters, so prose ("a bearer
+    # token") stays readable.
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9\-._~+/]{8,}=*"), rf"\1\2{REDACTED}"),
+    # A secret-named field with its value: client_secret=..., "access_token": "...".
+    (
+        re.compile(
+            r"(?i)\b(client[_-]?secret|(?:access|refresh|id)[_-]?token|api[_-]?key|password"
+            r"|passwd|secret|token)([\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;]+"
+        ),
+        rf"\1\2{REDACTED}",
+    ),
+    # A JWT anywhere (its header always starts with '{"', base64url "eyJ").
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
+)
 
 
 @dataclass(frozen=True)
@@ -74,11 +121,15 @@ class GatewayError(Exception):
     """A gateway call failed; ``reason`` names why, ``is_transient`` whether to retry soon."""
 
     transient: bool = False
+    #: For failures of the operator's own identity: the sentence a tenant is shown instead
+    #: of the gateway's words ({gateway}: "gateway 'name'", or "the gateway" if unknown).
+    withheld: ClassVar[str | None] = None
 
     def __init__(
         self,
         message: str,
         *,
+        gateway: str = "",
         rpc: str = "",
         code: str = "",
         request_id: str = "",
@@ -86,8 +137,18 @@ class GatewayError(Exception):
         retry_after: float | None = None,
         violations: tuple[FieldViolation, ...] = (),
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        public = message
+        if self.withheld is not None:
+            public = self.withheld.format(
+                gateway=f"gateway {gateway!r}" if gateway else "the gateway"
+            )
+        super().__init__(public)
+        self.message = public
+        """What a tenant may read: a condition's or an Event's message."""
+        self.detail = message
+        """The full (scrubbed) text, for the operator's log only."""
+        self.gateway = gateway
+        """The configured name of the gateway called, empty when not known."""
         self.rpc = rpc
         self.code = code
         """The gRPC status code name (``NOT_FOUND``...), empty when no RPC answered."""
@@ -111,10 +172,18 @@ class GatewayError(Exception):
         return Reason.for_gateway_code(self.code)
 
     def __str__(self) -> str:
+        return self._render(self.message)
+
+    def for_log(self) -> str:
+        """``str(self)`` with the full text in place of a withheld one: for the operator's
+        log (and the platform team's preflight), never for a tenant's object."""
+        return self._render(self.detail)
+
+    def _render(self, text: str) -> str:
         where = f"{self.rpc}: " if self.rpc else ""
         code = f"{self.code}: " if self.code else ""
         rid = f" (request id {self.request_id})" if self.request_id else ""
-        return f"{where}{code}{self.message}{rid}"
+        return f"{where}{code}{text}{rid}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
@@ -131,8 +200,8 @@ class GatewayAlreadyExists(GatewayError):
 class GatewayInvalid(GatewayError):
     """The gateway rejected the request's content; ``violations`` lists the fields."""
 
-    def __str__(self) -> str:
-        base = super().__str__()
+    def _render(self, text: str) -> str:
+        base = super()._render(text)
         if not self.violations:
             return base
         fields = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
@@ -146,9 +215,21 @@ class GatewayPreconditionFailed(GatewayError):
 class GatewayPermissionDenied(GatewayError):
     """Our identity lacks a role or scope for this call."""
 
+    withheld = (
+        "{gateway} refused the operator's identity for this call: the platform team should "
+        "check the roles and scopes the gateway grants the operator (the operator's log has "
+        "the gateway's answer)"
+    )
+
 
 class GatewayUnauthenticated(GatewayError):
     """The gateway did not accept our credentials."""
+
+    withheld = (
+        "{gateway} did not accept the operator's credentials: the platform team should check "
+        "the gateway credentials in the operator's configuration (the token or client secret "
+        "and its issuer and audience; the operator's log has the gateway's answer)"
+    )
 
 
 class GatewayTransient(GatewayError):
@@ -164,6 +245,12 @@ class GatewayInternal(GatewayError):
 class GatewayCredentialsError(GatewayError):
     """Our credentials could not be produced (unreadable file, token endpoint refused)."""
 
+    withheld = (
+        "the operator could not obtain credentials for {gateway}: the platform team should "
+        "check the gateway's auth settings, the mounted credential files and the token "
+        "endpoint (the operator's log has the details)"
+    )
+
     def __init__(self, message: str, *, transient: bool, **context: Any) -> None:
         super().__init__(message, **context)
         self.transient = transient
@@ -172,11 +259,14 @@ class GatewayCredentialsError(GatewayError):
     def reason(self) -> Reason:
         return Reason.GATEWAY_CREDENTIALS_UNAVAILABLE
 
-    def for_call(self, rpc: str, request_id: str, attempts: int) -> GatewayCredentialsError:
-        """The same failure, tagged with the call it stopped."""
+    def for_call(
+        self, gateway: str, rpc: str, request_id: str, attempts: int
+    ) -> GatewayCredentialsError:
+        """The same failure, tagged with the gateway and the call it stopped."""
         return GatewayCredentialsError(
-            self.message,
+            self.detail,
             transient=self.transient,
+            gateway=gateway,
             rpc=rpc,
             request_id=request_id,
             attempts=attempts,
@@ -209,32 +299,44 @@ def from_rpc_error(
     rpc: str,
     err: grpc.aio.AioRpcError,
     *,
+    gateway: str = "",
     request_id: str = "",
     attempts: int = 1,
     redact: Iterable[str] = (),
 ) -> GatewayError:
-    """Translate one failed RPC into our hierarchy; the only place gRPC errors are read."""
+    """Translate one failed RPC into our hierarchy; the only place gRPC errors are read.
+
+    Only the details and the decoded rich details are kept, scrubbed of ``redact`` (the
+    secrets we hold) and of anything credential-shaped; never the rest of the trailing
+    metadata nor ``debug_error_string``. Raise the result ``from None``."""
+    secrets = tuple(redact)
     code: grpc.StatusCode = err.code()
     cls = CODE_TO_ERROR.get(code, GatewayInternal)
-    message = _redact(err.details() or code.name.lower().replace("_", " "), redact)
+    message = scrub(err.details() or code.name.lower().replace("_", " "), secrets)
     violations, hint = _rich_details(err.trailing_metadata())
     return cls(
         message[:_MAX_MESSAGE],
+        gateway=gateway,
         rpc=rpc,
         code=code.name,
         request_id=request_id,
         attempts=attempts,
         retry_after=hint,
         violations=tuple(
-            FieldViolation(v.field, _redact(v.description, redact)) for v in violations
+            FieldViolation(scrub(v.field, secrets), scrub(v.description, secrets))
+            for v in violations
         ),
     )
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without the given secret values and without anything credential-shaped.
+
+    The longest values go first, so a secret that contains another is removed whole."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    for pattern, replacement in _SECRET_SHAPES:
+        text = pattern.sub(replacement, text)
     return text
 
 

@@ -6,11 +6,18 @@ SDK provider is still installed, so spans are real (the gateway receives a sampl
 `traceparent` and the trace id is written on the session) but exported nowhere. The
 gateway client takes the current span's context for the `traceparent` it sends, so the
 gateway's own spans join ours.
+
+No span records an exception by itself: the SDK would write `str(exc)` and the formatted
+traceback, chained causes included, into the exported event, and a library's exception can
+hold what no trace backend should (a gRPC error's debug text, an HTTP client's headers).
+`record_error` writes the same event and status scrubbed (gateway.errors.scrub); the
+gateway client records its own errors, scrubbed and unchained before they are raised.
 """
 
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,8 +27,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from helmdeck_operator import __version__
+from helmdeck_operator.gateway.errors import scrub
 
-__all__ = ["configure_tracing", "reconcile_span", "trace_id"]
+__all__ = ["configure_tracing", "reconcile_span", "record_error", "trace_id"]
 
 _tracer = trace.get_tracer("helmdeck_operator")
 
@@ -60,8 +68,30 @@ def reconcile_span(kind: str, namespace: str, name: str, uid: str) -> Iterator[t
         f"helmdeck.{kind}.name": name,
         f"helmdeck.{kind}.uid": uid,
     }
-    with _tracer.start_as_current_span(f"reconcile {kind}", attributes=attributes) as span:
-        yield span
+    with _tracer.start_as_current_span(
+        f"reconcile {kind}",
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except Exception as exc:  # cancellation is not a failure of the pass
+            record_error(span, exc)
+            raise
+
+
+def record_error(span: trace.Span, exc: BaseException) -> None:
+    """What the SDK records for an exception (an `exception` event, an ERROR status), with
+    the message and the traceback scrubbed of anything credential-shaped."""
+    message = scrub(str(exc))
+    # The SDK's own event (its type naming and keys), its two texts replaced.
+    scrubbed = {
+        "exception.message": message,
+        "exception.stacktrace": scrub("".join(traceback.format_exception(exc))),
+    }
+    span.record_exception(exc, attributes=scrubbed, escaped=True)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {message}"))
 
 
 def trace_id(span: trace.Span) -> str | None:
