@@ -10,10 +10,16 @@ dispatches. The development commands (`cluster`, `demo`, `dev`, `crd-reference`)
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from helmdeck_operator import __version__
+
+if TYPE_CHECKING:
+    from helmdeck_operator.policy.guard import EgressGuard
 
 __all__ = ["build_parser", "main"]
 
@@ -45,7 +51,19 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
     from helmdeck_operator.emulator import cli as emulator_cli
     from helmdeck_operator.policy import cli as policy_cli
 
-    return [run.register, emulator_cli.register, policy_cli.register]
+    return [
+        run.register,
+        emulator_cli.register,
+        functools.partial(policy_cli.register, guard_of=_egress_guard),
+    ]
+
+
+def _egress_guard(path: Path) -> EgressGuard:
+    """The egress guard an operator configuration file sets (`policy render --config`);
+    ConfigError (a ValueError) when the file is invalid."""
+    from helmdeck_operator.config import load_config
+
+    return load_config(path).egress_guard.guard()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

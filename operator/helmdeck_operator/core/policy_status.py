@@ -2,7 +2,9 @@
 
 Pure: validity and revision come from translating the spec; the session counts come from
 each bound session's own status.policy (which copies what the gateway reports loaded), so
-`loaded` means loaded on the gateway, not merely sent. The sessions arrive as a tally of
+`loaded` means loaded on the gateway, not merely sent; `egressGuard` says what the platform's
+egress guard did to the policy (how much it guards, and each allowedIps entry it narrowed),
+and a policy the guard refuses is not Valid (EgressGuarded). The sessions arrive as a tally of
 their (revision, desiredRevision, state): the operator keeps it current event by event, so
 a policy with thousands of sessions is counted in a few steps, not by reading every one.
 """
@@ -17,6 +19,7 @@ from typing import Any
 
 from helmdeck_operator.core.conditions import Condition, Status, merge_conditions
 from helmdeck_operator.core.plan import DesiredPolicy, EventSpec, PolicyProblem
+from helmdeck_operator.policy.guard import EgressReport
 from helmdeck_operator.vocabulary import ConditionType, EventReason, EventType, PolicyState, Reason
 
 __all__ = ["PolicyReport", "SessionPolicy", "report_policy", "session_policy", "tally"]
@@ -67,9 +70,13 @@ def report_policy(
     pending = total - loaded - failed
 
     if isinstance(desired, PolicyProblem):
-        valid = Condition(ConditionType.VALID, Status.FALSE, Reason.INVALID, desired.message)
+        why = desired.reason if desired.reason in _PLATFORM_REFUSALS else Reason.INVALID
+        valid = Condition(ConditionType.VALID, Status.FALSE, why, desired.message)
         applied = Condition(
-            ConditionType.APPLIED, Status.FALSE, Reason.INVALID, "the spec does not translate"
+            ConditionType.APPLIED,
+            Status.FALSE,
+            why,
+            _PLATFORM_REFUSALS.get(why, "the spec does not translate"),
         )
     else:
         valid = Condition(
@@ -117,10 +124,35 @@ def report_policy(
         "conditions": merge_conditions(
             old.get("conditions", []), (valid, applied), generation=generation, now=now
         ),
+        # None removes it (a merge patch): nothing was guarded, or nothing is sent.
+        "egressGuard": _egress(desired.egress) if isinstance(desired, DesiredPolicy) else None,
     }
     # An invalid spec gives sessions nothing to load: waiting on them would poll until it is fixed.
     settled = rev is None or pending == 0
     return PolicyReport(status, rev, _events(old, valid, applied, rev, total), settled)
+
+
+def _egress(report: EgressReport | None) -> dict[str, Any] | None:
+    """status.egressGuard: counts of what is guarded (the ranges and names themselves are
+    the platform's, not the tenant's to read), and each narrowing."""
+    if report is None:
+        return None
+    return {
+        "cidrs": report.cidrs,
+        "hosts": report.hosts,
+        "exemptions": report.exemptions,
+        "narrowed": [
+            {"field": n.field, "entry": n.entry, "kept": list(n.kept), "guard": list(n.guarded)}
+            for n in report.narrowings
+        ],
+    }
+
+
+#: Policies the platform's rules refuse (not a translation problem): what Applied says.
+_PLATFORM_REFUSALS = {
+    Reason.EGRESS_GUARDED: "the platform's egress guard refuses the policy: it is not sent",
+    Reason.TENANCY_REFUSED: "the namespace's TenantPolicy refuses the policy: it is not sent",
+}
 
 
 def _events(
@@ -132,7 +164,11 @@ def _events(
     if valid.status is Status.FALSE and (
         old_valid.get("status") != Status.FALSE or old_valid.get("message") != valid.message
     ):
-        events.append(EventSpec(EventType.WARNING, EventReason.INVALID, valid.message))
+        event = {
+            Reason.EGRESS_GUARDED: EventReason.EGRESS_GUARDED,
+            Reason.TENANCY_REFUSED: EventReason.TENANCY_REFUSED,
+        }.get(Reason(valid.reason), EventReason.INVALID)
+        events.append(EventSpec(EventType.WARNING, event, valid.message))
     old_applied = before.get(ConditionType.APPLIED, {})
     if applied.reason is Reason.LOADED and (
         old_applied.get("reason") != Reason.LOADED or old.get("revision") != rev

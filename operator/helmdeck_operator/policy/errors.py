@@ -8,6 +8,7 @@ translated in exactly one place: `from_pydantic`.
 
     PolicyValidationError(ValueError)
         .issues: tuple[Issue(path, message), ...]
+        EgressGuardError: valid, but it opens what the platform's egress guard closes
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from dataclasses import dataclass
 import pydantic
 import pydantic_core
 
-__all__ = ["SPEC_ROOT", "Issue", "PolicyValidationError", "field_path", "from_pydantic"]
+__all__ = [
+    "SPEC_ROOT",
+    "EgressGuardError",
+    "Issue",
+    "PolicyValidationError",
+    "field_path",
+    "from_pydantic",
+]
 
 #: Field paths are reported from the object root, as the apiserver reports them.
 SPEC_ROOT = "spec"
@@ -48,6 +56,12 @@ class PolicyValidationError(ValueError):
         if not self.issues:
             raise ValueError("a PolicyValidationError needs at least one issue")
         super().__init__("; ".join(str(issue) for issue in self.issues))
+
+
+class EgressGuardError(PolicyValidationError):
+    """A spec the CRD accepts that would open an address or name the platform's egress
+    guard closes (`guard`): refused, never sent. A subclass, so that every caller that
+    reports validation problems reports these too, and those that care tell them apart."""
 
 
 def field_path(location: Iterable[int | str], root: str = SPEC_ROOT) -> str:

@@ -17,18 +17,21 @@ stands for; computing it in one pure function means they cannot disagree. The ma
 - `staticChanges` and `rollout` steer the operator, not the sandbox, and are not translated.
 
 The result is canonical (`canonical.canonicalize`), so equal specs give equal bytes.
+
+What the operator sends is `to_guarded_policy`: the translation of the spec with the
+platform's egress guard merged in (`guard`), refused when the guard cannot be merged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from openshell._proto import sandbox_pb2
 
-from helmdeck_operator.policy import canonical, model
+from helmdeck_operator.policy import canonical, errors, guard, model
 
-__all__ = ["POLICY_VERSION", "to_sandbox_policy"]
+__all__ = ["POLICY_VERSION", "Guarded", "to_guarded_policy", "to_sandbox_policy"]
 
 #: The `SandboxPolicy.version` (schema version) OpenShell 0.1.x accepts.
 POLICY_VERSION = 1
@@ -77,6 +80,29 @@ def to_sandbox_policy(spec: model.SidecarPolicySpec | object) -> sandbox_pb2.San
             )
         )
     return canonical.canonicalize(policy)
+
+
+class Guarded(NamedTuple):
+    """A spec's policy as the operator sends it, and what the guard changed in it."""
+
+    policy: sandbox_pb2.SandboxPolicy
+    report: guard.EgressReport
+
+
+def to_guarded_policy(
+    spec: model.SidecarPolicySpec | object,
+    egress_guard: guard.EgressGuard,
+    allow: guard.EgressAllowance = guard.NO_ALLOWANCE,
+) -> Guarded:
+    """The canonical policy of a spec with the egress guard (less `allow`) merged in.
+
+    Raises `errors.PolicyValidationError` for a spec the CRD would refuse, and its
+    `errors.EgressGuardError` for one the guard refuses (naming each field).
+    """
+    guarded = guard.guard_spec(model.parse_spec(spec), egress_guard, allow)
+    if guarded.refusals:
+        raise errors.EgressGuardError(guarded.refusals)
+    return Guarded(to_sandbox_policy(guarded.spec), guarded.report)
 
 
 def _rule(rule: model.NetworkRule) -> sandbox_pb2.NetworkPolicyRule:

@@ -12,6 +12,8 @@ from typing import Any
 from helmdeck_operator.core.policy_status import PolicyReport, report_policy, tally
 from helmdeck_operator.desired import resolve
 from helmdeck_operator.policy import revision, translate
+from helmdeck_operator.policy.guard import EgressGuard
+from tests.support import policies
 from tests.support.builders import NOW, later
 from tests.support.policies import family_spec
 
@@ -26,7 +28,9 @@ def report(
     old: dict[str, Any] | None = None,
     generation: int = 1,
 ) -> PolicyReport:
-    return report_policy(resolve("p", spec), generation, tally(bound), old or {}, NOW)
+    return report_policy(
+        resolve("p", spec, EgressGuard()), generation, tally(bound), old or {}, NOW
+    )
 
 
 def loaded(rev: str) -> dict[str, Any]:
@@ -219,7 +223,7 @@ def test_unchanged_conditions_keep_their_transition_time() -> None:
     spec = family_spec("node")
     first = report(spec, [])
 
-    again = report_policy(resolve("p", spec), 1, tally([]), first.status, later(60))
+    again = report_policy(resolve("p", spec, EgressGuard()), 1, tally([]), first.status, later(60))
 
     assert again.status["conditions"] == first.status["conditions"]
 
@@ -229,3 +233,56 @@ def test_static_changes_setting_does_not_change_the_revision() -> None:
     other = dict(spec, staticChanges="Recreate")
 
     assert report(other, []).revision == report(spec, []).revision
+
+
+# -- the egress guard --------------------------------------------------------------------
+
+SERVICES = EgressGuard.build(service_cidrs=["10.96.0.0/12"], hosts=["metadata.google.internal"])
+
+
+def wide_spec(host: str = "internal.example.com") -> dict[str, Any]:
+    return policies.with_endpoint(
+        host=host, protocol="rest", access="read-only", allowedIps=["10.0.0.0/8"]
+    )
+
+
+def test_the_status_carries_the_guard_summary_and_each_narrowing() -> None:
+    result = report_policy(resolve("p", wide_spec(), SERVICES), 1, tally([]), {}, NOW)
+
+    assert conditions(result)["Valid"] == ("True", "Translated")
+    assert result.status["egressGuard"] == {
+        "cidrs": 3,
+        "hosts": 1,
+        "exemptions": 0,
+        "narrowed": [
+            {
+                "field": "spec.network[0].endpoints[0].allowedIps[0]",
+                "entry": "10.0.0.0/8",
+                "kept": ["10.0.0.0/10", "10.64.0.0/11", "10.112.0.0/12", "10.128.0.0/9"],
+                "guard": ["10.96.0.0/12 (serviceCidrs)"],
+            }
+        ],
+    }
+    guarded = translate.to_guarded_policy(wide_spec(), SERVICES).policy
+    assert result.revision == revision.revision(guarded)  # the revision of what is sent
+    assert result.revision != revision_of(wide_spec())
+
+
+def test_a_policy_the_guard_refuses_is_not_valid_and_names_the_field() -> None:
+    spec = wide_spec(host="metadata.google.internal")
+
+    first = report_policy(resolve("p", spec, SERVICES), 1, tally([{}]), {}, NOW)
+    again = report_policy(resolve("p", spec, SERVICES), 1, tally([{}]), first.status, NOW)
+
+    assert conditions(first) == {
+        "Valid": ("False", "EgressGuarded"),
+        "Applied": ("False", "EgressGuarded"),
+    }
+    valid = first.status["conditions"][0]["message"]
+    assert "spec.network[0].endpoints[0].host: metadata.google.internal is" in valid
+    assert (first.revision, first.status["egressGuard"]) == (None, None)
+    assert first.settled  # nothing is sent, so nothing to wait for
+    assert [(e.type, e.reason, e.message) for e in first.events] == [
+        ("Warning", "EgressGuarded", valid)
+    ]
+    assert again.events == ()

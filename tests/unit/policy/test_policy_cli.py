@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helmdeck_dev.operator_process import write_config
 from helmdeck_operator import cli as main_cli
 from helmdeck_operator.policy import cli, revision, translate
+from helmdeck_operator.policy.guard import EgressGuard
 
 SPEC = """\
 network:
@@ -104,7 +106,8 @@ def test_invalid_spec_prints_each_field_path_and_exits_2(
     assert lines[0].startswith("spec.network[0].endpoints[0].host: host *.org may use a wildcard")
     assert lines[1] == (
         "spec.process.runAsUser: runAsUser root must be sandbox or a numeric uid from 1 to "
-        "4294967294 (OpenShell resolves no other user names, and never runs as root)"
+        "4294967294 in plain decimal (no sign, spaces or leading zeros; OpenShell resolves no "
+        "other user names, and never runs as root)"
     )
 
 
@@ -156,3 +159,86 @@ def test_render_needs_a_file_argument(capsys: pytest.CaptureFixture[str]) -> Non
 
     assert exited.value.code == 2
     assert "file" in capsys.readouterr().err
+
+
+# -- the egress guard ----------------------------------------------------------------------
+
+WIDE = """\
+network:
+  - name: internal
+    endpoints:
+      - host: internal.example.com
+        port: 443
+        protocol: rest
+        access: read-only
+        allowedIps: [10.0.0.0/8]
+"""
+
+
+def operator_config(tmp_path: Path, **egress_guard: list[str]) -> str:
+    path = write_config(tmp_path / "config.yaml", "127.0.0.1:17670", egress_guard=egress_guard)
+    return str(path)
+
+
+def test_render_merges_the_configured_guard_and_reports_each_narrowing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = operator_config(tmp_path, service_cidrs=["10.96.0.0/12"])
+
+    code, out, err = run(["policy", "render", "--config", config, write(tmp_path, WIDE)], capsys)
+
+    assert code == 0
+    kept = ["10.0.0.0/10", "10.112.0.0/12", "10.128.0.0/9", "10.64.0.0/11"]
+    endpoint = yaml.safe_load(out)["network_policies"]["internal"]["endpoints"][0]
+    assert endpoint["allowed_ips"] == kept
+    assert err == (
+        "egress guard: spec.network[0].endpoints[0].allowedIps[0]: 10.0.0.0/8 narrowed to "
+        "10.0.0.0/10, 10.64.0.0/11, 10.112.0.0/12, 10.128.0.0/9 to leave out "
+        "10.96.0.0/12 (serviceCidrs)\n"
+    )
+    guard = EgressGuard.build(service_cidrs=["10.96.0.0/12"])
+    assert out == cli.render(translate.to_guarded_policy(yaml.safe_load(WIDE), guard).policy)
+
+
+def test_without_a_configuration_only_the_link_local_ranges_are_guarded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["policy", "render", write(tmp_path, WIDE)], capsys)
+
+    assert (code, err) == (0, "")
+    endpoint = yaml.safe_load(out)["network_policies"]["internal"]["endpoints"][0]
+    assert endpoint["allowed_ips"] == ["10.0.0.0/8"]
+
+    code, out, err = run(
+        ["policy", "render", write(tmp_path, WIDE.replace("10.0.0.0/8", "169.254.0.0/15"))],
+        capsys,
+    )
+    endpoint = yaml.safe_load(out)["network_policies"]["internal"]["endpoints"][0]
+    assert endpoint["allowed_ips"] == ["169.255.0.0/16"]
+    assert "to leave out 169.254.0.0/16 (linkLocal)" in err
+
+
+def test_a_policy_the_guard_refuses_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = operator_config(tmp_path, api_server=["kubernetes.default.svc"])
+    spec = SPEC.replace("registry.npmjs.org", '"*.default.svc"')
+
+    code, out, err = run(["policy", "render", "--config", config, write(tmp_path, spec)], capsys)
+
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        "spec.network[0].endpoints[0].host: *.default.svc can name kubernetes.default.svc "
+        "(apiServer), which the platform's egress guard closes"
+    )
+
+
+def test_an_invalid_configuration_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = operator_config(tmp_path, pod_cidrs=["10.244.0.1/16"])
+
+    code, out, err = run(["policy", "render", "--config", config, write(tmp_path, SPEC)], capsys)
+
+    assert (code, out) == (2, "")
+    assert "egress_guard.pod_cidrs: '10.244.0.1/16' is not a CIDR" in err
