@@ -18,6 +18,7 @@ CRDS = (
     "helmdecksessions.helmdeck.dev",
     "sessionpools.helmdeck.dev",
     "sidecarpolicies.helmdeck.dev",
+    "tenantpolicies.helmdeck.dev",
 )
 #: Label put on everything the suite creates, so a failed run can be cleaned up by hand:
 #: kubectl delete ns -l helmdeck.dev/e2e=true

@@ -91,7 +91,9 @@ def local_values(gateway_address: str) -> dict[str, Any]:
                 "driver": "kubernetes",
                 "plaintext": True,
                 "auth": {"type": "none"},
-                "egress": [],
+                # The NetworkPolicy (on by default) needs a peer per gateway; it is rendered
+                # and checked, then dropped with the other kubelet-only objects.
+                "egress": [{"ipBlock": {"cidr": "127.0.0.1/32"}}],
             }
         ],
     }

@@ -32,7 +32,13 @@ NAMESPACED = (
     "poddisruptionbudgets",
     "networkpolicies",
 )
-CLUSTER_SCOPED = ("clusterroles", "clusterrolebindings")
+CLUSTER_SCOPED = (
+    "clusterroles",
+    "clusterrolebindings",
+    "tenantpolicies",
+    "validatingadmissionpolicies",
+    "validatingadmissionpolicybindings",
+)
 
 
 def helm(pytestconfig: pytest.Config, *args: str) -> str:
@@ -81,7 +87,14 @@ def test_helm_uninstall_leaves_nothing_behind(
 
     leftovers = []
     for kind, name, namespace in objects:
-        where = ["-n", namespace or ns] if kind not in ("ClusterRole", "ClusterRoleBinding") else []
+        cluster_kinds = (
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "TenantPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+        )
+        where = ["-n", namespace or ns] if kind not in cluster_kinds else []
         if kind == "CustomResourceDefinition":
             continue
         result = kubectl.run("get", kind, name, *where, "-o", "name")

@@ -28,11 +28,19 @@ _IMAGES = {
 }
 
 
-def write_config(path: Path, gateway_address: str, **overrides: Any) -> Path:
+def write_config(
+    path: Path,
+    gateway_address: str,
+    *,
+    gateway_fields: Mapping[str, Mapping[str, Any]] | None = None,
+    **overrides: Any,
+) -> Path:
     """An operator configuration with gateways `pods` and `microvm` on one emulator.
 
     The two gateways use separate workspaces of the same emulator, standing in for two
     gateways with different compute drivers. Intervals are short so tests converge fast.
+    `gateway_fields` merges fields into the gateway entry of that name (the list itself is
+    built here: it needs the emulator's address); `overrides` into the rest.
     """
     config: dict[str, Any] = {
         "instance": "helmdeck-test",
@@ -74,6 +82,8 @@ def write_config(path: Path, gateway_address: str, **overrides: Any) -> Path:
             "denial_poll_max_seconds": 2,
         },
     }
+    for entry in config["gateways"]:
+        _merge(entry, (gateway_fields or {}).get(entry["name"], {}))
     _merge(config, overrides)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -1,10 +1,12 @@
 """The rendered chart against the real apiserver: every posture passes a server-side dry-run
 (schema, defaulting, admission, RBAC escalation checks), and the RBAC, applied for real,
-grants the chart's ServiceAccount exactly the operator's permissions where they belong.
+grants the chart's ServiceAccount exactly the operator's permissions where they belong, and
+lets it derive its instance from the cluster and nothing more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import Iterator
@@ -14,7 +16,11 @@ from typing import Any
 import pytest
 
 from helmdeck_dev.controlplane import ControlPlane
-from helmdeck_operator.run import PERMISSIONS
+from helmdeck_dev.operator_process import write_config
+from helmdeck_operator.config import load_config
+from helmdeck_operator.core.naming import CLUSTER_ID_NAMESPACE, derived_instance
+from helmdeck_operator.kube import Kube, KubeError
+from helmdeck_operator.run import CLUSTER_PERMISSIONS, PERMISSIONS, _instance
 from tests.support.chart import POSTURES, Helm, posture
 from tests.support.cluster import create_namespace, delete_namespace, install_crds
 
@@ -55,6 +61,12 @@ def test_server_side_dry_run(
     assert all(line.endswith("(server dry run)") for line in applied), result.stdout
     kinds = {line.split("/")[0].split(".")[0] for line in applied}
     assert {"customresourcedefinition", "serviceaccount", "configmap", "deployment"} <= kinds
+    # Tenancy, in every posture: TenantPolicies and the admission checks (their CEL parsed).
+    assert {
+        "tenantpolicy",
+        "validatingadmissionpolicy",
+        "validatingadmissionpolicybinding",
+    } <= kinds
     if name == "servicemonitor":
         assert "servicemonitor" in kinds
     if name == "networkpolicy":
@@ -151,6 +163,10 @@ def test_namespaced_rbac_grants_exactly_the_operators_permissions(
         assert _can_i(cluster, account, "get", f"{crds}/sidecarpolicies.helmdeck.dev")
         assert not _can_i(cluster, account, "get", f"{crds}/servicemonitors.monitoring.coreos.com")
         assert not _can_i(cluster, account, "list", crds)
+        # The derived instance: the kube-system Namespace, in this scope too, and no other.
+        assert _can_i(cluster, account, "get", f"namespaces/{CLUSTER_ID_NAMESPACE}")
+        assert not _can_i(cluster, account, "get", f"namespaces/{namespace}")
+        _assert_tenancy_reads(cluster, account)
 
 
 def test_cluster_rbac_grants_the_operators_permissions_everywhere(
@@ -179,3 +195,53 @@ def test_cluster_rbac_grants_the_operators_permissions_everywhere(
             "--all-namespaces",
         )
         assert not _can_i(cluster, account, "get", "secrets", "--all-namespaces")
+        _assert_tenancy_reads(cluster, account)
+
+
+def _assert_tenancy_reads(cluster: ControlPlane, account: str) -> None:
+    """Tenancy, in either scope: TenantPolicies and Namespaces read cluster-wide, and only
+    read (a tenant's rules are the platform team's to write)."""
+    for verb, group, resource, sub in CLUSTER_PERMISSIONS:
+        what = _resource(group, resource, sub)
+        assert _can_i(cluster, account, verb, *what), f"{verb} {what}"
+    for verb in ("get", "create", "update", "patch", "delete"):
+        assert not _can_i(cluster, account, verb, "tenantpolicies.helmdeck.dev"), verb
+    assert not _can_i(cluster, account, "patch", "namespaces")
+
+
+def test_the_chart_account_derives_the_instance_and_reads_no_other_namespace(
+    helm: Helm,
+    cluster: ControlPlane,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the chart's ServiceAccount, the operator's start-up step reads the kube-system
+    Namespace's UID (the one GET the derivation needs) and is refused any other Namespace."""
+    cluster_uid = cluster.kubectl(
+        "get", "namespace", CLUSTER_ID_NAMESPACE, "-o", "jsonpath={.metadata.uid}"
+    ).stdout
+    config = load_config(
+        write_config(tmp_path / "config.yaml", "127.0.0.1:1", instance="", release="ns/r"),
+        environ={},
+    )
+    with _rbac_applied(helm, cluster, None, namespace) as fullname:
+        monkeypatch.setenv(
+            "KUBECONFIG",
+            str(cluster.serviceaccount_kubeconfig(namespace, fullname, tmp_path / "sa.yaml")),
+        )
+
+        async def as_the_account() -> tuple[str, str]:
+            kube = Kube.from_environment()
+            try:
+                resolved, source = await _instance(config, kube)
+                with pytest.raises(KubeError, match="forbidden"):
+                    await kube.namespace_uid(namespace)
+                return resolved.instance, source
+            finally:
+                await kube.close()
+
+        instance, source = asyncio.run(as_the_account())
+    assert cluster_uid
+    assert instance == derived_instance(cluster_uid, "ns/r")
+    assert source.startswith("derived from the kube-system Namespace's UID")

@@ -22,6 +22,7 @@ def test_the_chart_carries_exactly_the_crds_and_policies() -> None:
         "helmdecksessions.helmdeck.dev.yaml",
         "sessionpools.helmdeck.dev.yaml",
         "sidecarpolicies.helmdeck.dev.yaml",
+        "tenantpolicies.helmdeck.dev.yaml",
     ]
     assert POLICIES == ["browser.yaml", "node.yaml", "python.yaml", "vision.yaml"]
     assert sorted(p.name for p in (CHART / "crds").iterdir()) == CRDS

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from helmdeck_operator.run import CRDS, PERMISSIONS
+from helmdeck_operator.core.naming import CLUSTER_ID_NAMESPACE
+from helmdeck_operator.run import CLUSTER_PERMISSIONS, CRDS, PERMISSIONS
 from tests.support.chart import FULLNAME, RELEASE_NAMESPACE, Helm, find, one, posture
 
 Triple = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
@@ -48,7 +49,16 @@ LEASE_RULES = [
         "verbs": ["get", "update"],
     },
 ]
-#: `check`: its own three CRDs, by name.
+#: A derived instance: the kube-system Namespace's UID, the cluster's identity, read once.
+CLUSTER_ID_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": ["namespaces"],
+        "resourceNames": [CLUSTER_ID_NAMESPACE],
+        "verbs": ["get"],
+    }
+]
+#: `check`: its own four CRDs, by name.
 CRD_RULES = [
     {
         "apiGroups": ["apiextensions.k8s.io"],
@@ -131,9 +141,27 @@ def _assert_common(objects: list[dict[str, Any]]) -> None:
     assert _binding_subjects(one(objects, "RoleBinding", f"{FULLNAME}-leader-election")) == _SUBJECT
     assert one(objects, "ClusterRole", f"{FULLNAME}-crds")["rules"] == CRD_RULES
     assert _binding_subjects(one(objects, "ClusterRoleBinding", f"{FULLNAME}-crds")) == _SUBJECT
-    # Nothing else grants anything.
+    # The default instance is derived: a ClusterRole in either scope, on the one Namespace.
+    assert one(objects, "ClusterRole", f"{FULLNAME}-cluster-id")["rules"] == CLUSTER_ID_RULES
+    binding = one(objects, "ClusterRoleBinding", f"{FULLNAME}-cluster-id")
+    assert binding["roleRef"]["name"] == f"{FULLNAME}-cluster-id"
+    assert _binding_subjects(binding) == _SUBJECT
+    # Tenancy: TenantPolicies and Namespaces are cluster-scoped, so a ClusterRole in either
+    # scope, read only: exactly `run.CLUSTER_PERMISSIONS`.
+    tenancy = one(objects, "ClusterRole", f"{FULLNAME}-tenancy")
+    assert triples(tenancy["rules"]) == {
+        (group, resource, verb) for verb, group, resource, _ in CLUSTER_PERMISSIONS
+    }
+    binding = one(objects, "ClusterRoleBinding", f"{FULLNAME}-tenancy")
+    assert binding["roleRef"]["name"] == f"{FULLNAME}-tenancy"
+    assert _binding_subjects(binding) == _SUBJECT
+    # Nothing else grants anything (the tenancy objects grant nothing: they restrict).
     kinds = {o["kind"] for o in objects}
     assert kinds <= {
+        "TenantPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "NetworkPolicy",
         "ServiceAccount",
         "ConfigMap",
         "ClusterRole",
@@ -151,6 +179,8 @@ def _assert_common(objects: list[dict[str, Any]]) -> None:
     [
         ({"leaderElection": {"enabled": False}, "replicas": 1}, f"{FULLNAME}-leader-election"),
         ({"rbac": {"create": True, "scope": "cluster", "checkCRDs": False}}, f"{FULLNAME}-crds"),
+        # A pinned instance is not derived: no grant on kube-system.
+        ({"config": {"instance": "team-blue"}}, f"{FULLNAME}-cluster-id"),
     ],
 )
 def test_optional_grants_can_be_left_out(helm: Helm, values: dict[str, Any], absent: str) -> None:

@@ -15,6 +15,7 @@ from helmdeck_operator.config import (
     FAMILIES,
     FAMILY_PORTS,
     Concurrency,
+    EgressGuardConfig,
     Intervals,
     Observability,
     OperatorConfig,
@@ -23,11 +24,12 @@ from helmdeck_operator.config import (
     Sessions,
     load_config,
 )
-from helmdeck_operator.gateway.config import GatewayConfig, RateLimit, RetryPolicy
+from helmdeck_operator.gateway.config import GatewayConfig, RateLimit, RetryPolicy, WorkspaceMode
 from helmdeck_operator.runtime import load_family_policy
 from tests.support.chart import (
     FULLNAME,
     POSTURES,
+    RELEASE,
     RELEASE_NAMESPACE,
     Helm,
     find,
@@ -44,10 +46,10 @@ def test_lint_strict(helm: Helm, name: str) -> None:
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
 
 
-def test_kube_version_older_than_129_is_refused(helm: Helm) -> None:
-    result = helm.render(None, "--kube-version", "1.28.0")
+def test_kube_version_older_than_131_is_refused(helm: Helm) -> None:
+    result = helm.render(None, "--kube-version", "1.30.0")
     assert result.returncode != 0
-    assert "requires kubeVersion: >=1.29.0-0" in result.stderr
+    assert "requires kubeVersion: >=1.31.0-0" in result.stderr
 
 
 def load_rendered_config(helm: Helm, values: dict[str, Any], workdir: Path) -> OperatorConfig:
@@ -68,7 +70,10 @@ def test_rendered_config_is_valid_for_the_operator(helm: Helm, name: str, tmp_pa
     for family in FAMILIES:
         policy_file = config.families[family].policy_file
         assert policy_file == tmp_path / "policies" / f"{family}.yaml"
-        assert load_family_policy(family, policy_file).name == f"helmdeck-default-{family}"
+        assert (
+            load_family_policy(family, policy_file, config.egress_guard.guard()).name
+            == f"helmdeck-default-{family}"
+        )
 
 
 def test_rendered_config_follows_the_values(helm: Helm, tmp_path: Path) -> None:
@@ -153,6 +158,8 @@ def test_rendered_config_follows_the_values(helm: Helm, tmp_path: Path) -> None:
     )
     assert pods.auth.type == "mtls"
     assert (microvm.driver, microvm.workspace, microvm.deadline_seconds) == ("vm", "agents", 20)
+    assert (microvm.workspaces, microvm.workspace_prefix) == (WorkspaceMode.PER_NAMESPACE, "vm-")
+    assert pods.workspaces is WorkspaceMode.SHARED  # left out: today's behaviour
     assert (microvm.tls.ca_file, microvm.tls.cert_file, microvm.tls.server_name) == (
         d / "microvm/ca.crt",
         None,
@@ -197,7 +204,18 @@ def test_chart_defaults_are_the_operators_defaults(helm: Helm, tmp_path: Path) -
         RetryPolicy(),
         RateLimit(),
     )
-    assert (config.instance, config.on_sandbox_lost) == ("helmdeck-operator", "Recreate")
+    assert config.on_sandbox_lost == "Recreate"
+
+
+def test_the_default_instance_is_derived_from_the_release(helm: Helm, tmp_path: Path) -> None:
+    """Left empty, the operator derives the instance from the cluster and the release the
+    chart names: nothing random is rendered, so every render (Argo CD syncs) is the same."""
+    config = load_rendered_config(helm, {}, tmp_path)
+    assert (config.instance, config.release) == ("", f"{RELEASE_NAMESPACE}/{RELEASE}")
+    assert helm.template() == helm.template()
+    other = helm.objects(namespace="team-a", release="hd2")
+    text = one(other, "ConfigMap", "hd2-helmdeck-operator-config")["data"]["config.yaml"]
+    assert yaml.safe_load(text)["release"] == "team-a/hd2"
 
 
 def test_values_yaml_writes_the_family_ports_out(helm: Helm) -> None:
@@ -262,6 +280,7 @@ def test_a_value_left_out_is_the_operators_default(helm: Helm, tmp_path: Path) -
                 "endpoint": "127.0.0.1:8080",
                 "plaintext": True,
                 "rateLimit": {"burst": 3},
+                "egress": [{"ipBlock": {"cidr": "127.0.0.1/32"}}],
             }
         ],
     }
@@ -305,9 +324,10 @@ def test_pod_is_locked_down(helm: Helm, name: str) -> None:
     assert container["resources"]["limits"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    metrics = {"metrics": 9090} if posture(name).get("metrics", {}).get("enabled") else {}
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "health": 8080,
-        "metrics": 9090,
+        **metrics,
     }
 
 
@@ -321,7 +341,7 @@ def test_image_defaults_to_the_app_version_and_can_be_pinned_by_digest(helm: Hel
 
 
 _ELECTION = ["--leader-election", "--lease-name", FULLNAME, "--lease-namespace", RELEASE_NAMESPACE]
-_PORTS = ["--health-port", "8080", "--metrics-port", "9090"]
+_PORTS = ["--health-port", "8080"]
 
 
 @pytest.mark.parametrize(
@@ -333,6 +353,7 @@ _PORTS = ["--health-port", "8080", "--metrics-port", "9090"]
             ["run", *_ELECTION, *_PORTS, "--namespace", "team-a", "--namespace", "team-b"],
         ),
         ("single", ["run", *_PORTS]),
+        ("servicemonitor", ["run", *_ELECTION, *_PORTS, "--metrics-port", "9090"]),
     ],
 )
 def test_args(helm: Helm, name: str, args: list[str]) -> None:
@@ -428,14 +449,33 @@ def test_replicas_pdb_and_strategy(helm: Helm, name: str, pdb: bool, strategy: s
         assert budgets[0]["spec"]["selector"] == deployment["spec"]["selector"]
 
 
-def test_metrics_service_and_service_monitor(helm: Helm) -> None:
+def test_metrics_are_off_by_default(helm: Helm) -> None:
+    """No metrics port, Service, ServiceMonitor or NetworkPolicy rule unless metrics.enabled
+    (the operator serves /metrics only with --metrics-port); metrics.service.enabled, on in
+    values.yaml, does not turn them on alone."""
     default = helm.objects()
-    service = one(default, "Service", f"{FULLNAME}-metrics")
+    assert "--metrics-port" not in _container(default)["args"]
+    assert not find(default, "Service")
+    assert not find(default, "ServiceMonitor")
+    policy = one(default, "NetworkPolicy", FULLNAME)["spec"]
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == ["health"]
+
+
+def test_metrics_without_a_service(helm: Helm) -> None:
+    values = posture("networkpolicy")
+    values["metrics"]["service"] = {"enabled": False}
+    objects = helm.objects(values)
+    assert "--metrics-port" in _container(objects)["args"]
+    assert not find(objects, "Service")
+
+
+def test_metrics_service_and_service_monitor(helm: Helm) -> None:
+    objects = helm.objects(posture("servicemonitor"))
+    service = one(objects, "Service", f"{FULLNAME}-metrics")
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
     ]
-    assert not find(default, "ServiceMonitor")
-    monitor = one(helm.objects(posture("servicemonitor")), "ServiceMonitor")
+    monitor = one(objects, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
@@ -445,16 +485,49 @@ def test_metrics_service_and_service_monitor(helm: Helm) -> None:
     ]
 
 
+_HEALTH_FROM_ANYWHERE = {"ports": [{"port": "health", "protocol": "TCP"}]}
+_OPENSHELL = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "openshell"}}}
+
+
+def test_network_policy_by_default(helm: Helm) -> None:
+    """On by default and complete without an address: out, DNS to kube-dns, the apiserver's
+    ports anywhere (a render cannot look its addresses up), the gateway's port to its peers;
+    in, the health port only, from anywhere (the kubelet's probes)."""
+    objects = helm.objects()
+    policy = one(objects, "NetworkPolicy", FULLNAME)["spec"]
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [_HEALTH_FROM_ANYWHERE]
+    dns, apiserver, gateway = policy["egress"]
+    assert dns == {
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+        "to": [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                },
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+    }
+    assert apiserver == {
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]
+    }
+    assert gateway == {"ports": [{"port": 8080, "protocol": "TCP"}], "to": [_OPENSHELL]}
+
+
+def test_network_policy_can_be_turned_off(helm: Helm) -> None:
+    assert not find(helm.objects(posture("upgrade")), "NetworkPolicy")
+
+
 def test_network_policy(helm: Helm) -> None:
-    assert not find(helm.objects(), "NetworkPolicy")
     policy = one(helm.objects(posture("networkpolicy")), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["ingress"] == [
+        _HEALTH_FROM_ANYWHERE,
         {
-            "ports": [
-                {"port": "health", "protocol": "TCP"},
-                {"port": "metrics", "protocol": "TCP"},
-            ],
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
             "from": [
                 {
                     "namespaceSelector": {
@@ -462,7 +535,7 @@ def test_network_policy(helm: Helm) -> None:
                     }
                 }
             ],
-        }
+        },
     ]
     dns, apiserver, pods, microvm, static, extra = policy["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
@@ -470,10 +543,7 @@ def test_network_policy(helm: Helm) -> None:
         "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
         "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}, {"ipBlock": {"cidr": "172.18.0.2/32"}}],
     }
-    assert pods["ports"] == [{"port": 8080, "protocol": "TCP"}]
-    assert pods["to"] == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "openshell"}}}
-    ]
+    assert pods == {"ports": [{"port": 8080, "protocol": "TCP"}], "to": [_OPENSHELL]}
     assert microvm == {
         "ports": [{"port": 443, "protocol": "TCP"}],
         "to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}],
@@ -497,4 +567,42 @@ def test_grafana_dashboard(helm: Helm) -> None:
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["helmdeck-operator.json"]) == json.loads(
         (CHART / "dashboards" / "helmdeck-operator.json").read_text()
+    )
+
+
+def test_the_egress_guard_defaults_to_the_api_server_names_and_metadata_services(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """The chart guards more than the operator alone (link-local only): the in-cluster API
+    server names and the cloud metadata services; the cluster's ranges are the user's to
+    give (values.yaml says how to find them)."""
+    guard = load_rendered_config(helm, {}, tmp_path).egress_guard
+    assert guard.api_server == (
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    )
+    assert (guard.service_cidrs, guard.pod_cidrs) == ((), ())
+    assert "metadata.google.internal" in guard.hosts
+    assert "fd00:ec2::254/128" in guard.cidrs
+
+
+def test_the_egress_guard_follows_the_values(helm: Helm, tmp_path: Path) -> None:
+    values = {
+        "config": {
+            "egressGuard": {
+                "apiServer": ["10.96.0.1", "kubernetes.default.svc"],
+                "serviceCidrs": ["10.96.0.0/12"],
+                "podCidrs": ["10.244.0.0/16", "fd00:10:244::/56"],
+                "hosts": None,
+                "cidrs": [],
+            }
+        }
+    }
+    guard = load_rendered_config(helm, values, tmp_path).egress_guard
+    assert guard == EgressGuardConfig(
+        api_server=("10.96.0.1", "kubernetes.default.svc"),
+        service_cidrs=("10.96.0.0/12",),
+        pod_cidrs=("10.244.0.0/16", "fd00:10:244::/56"),
     )

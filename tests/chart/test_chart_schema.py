@@ -209,10 +209,31 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"config": {"sessions": {"maxLifetime": "7d"}}},
         ["/config/sessions", "'maxLifetime' not allowed"],
     ),
-    "network-policy-without-apiserver": (
-        {"networkPolicy": {"enabled": True}},
-        ["/networkPolicy/apiServer/cidrs", "minItems"],
+    "gateway-without-egress-peers-under-the-default-network-policy": (
+        {"gateways": [{**_GATEWAY, "tls": {"clientCertSecret": {"name": "c"}}}]},
+        ["/gateways/0", "missing property 'egress'"],
     ),
+    "metrics-behind-the-network-policy-without-scrapers": (
+        {"metrics": {"enabled": True}},
+        ["/networkPolicy/metricsFrom", "minItems"],
+    ),
+    "service-monitor-without-metrics": (
+        {"serviceMonitor": {"enabled": True}},
+        ["/metrics/enabled", "value must be true"],
+    ),
+    "egress-guard-cidr-not-an-address": (
+        {"config": {"egressGuard": {"serviceCidrs": ["kubernetes"]}}},
+        ["/config/egressGuard/serviceCidrs/0", "does not match pattern"],
+    ),
+    "egress-guard-host-with-a-scheme": (
+        {"config": {"egressGuard": {"hosts": ["http://metadata"]}}},
+        ["/config/egressGuard/hosts/0", "does not match pattern"],
+    ),
+    "egress-guard-link-local-cannot-be-switched-off": (
+        {"config": {"egressGuard": {"linkLocal": False}}},
+        ["/config/egressGuard", "'linkLocal' not allowed"],
+    ),
+    "instance-with-a-trailing-dash": ({"config": {"instance": "hd-"}}, ["/config/instance"]),
     "health-port-is-the-metrics-port": ({"healthPort": 9090}, ["/healthPort"]),
     "log-level-unknown": ({"logLevel": "TRACE"}, ["/logLevel"]),
 }
@@ -280,6 +301,6 @@ def test_cross_field_rules_fail_the_render(
 
 def test_documented_examples_are_accepted(helm: Helm) -> None:
     """The rejections above are not the schema refusing everything."""
-    for name in ("default", "namespaced", "networkpolicy", "gateways", "single"):
+    for name in ("default", "namespaced", "networkpolicy", "gateways", "single", "upgrade"):
         result = helm.render(posture(name))
         assert result.returncode == 0, f"{name}: {result.stderr}"

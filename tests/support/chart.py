@@ -45,6 +45,8 @@ _GATEWAYS: list[dict[str, Any]] = [
         "endpoint": "openshell-vm.example.net:443",
         "driver": "vm",
         "workspace": "agents",
+        "workspaces": "PerNamespace",
+        "workspacePrefix": "vm-",
         "tls": {"caSecret": {"name": "openshell-vm-ca", "key": "bundle.pem"}, "serverName": "vm"},
         "auth": {
             "type": "oidc",
@@ -68,25 +70,25 @@ _GATEWAYS: list[dict[str, Any]] = [
     },
 ]
 
+#: Where kube-prometheus-stack usually runs: the peer allowed to scrape /metrics.
+_PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+
 #: name -> values overriding values.yaml. Each one is linted, rendered, applied (dry-run).
 POSTURES: dict[str, dict[str, Any]] = {
     "default": {},
     "namespaced": {"rbac": {"scope": "namespaces"}, "watchNamespaces": ["team-a", "team-b"]},
     "servicemonitor": {
+        "metrics": {"enabled": True},
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
         "grafanaDashboard": {"enabled": True},
+        "networkPolicy": {"metricsFrom": [_PROMETHEUS]},
     },
     "networkpolicy": {
+        "metrics": {"enabled": True},
         "networkPolicy": {
             "enabled": True,
             "apiServer": {"cidrs": ["10.0.0.1/32", "172.18.0.2/32"], "ports": [443, 6443]},
-            "metricsFrom": [
-                {
-                    "namespaceSelector": {
-                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
-                    }
-                }
-            ],
+            "metricsFrom": [_PROMETHEUS],
             "extraEgress": [
                 {"to": [{"ipBlock": {"cidr": "198.51.100.7/32"}}], "ports": [{"port": 443}]}
             ],
@@ -94,8 +96,29 @@ POSTURES: dict[str, dict[str, Any]] = {
         "gateways": _GATEWAYS,
         "config": {"defaultGateway": "microvm"},
     },
+    # An upgrade from 0.1 keeping its sandboxes (the old default instance pinned: no grant on
+    # kube-system), on a CNI without NetworkPolicy support.
+    "upgrade": {"config": {"instance": "helmdeck-operator"}, "networkPolicy": {"enabled": False}},
     "ha": {"replicas": 3},
     "single": {"replicas": 1, "leaderElection": {"enabled": False}},
+    # A platform with its own tenants: a TenantPolicy per kind of team, admission checked in
+    # the tenants' namespaces only, no built-in rules for a namespace that selects none.
+    "tenancy": {
+        "tenancy": {
+            "policies": {
+                "agents": {
+                    "gateways": ["pods"],
+                    "imagePrefixes": ["registry.example.com/agents/"],
+                    "providers": ["github"],
+                    "perSession": {"cpu": "1500m", "memory": "3Gi", "gpu": 1, "ports": 4},
+                    "perNamespace": {"sessions": 10, "cpu": 12, "memory": "24Gi", "gpu": 2},
+                    "policy": {"allowAudit": True},
+                }
+            },
+            "fallback": "Open",
+            "admission": {"namespaceSelector": {"matchLabels": {"helmdeck.dev/tenant": "true"}}},
+        }
+    },
     "gateways": {"gateways": _GATEWAYS, "image": {"tag": "0.1.0", "digest": "sha256:" + "ab" * 32}},
 }
 

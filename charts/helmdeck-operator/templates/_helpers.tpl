@@ -7,7 +7,7 @@ rendered by "helmdeck-operator.config" below, from .Values.config, .Values.gatew
 {{/* Where the pod finds its files; the configuration names them. */}}
 {{- define "helmdeck-operator.configDir" -}}/etc/helmdeck{{- end }}
 {{- define "helmdeck-operator.gatewayDir" -}}/etc/helmdeck/gateways/{{ . }}{{- end }}
-{{/* The port the operator serves /metrics on. */}}
+{{/* The port the operator serves /metrics on, with metrics.enabled. */}}
 {{- define "helmdeck-operator.metricsPort" -}}9090{{- end }}
 {{/* The four pack families; each has a default policy in files/policies/<family>.yaml. */}}
 {{- define "helmdeck-operator.families" -}}browser python node vision{{- end }}
@@ -153,6 +153,8 @@ Files mounted for one gateway (a projected volume of the Secrets it names), as a
 {{- $dir := include "helmdeck-operator.gatewayDir" .name }}
 {{- $out := dict "name" .name "endpoint" .endpoint }}
 {{- with .workspace }}{{ $_ := set $out "workspace" . }}{{ end }}
+{{- with .workspaces }}{{ $_ := set $out "workspaces" . }}{{ end }}
+{{- with .workspacePrefix }}{{ $_ := set $out "workspace_prefix" . }}{{ end }}
 {{- with .driver }}{{ $_ := set $out "driver" . }}{{ end }}
 {{- if .plaintext }}
 {{- $_ := set $out "plaintext" true }}
@@ -215,6 +217,7 @@ Files mounted for one gateway (a projected volume of the Secrets it names), as a
 {{- end }}
 {{- $out := dict
   "instance" $c.instance
+  "release" (printf "%s/%s" .Release.Namespace .Release.Name)
   "namespaces" (include "helmdeck-operator.watchNamespaces" . | fromJsonArray)
   "default_gateway" $c.defaultGateway
   "on_sandbox_lost" $c.onSandboxLost
@@ -246,6 +249,13 @@ Files mounted for one gateway (a projected volume of the Secrets it names), as a
   "sessions" (include "helmdeck-operator.fields" (list $c.sessions (list
     "maxLifetimeSeconds:max_lifetime_seconds"
     "copyLabels:copy_labels")) | fromJson)
+  "egress_guard" (include "helmdeck-operator.fields" (list $c.egressGuard (list
+    "apiServer:api_server"
+    "serviceCidrs:service_cidrs"
+    "podCidrs:pod_cidrs"
+    "hosts:hosts"
+    "cidrs:cidrs")) | fromJson)
+  "tenancy" (dict "fallback" .Values.tenancy.fallback)
 }}
 {{- toYaml $out }}
 {{- end }}
