@@ -13,6 +13,16 @@ local REFUSED = {
   PolicyLoadFailed = true,
   PolicyRejected = true,
   PolicyInvalid = true,
+  EgressGuarded = true,
+  TenancyRefused = true,
+}
+
+local UNRESOLVABLE = {
+  -- A Pending session whose Ready is False for one of these reasons waits for an edit of
+  -- the SidecarPolicy it names: it does not translate, or the platform's egress guard
+  -- refuses it.
+  PolicyInvalid = true,
+  EgressGuarded = true,
 }
 
 local function condition(status, kind)
@@ -94,7 +104,7 @@ local function health(o)
     return verdict("Progressing", ready, "expired; being deleted")
   end
   if phase == "Pending" then
-    if ready ~= nil and ready.reason == "PolicyInvalid" then
+    if ready ~= nil and UNRESOLVABLE[ready.reason] then
       -- Nothing to wait for: the referenced SidecarPolicy must be fixed first.
       return verdict("Degraded", ready, "the policy is invalid")
     end
@@ -122,6 +132,14 @@ local function health(o)
     end
     if exposed ~= nil and exposed.status == "Unknown" then
       return verdict("Progressing", exposed, "the ports are being exposed")
+    end
+    -- The providers, likewise: a refusal waits for an edit, a change is on its way.
+    local providers = condition(status, "ProvidersAttached")
+    if providers ~= nil and providers.status == "False" then
+      return verdict("Degraded", providers, "a provider could not be attached")
+    end
+    if providers ~= nil and providers.status == "Unknown" then
+      return verdict("Progressing", providers, "the providers are being attached")
     end
     return verdict("Healthy", ready, "ready")
   end

@@ -11,6 +11,8 @@ local STUCK = {
   -- pool or its baseline policy, or the operator configuration.
   PolicyNotFound = true,
   PolicyInvalid = true,
+  EgressGuarded = true,
+  TenancyRefused = true,
   GatewayNotConfigured = true,
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from helmdeck_operator.gateway.config import GatewayConfig
+from helmdeck_operator.policy.guard import EgressGuard, parse_cidr, parse_name
 
 __all__ = [
     "ENV_PREFIX",
@@ -27,6 +29,7 @@ __all__ = [
     "Authorization",
     "Concurrency",
     "ConfigError",
+    "EgressGuardConfig",
     "Family",
     "FamilyDefaults",
     "Intervals",
@@ -36,6 +39,8 @@ __all__ = [
     "RateLimits",
     "Resources",
     "Sessions",
+    "Tenancy",
+    "TenancyFallback",
     "load_config",
 ]
 
@@ -241,12 +246,91 @@ class Sessions(_Frozen):
         return keys
 
 
+class TenancyFallback(StrEnum):
+    """The rules of a namespace that names no TenantPolicy when none is called `default`."""
+
+    SAFE = "Safe"
+    """The built-in safe rules (core/tenancy.py SAFE_DEFAULT)."""
+    OPEN = "Open"
+    """No tenancy rules: a single-tenant cluster, or one where `default` always exists."""
+
+
+class Tenancy(_Frozen):
+    """Tenancy (core/tenancy.py): namespaces as tenants, ruled by TenantPolicy objects."""
+
+    fallback: TenancyFallback = TenancyFallback.OPEN
+    """Open keeps an operator run without any TenantPolicy (a development cluster, CRDs
+    only) working as before; the chart sets Safe and creates a safe `default` TenantPolicy,
+    so a chart install is safe for a shared cluster from the start."""
+
+
+class EgressGuardConfig(_Frozen):
+    """What no policy may reach, merged into every policy the operator sends
+    (policy/guard.py). The link-local ranges (169.254.0.0/16, fe80::/10: the cloud metadata
+    service) are always guarded and cannot be switched off; a tenant is let through only by
+    its tenancy rules' exemptions."""
+
+    api_server: tuple[str, ...] = ()
+    """The Kubernetes API server: its addresses or CIDRs and its in-cluster names
+    (kubernetes.default.svc...)."""
+    service_cidrs: tuple[str, ...] = ()
+    """The cluster's Service ranges."""
+    pod_cidrs: tuple[str, ...] = ()
+    """The cluster's Pod ranges."""
+    hosts: tuple[str, ...] = ()
+    """Further names (metadata.google.internal...); `*.` or `**.` as the first label
+    guards a whole domain."""
+    cidrs: tuple[str, ...] = ()
+    """Further ranges or addresses."""
+
+    # Each field checked on its own, so a bad entry stops the operator with its field's
+    # path (egress_guard.service_cidrs: ...), not later inside a reconcile.
+    @field_validator("api_server")
+    @classmethod
+    def _addresses_or_names(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in entries:
+            try:
+                parse_cidr(entry)
+            except ValueError:
+                parse_name(entry)
+        return entries
+
+    @field_validator("service_cidrs", "pod_cidrs", "cidrs")
+    @classmethod
+    def _cidrs(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in entries:
+            parse_cidr(entry)
+        return entries
+
+    @field_validator("hosts")
+    @classmethod
+    def _names(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in entries:
+            parse_name(entry)
+        return entries
+
+    def guard(self) -> EgressGuard:
+        return EgressGuard.build(
+            api_server=self.api_server,
+            service_cidrs=self.service_cidrs,
+            pod_cidrs=self.pod_cidrs,
+            hosts=self.hosts,
+            cidrs=self.cidrs,
+        )
+
+
 class OperatorConfig(_Frozen):
     """The whole operator configuration."""
 
-    instance: str = "helmdeck-operator"
+    instance: str = ""
     """Written on every sandbox as helmdeck.dev/managed-by; the orphan sweep only ever
-    touches sandboxes carrying this instance's value, so two installs can share a gateway."""
+    touches sandboxes carrying this instance's value, so two installs can share a gateway.
+    Empty: derived at start from the cluster's identity and `release`
+    (core.naming.derived_instance), the same on every start of this installation."""
+    release: str = ""
+    """This installation's name, unique within the cluster (the chart writes its Helm
+    release's namespace/name): with the cluster's identity, the seed of a derived
+    `instance`. Unused when `instance` is set."""
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty watches the whole cluster."""
     default_gateway: str
@@ -258,15 +342,27 @@ class OperatorConfig(_Frozen):
     rate_limits: RateLimits = RateLimits()
     observability: Observability = Observability()
     sessions: Sessions = Sessions()
+    tenancy: Tenancy = Tenancy()
+    egress_guard: EgressGuardConfig = EgressGuardConfig()
     on_sandbox_lost: Literal["Recreate", "Fail"] = "Recreate"
     """A sandbox deleted behind the operator's back is recreated, or the session Failed."""
 
     @field_validator("instance")
     @classmethod
     def _label_value(cls, value: str) -> str:
-        if not _DNS_LABEL.match(value):
+        if value and not _DNS_LABEL.match(value):
             raise ValueError("must be a DNS label (lowercase letters, digits, '-'; 63 at most)")
         return value
+
+    @model_validator(mode="after")
+    def _instance_or_release(self) -> OperatorConfig:
+        # Derived from the cluster alone, every installation on a cluster would share one
+        # instance and sweep the others' sandboxes.
+        if not self.instance and not self.release:
+            raise ValueError(
+                "set instance, or release (namespace/name of this installation) to derive it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> OperatorConfig:

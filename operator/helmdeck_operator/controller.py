@@ -94,6 +94,8 @@ class Controller:
         key = Key(Kind.SESSION, meta["namespace"], meta["name"])
         deleted = type_ == "DELETED"
         previous = rt.store.track(key.namespace, key.name, None if deleted else body)
+        for woken in rt.quota.track(key.namespace, key.name, None if deleted else body):
+            rt.queue.add(Key(Kind.SESSION, key.namespace, woken))  # room was given back
         for name in {None if deleted else policy_ref(body), previous} - {None}:
             # Its bound/loaded counts may have moved.
             rt.queue.add_after(Key(Kind.POLICY, key.namespace, str(name)), POLICY_STATUS_DELAY_S)
@@ -104,6 +106,14 @@ class Controller:
                 rt.queue.add(Key(Kind.POOL, key.namespace, str(pool)))  # its claim may go
         elif not rt.own_event(key, str(meta.get("resourceVersion", ""))):
             rt.queue.add(key)
+
+    def on_tenancy_event(self, namespace: str | None) -> None:
+        """A TenantPolicy (namespace None) or a namespace's labels changed: the sessions its
+        rules held back look again."""
+        for ns, name in self.rt.quota.held_back(namespace):
+            self.rt.queue.add(Key(Kind.SESSION, ns, name))
+        for ns, name in self.rt.store.policy_names(namespace):
+            self.rt.queue.add(Key(Kind.POLICY, ns, name))  # a mode may be allowed now, or not
 
     def on_policy_event(self, type_: str | None, body: Mapping[str, Any]) -> None:
         rt = self.rt

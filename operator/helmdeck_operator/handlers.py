@@ -25,17 +25,21 @@ import kopf
 
 from helmdeck_operator import API_GROUP, API_VERSION
 from helmdeck_operator.controller import Controller
-from helmdeck_operator.kube import POLICIES, POOLS, SESSIONS, Kube
+from helmdeck_operator.core.tenancy import SAFE_DEFAULT, TenantRules
+from helmdeck_operator.kube import POLICIES, POOLS, SESSIONS, TENANT_POLICIES, Kube
 from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.runtime import Runtime
 
-__all__ = ["KOPF_FINALIZER", "NoDiffBase", "build_registry", "trimmed"]
+__all__ = ["KOPF_FINALIZER", "NoDiffBase", "build_registry", "tenant_rules", "trimmed"]
 
 logger = logging.getLogger(__name__)
 
 _SESSION = (API_GROUP, API_VERSION, SESSIONS)
 _POLICY = (API_GROUP, API_VERSION, POLICIES)
 _POOL = (API_GROUP, API_VERSION, POOLS)
+_TENANT_POLICY = (API_GROUP, API_VERSION, TENANT_POLICIES)
+#: Namespaces are watched for their labels only: the label naming their TenantPolicy.
+_NAMESPACE = ("", "v1", "namespaces")
 #: kopf's own finalizer name. kopf removes *its* finalizer from objects when no handler
 #: needs one, so it must never be ours (helmdeck.dev/sandbox-cleanup); no handler here
 #: needs one, so kopf never adds it.
@@ -97,6 +101,16 @@ def _interned(value: Any) -> Any:
     return value
 
 
+def tenant_rules(name: str, spec: Mapping[str, Any]) -> TenantRules:
+    """A TenantPolicy's rules; one the operator cannot read (its schema admitted it, so
+    only a newer, unknown shape) counts as the built-in safe default, never as no rules."""
+    try:
+        return TenantRules.model_validate(dict(spec))
+    except ValueError:
+        logger.error("TenantPolicy %s cannot be read; applying the built-in defaults", name)
+        return SAFE_DEFAULT
+
+
 def build_registry() -> kopf.OperatorRegistry:
     """A fresh registry with every handler, so tests and `run` share the exact wiring."""
     registry = kopf.OperatorRegistry()
@@ -150,6 +164,22 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.index(*_POOL, registry=registry, id="pool_bodies")
     async def pool_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> object:
         return {(namespace, name): trimmed(body)}
+
+    @kopf.index(*_TENANT_POLICY, registry=registry, id="tenant_policies")
+    async def tenant_policies(name: str, spec: kopf.Spec, **_: Any) -> object:
+        return {name: tenant_rules(name, spec)}
+
+    @kopf.index(*_NAMESPACE, registry=registry, id="namespace_labels")
+    async def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> object:
+        return {name: dict(labels)}
+
+    @kopf.on.event(*_TENANT_POLICY, registry=registry, id="tenant_policy_event")
+    async def tenant_policy_event(memo: Any, **_: Any) -> None:
+        memo.controller.on_tenancy_event(None)
+
+    @kopf.on.event(*_NAMESPACE, registry=registry, id="namespace_event")
+    async def namespace_event(name: str, memo: Any, **_: Any) -> None:
+        memo.controller.on_tenancy_event(name)
 
     @kopf.on.event(*_SESSION, registry=registry, id="session_event")
     async def session_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:

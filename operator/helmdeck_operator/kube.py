@@ -47,6 +47,7 @@ __all__ = [
     "POLICIES",
     "POOLS",
     "SESSIONS",
+    "TENANT_POLICIES",
     "Kube",
     "KubeConflict",
     "KubeError",
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 SESSIONS = "helmdecksessions"
 POLICIES = "sidecarpolicies"
 POOLS = "sessionpools"
+TENANT_POLICIES = "tenantpolicies"
 #: The operator's name in managedFields.
 FIELD_MANAGER = "helmdeck-operator"
 #: Seconds a single API call may take (lightkube's default too).
@@ -309,6 +311,15 @@ class Kube:
             content_type=_MERGE,
             missing_ok=True,
         )
+
+    async def namespace_uid(self, name: str) -> str:
+        """The UID of Namespace `name` (kube-system's stands for the cluster)."""
+        what = f"reading Namespace {name}"
+        raw = await self._call(what, "GET", f"/api/v1/namespaces/{quote(name)}")
+        uid = json.loads(raw or b"{}").get("metadata", {}).get("uid")
+        if not isinstance(uid, str) or not uid:
+            raise KubeError(f"{what}: the answer has no metadata.uid")
+        return uid
 
     async def crd_versions(self, name: str) -> list[str] | None:
         """Served versions of a CRD, or None when it is not installed."""

@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from helmdeck_operator.config import OperatorConfig
+    from helmdeck_operator.kube import Kube
 
-__all__ = ["CRDS", "PERMISSIONS", "register"]
+__all__ = ["CLUSTER_PERMISSIONS", "CRDS", "PERMISSIONS", "register"]
+
+logger = logging.getLogger(__name__)
 
 #: (verb, resource, subresource) the operator needs in the helmdeck.dev group, and events.
 PERMISSIONS: tuple[tuple[str, str, str, str | None], ...] = (
@@ -44,10 +47,18 @@ PERMISSIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("create", "", "events", None),
     ("patch", "", "events", None),
 )
+#: Cluster-wide reads for tenancy (core/tenancy.py), whatever namespaces are watched.
+CLUSTER_PERMISSIONS: tuple[tuple[str, str, str, str | None], ...] = (
+    ("list", "helmdeck.dev", "tenantpolicies", None),
+    ("watch", "helmdeck.dev", "tenantpolicies", None),
+    ("list", "", "namespaces", None),
+    ("watch", "", "namespaces", None),
+)
 CRDS = (
     "helmdecksessions.helmdeck.dev",
     "sessionpools.helmdeck.dev",
     "sidecarpolicies.helmdeck.dev",
+    "tenantpolicies.helmdeck.dev",
 )
 
 
@@ -113,8 +124,9 @@ def _load(args: argparse.Namespace) -> OperatorConfig | None:
 
 
 def _family_policy_problems(config: OperatorConfig) -> list[str]:
-    """Each family's policy_file must exist and translate: checked before kopf starts, so a
-    bad file stops the operator with its path instead of failing inside a start-up handler."""
+    """Each family's policy_file must exist, translate and pass the egress guard: checked
+    before kopf starts, so a bad file stops the operator with its path instead of failing
+    inside a start-up handler."""
     import yaml
 
     from helmdeck_operator.config import FAMILIES
@@ -122,10 +134,11 @@ def _family_policy_problems(config: OperatorConfig) -> list[str]:
     from helmdeck_operator.runtime import load_family_policy
 
     problems = []
+    guard = config.egress_guard.guard()
     for family in FAMILIES:
         path = config.families[family].policy_file
         try:
-            load_family_policy(family, path)
+            load_family_policy(family, path, guard)
         except OSError as err:
             problems.append(f"families.{family}.policy_file: cannot read {path}: {err.strerror}")
         except (PolicyValidationError, ValueError, yaml.YAMLError) as err:
@@ -154,9 +167,10 @@ async def _operate(config: OperatorConfig, args: argparse.Namespace) -> int:
     """Serve probes, wait for the Lease when electing, run kopf until stopped or deposed."""
     import kopf
 
+    from helmdeck_operator.core.naming import CLUSTER_ID_NAMESPACE
     from helmdeck_operator.handlers import build_registry
     from helmdeck_operator.health import Health, serve_health, serve_metrics
-    from helmdeck_operator.kube import Kube
+    from helmdeck_operator.kube import Kube, KubeError
     from helmdeck_operator.leader import LeaderElector
     from helmdeck_operator.observability.metrics import Metrics
     from helmdeck_operator.observability.tracing import configure_tracing
@@ -169,9 +183,23 @@ async def _operate(config: OperatorConfig, args: argparse.Namespace) -> int:
     elector: LeaderElector | None = None
     lost = asyncio.Event()
     keeper: asyncio.Task[None] | None = None
-    kube = Kube.from_environment() if args.leader_election else None
+    # For the derived instance and the Lease (kopf has its own client for the rest).
+    kube = Kube.from_environment()
     try:
-        if kube is not None:
+        try:
+            config, source = await _instance(config, kube)
+        except KubeError as err:
+            logger.error(
+                "cannot derive the instance: %s; set the configuration's instance, or grant "
+                "get on Namespace %s",
+                err,
+                CLUSTER_ID_NAMESPACE,
+            )
+            return 1
+        # Logged on every start (and shown by `check`): what this installation's sandboxes
+        # carry as helmdeck.dev/managed-by, the value to pin before a rename or a migration.
+        logger.info("instance %s (%s)", config.instance, source)
+        if args.leader_election:
             identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
             elector = LeaderElector(
                 kube,
@@ -198,13 +226,25 @@ async def _operate(config: OperatorConfig, args: argparse.Namespace) -> int:
             keeper.cancel()
         if elector is not None and not lost.is_set():
             await elector.release()
-        if kube is not None:
-            await kube.close()
+        await kube.close()
         for server in (probes, scrape):
             if server is not None:
                 await server.cleanup()
     # A deposed leader exits non-zero: its pod restarts and comes back as a standby.
     return 1 if lost.is_set() else 0
+
+
+async def _instance(config: OperatorConfig, kube: Kube) -> tuple[OperatorConfig, str]:
+    """The configuration with its instance set (derived from the cluster when left empty:
+    one GET of the kube-system Namespace), and where the value came from."""
+    from helmdeck_operator.core.naming import CLUSTER_ID_NAMESPACE, derived_instance
+
+    if config.instance:
+        return config, "configured"
+    uid = await kube.namespace_uid(CLUSTER_ID_NAMESPACE)
+    derived = derived_instance(uid, config.release)
+    source = f"derived from the {CLUSTER_ID_NAMESPACE} Namespace's UID and release {config.release}"
+    return config.model_copy(update={"instance": derived}), source
 
 
 @dataclass(frozen=True)
@@ -236,6 +276,11 @@ async def _run_checks(config: OperatorConfig) -> list[Check]:
     checks: list[Check] = []
     kube = Kube.from_environment()
     try:
+        try:
+            resolved, source = await _instance(config, kube)
+            checks.append(Check(f"instance {resolved.instance}", True, source))
+        except KubeError as err:
+            checks.append(Check("instance", False, f"cannot derive it: {err}"))
         for crd in CRDS:
             try:
                 served = await kube.crd_versions(crd)
@@ -248,16 +293,17 @@ async def _run_checks(config: OperatorConfig) -> list[Check]:
                 ok = API_VERSION in served
                 checks.append(Check(f"CRD {crd}", ok, f"serves {', '.join(served)}"))
         scopes: list[str | None] = list(config.namespaces) or [None]
-        for namespace in scopes:
-            for verb, group, resource, sub in PERMISSIONS:
-                what = f"{verb} {resource}{'/' + sub if sub else ''}"
-                where = f" in {namespace}" if namespace else " cluster-wide"
-                try:
-                    allowed = await kube.can_i(verb, group, resource, namespace, sub)
-                except KubeError as err:
-                    checks.append(Check(what + where, False, str(err)))
-                    continue
-                checks.append(Check(what + where, allowed, "allowed" if allowed else "denied"))
+        wanted = [(ns, p) for ns in scopes for p in PERMISSIONS]
+        wanted += [(None, p) for p in CLUSTER_PERMISSIONS]
+        for namespace, (verb, group, resource, sub) in wanted:
+            what = f"{verb} {resource}{'/' + sub if sub else ''}"
+            where = f" in {namespace}" if namespace else " cluster-wide"
+            try:
+                allowed = await kube.can_i(verb, group, resource, namespace, sub)
+            except KubeError as err:
+                checks.append(Check(what + where, False, str(err)))
+                continue
+            checks.append(Check(what + where, allowed, "allowed" if allowed else "denied"))
     finally:
         await kube.close()
     for gateway in config.gateways:
@@ -269,7 +315,8 @@ async def _run_checks(config: OperatorConfig) -> list[Check]:
             detail = f"{health.status.value} {health.version}; authenticated as {identity.subject}"
             checks.append(Check(f"gateway {gateway.name}", True, detail))
         except GatewayError as err:
-            checks.append(Check(f"gateway {gateway.name}", False, f"{err.reason}: {err}"))
+            # The platform team runs the checks: it gets the gateway's words, not a tenant's.
+            checks.append(Check(f"gateway {gateway.name}", False, f"{err.reason}: {err.for_log()}"))
         finally:
             await client.close()
     return checks

@@ -13,6 +13,7 @@ hands out.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
@@ -25,21 +26,41 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import yaml
 
 from helmdeck_operator import API_GROUP, API_VERSION
-from helmdeck_operator.config import FAMILIES, Family, OperatorConfig
-from helmdeck_operator.core.naming import LABEL_MANAGED_BY, LABEL_POOL_UID, pool_of, session_of
+from helmdeck_operator.config import FAMILIES, Family, OperatorConfig, TenancyFallback
+from helmdeck_operator.core.naming import (
+    LABEL_MANAGED_BY,
+    LABEL_POOL_UID,
+    in_its_workspace,
+    pool_of,
+    session_of,
+)
 from helmdeck_operator.core.plan import DesiredPolicy, EventSpec, PolicyProblem
 from helmdeck_operator.core.policy_status import SessionPolicy, session_policy
 from helmdeck_operator.core.pool import Claim, ClaimRequest, Refusal, claims_of
+from helmdeck_operator.core.session import SessionSpec, session_ports
+from helmdeck_operator.core.tenancy import (
+    Ask,
+    Selected,
+    TenantRules,
+    Unresolved,
+    ask_of,
+    policy_refusal,
+    select_rules,
+)
 from helmdeck_operator.desired import desired_policy, resolve
 from helmdeck_operator.events import EventRecorder, ObjectRef
 from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.client import GatewayClient
+from helmdeck_operator.gateway.config import GatewayConfig, WorkspaceMode
 from helmdeck_operator.kube import POLICIES, POOLS, SESSIONS, Kube
 from helmdeck_operator.observability.metrics import Metrics
 from helmdeck_operator.policy.change import ChangeClass
 from helmdeck_operator.policy.classify import classify_change
+from helmdeck_operator.policy.guard import NO_ALLOWANCE, EgressAllowance, EgressGuard
+from helmdeck_operator.quota import QuotaLedger
 from helmdeck_operator.sandbox_cache import SandboxCache
 from helmdeck_operator.tasks import cancel_and_wait
+from helmdeck_operator.vocabulary import Reason
 from helmdeck_operator.workqueue import Backoff, WorkQueue
 
 __all__ = [
@@ -102,8 +123,11 @@ Cache = SandboxCache[Key]
 """A gateway's sandbox cache, keyed by the sessions' reconcile keys."""
 
 
-def load_family_policy(family: Family, path: Path, *, network: bool = True) -> DesiredPolicy:
-    """The family default: a SidecarPolicy manifest file, translated once at start-up.
+def load_family_policy(
+    family: Family, path: Path, guard: EgressGuard, *, network: bool = True
+) -> DesiredPolicy:
+    """The family default: a SidecarPolicy manifest file, translated (and guarded: the
+    platform's own files pass the egress guard too, with no exemption) once at start-up.
     Without `network`: the same policy with no network rule, which allows no egress at
     all: what a pool's idle sandboxes run unless the pool names a baseline (any policy
     that keeps its filesystem, landlock and process settings is a live change from it)."""
@@ -115,7 +139,7 @@ def load_family_policy(family: Family, path: Path, *, network: bool = True) -> D
     if not network:
         spec.pop("network", None)
         name = f"{name}-baseline"
-    return desired_policy(name, spec)
+    return desired_policy(name, spec, guard)
 
 
 K = TypeVar("K", bound=Hashable)
@@ -250,10 +274,16 @@ class Stores:
     of sessions to count them.
     """
 
-    def __init__(self, indices: Mapping[str, Any]) -> None:
+    def __init__(
+        self, indices: Mapping[str, Any], fallback: TenancyFallback = TenancyFallback.OPEN
+    ) -> None:
+        self._fallback = fallback
         self._sessions = indices["session_bodies"]
         self._policies = indices["policy_bodies"]
         self._pools = indices["pool_bodies"]
+        # Cluster-scoped: the platform's TenantPolicies (parsed) and the namespaces' labels.
+        self._tenant_policies = indices.get("tenant_policies", {})
+        self._namespaces = indices.get("namespace_labels", {})
         self._reference: dict[tuple[str, str], tuple[str, SessionPolicy]] = {}
         self._holds: dict[tuple[str, str], str] = {}
         """(namespace, session) -> the pool sandbox its status records as claimed."""
@@ -278,6 +308,28 @@ class Stores:
 
     def pool(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._one(self._pools.get((namespace, name), ()))
+
+    def tenancy(self, namespace: str) -> Selected | Unresolved:
+        """The tenancy rules `namespace` is under now (core/tenancy.py)."""
+        policies: dict[str, TenantRules] = {}
+        for name, store in list(self._tenant_policies.items()):
+            for rules in store:
+                policies[name] = rules
+        labels = self._one(self._namespaces.get(namespace, ()))
+        return select_rules(namespace, labels, policies, self._fallback)
+
+    def policy_names(self, namespace: str | None = None) -> list[tuple[str, str]]:
+        """The stored SidecarPolicies, in one namespace or in all, as (namespace, name)."""
+        return [key for key in list(self._policies) if namespace in (None, key[0])]
+
+    def sessions(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every stored session, as (namespace, name, body)."""
+        found = []
+        for (namespace, name), store in list(self._sessions.items()):
+            body = self._one(store)
+            if body is not None:
+                found.append((namespace, name, body))
+        return found
 
     def pools_on(self, namespace: str, policy: str) -> list[str]:
         """The pools whose baselinePolicyRef names `policy` (pools are few: a scan)."""
@@ -375,6 +427,9 @@ class Runtime:
     pools: PoolDesk = field(default_factory=PoolDesk)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     """Work a pass started and does not wait for (a pool's creates)."""
+    workspaces: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
+    """Per (gateway, workspace): the one making of a namespace's workspace this process
+    started, shared by the passes that need it (reconcile/workspaces.py)."""
     propagation: dict[tuple[str, str], tuple[str, float | None]] = field(default_factory=dict)
     """Per policy: the revision being rolled out and when (monotonic) the change was seen;
     None once its propagation was measured."""
@@ -390,8 +445,8 @@ class Runtime:
     """Sessions whose status write is held back while it only says "waiting on the
     gateway": since when (monotonic), and the Events to post with the write."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    _translations: _Lru[tuple[str, str, str], DesiredPolicy | PolicyProblem] = field(
-        default_factory=_Lru
+    _translations: _Lru[tuple[str, str, str, EgressAllowance], DesiredPolicy | PolicyProblem] = (
+        field(default_factory=_Lru)
     )
     _baselines: _Lru[str, Any] = field(default_factory=_Lru)
     _classified: _Lru[tuple[str, str], ChangeClass] = field(default_factory=_Lru)
@@ -399,6 +454,11 @@ class Runtime:
         default_factory=lambda: _Lru(DERIVED_SIZE)
     )
     _claims: dict[tuple[str, str], tuple[str, ClaimIndex]] = field(default_factory=dict)
+    quota: QuotaLedger = field(init=False)
+    """Per namespace: the sessions that hold a sandbox and what they take (quota.py)."""
+
+    def __post_init__(self) -> None:
+        self.quota = QuotaLedger(self.ask_of)
 
     @classmethod
     def build(
@@ -417,16 +477,17 @@ class Runtime:
             observer=metrics.queue_observer(),
         )
         limits = config.rate_limits
+        guard = config.egress_guard.guard()
         rt = cls(
             config=config,
             kube=kube,
             gateways=gateways,
             caches={},
             family_policies={
-                f: load_family_policy(f, config.families[f].policy_file) for f in FAMILIES
+                f: load_family_policy(f, config.families[f].policy_file, guard) for f in FAMILIES
             },
             pool_baselines={
-                f: load_family_policy(f, config.families[f].policy_file, network=False)
+                f: load_family_policy(f, config.families[f].policy_file, guard, network=False)
                 for f in FAMILIES
             },
             queue=queue,
@@ -455,6 +516,8 @@ class Runtime:
                 max_watches=config.concurrency.gateway_watches,
                 outage_grace_seconds=config.intervals.outage_grace_seconds,
                 group_label=LABEL_POOL_UID,
+                all_workspaces=client.config.workspaces is WorkspaceMode.PER_NAMESPACE,
+                admits=functools.partial(_admits, client.config),
             )
         for desired in (*rt.family_policies.values(), *rt.pool_baselines.values()):
             rt.remember_policy(desired)
@@ -475,7 +538,7 @@ class Runtime:
         task.add_done_callback(self.background.discard)
 
     async def close(self) -> None:
-        await cancel_and_wait(list(self.background))
+        await cancel_and_wait([*self.background, *self.workspaces.values()])
         await self.events.close()
         for cache in self.caches.values():
             await cache.close()
@@ -486,7 +549,7 @@ class Runtime:
     # -- objects ---------------------------------------------------------------------
 
     def bind(self, indices: Mapping[str, Any]) -> None:
-        self.stores = Stores(indices)
+        self.stores = Stores(indices, self.config.tenancy.fallback)
 
     @property
     def store(self) -> Stores:
@@ -614,12 +677,57 @@ class Runtime:
         self._baselines.put(desired.revision, desired.policy)
 
     def translate(self, namespace: str, body: Mapping[str, Any]) -> DesiredPolicy | PolicyProblem:
-        """A SidecarPolicy translated, once per generation."""
+        """A SidecarPolicy translated (once per generation), unless it uses a mode its
+        namespace's tenancy rules do not allow: then it is refused and never sent. The
+        platform's egress guard is merged in, less the exemptions those rules grant."""
+        selected = self.store.tenancy(namespace)
+        allow = (
+            EgressAllowance.of(selected.rules.egress.allow)
+            if isinstance(selected, Selected) and selected.rules.egress.allow
+            else NO_ALLOWANCE
+        )
+        found = self._translated(namespace, body, allow)
+        if isinstance(found, DesiredPolicy):
+            refused = policy_refusal(selected, body.get("spec") or {})
+            if refused is not None:
+                return PolicyProblem(found.name, Reason.TENANCY_REFUSED, refused)
+        return found
+
+    def ask_of(self, body: Mapping[str, Any]) -> Ask | None:
+        """What a stored session asks for (after its family's defaults); None when its spec
+        cannot be read."""
+        try:
+            spec = SessionSpec.model_validate(body.get("spec") or {})
+        except ValueError:
+            return None
+        gateway = self.session_gateway(spec, body.get("status") or {})
+        defaults = self.config.families[spec.family]
+        return ask_of(spec, defaults, gateway, len(session_ports(spec, defaults)))
+
+    def session_gateway(self, spec: SessionSpec, status: Mapping[str, Any]) -> str:
+        """The session's gateway: as named, else the one its sandbox was created on, else
+        the configured default. Pinning to the recorded one means a later change of the
+        default never moves a running session (and never leaves its first sandbox behind)."""
+        recorded = (status.get("sandbox") or {}).get("gateway")
+        return spec.gateway or recorded or self.config.default_gateway
+
+    @functools.cached_property
+    def egress_guard(self) -> EgressGuard:
+        """The platform's egress guard, from the configuration (fixed for the process)."""
+        return self.config.egress_guard.guard()
+
+    def _translated(
+        self, namespace: str, body: Mapping[str, Any], allow: EgressAllowance = NO_ALLOWANCE
+    ) -> DesiredPolicy | PolicyProblem:
+        """The policy with the egress guard merged in, less `allow`: the exemptions the
+        namespace's tenancy rules grant (every pass must give the same for a namespace;
+        the memo is keyed by them, so a change of the rules translates again)."""
         meta = body["metadata"]
-        key = (namespace, meta["name"], str(meta.get("generation", meta.get("uid", ""))))
+        generation = str(meta.get("generation", meta.get("uid", "")))
+        key = (namespace, meta["name"], generation, allow)
         found = self._translations.get(key)
         if found is None:
-            found = resolve(meta["name"], body.get("spec") or {})
+            found = resolve(meta["name"], body.get("spec") or {}, self.egress_guard, allow)
             if isinstance(found, DesiredPolicy):
                 self.remember_policy(found)
             self._translations.put(key, found)
@@ -672,6 +780,10 @@ def _older(version: str, than: str) -> bool:
         return int(version) < int(than)
     except ValueError:
         return False
+
+
+def _admits(gateway: GatewayConfig, sandbox: models.Sandbox) -> bool:
+    return in_its_workspace(gateway, sandbox.workspace, sandbox.labels, sandbox.annotations)
 
 
 def session_key_of(sandbox: models.Sandbox) -> Key | None:

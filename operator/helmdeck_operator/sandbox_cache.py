@@ -3,11 +3,13 @@
 Reconcile passes read sandboxes from here instead of asking the gateway, and a sandbox that
 changes wakes exactly its session. The cache is kept current three ways:
 
-- **Snapshots**: a paginated `ListSandboxes`, filtered by this instance's managed-by label,
-  at start-up (nothing is reconciled on a gateway before its first snapshot) and every
-  `resync_seconds`. A snapshot is how drift is caught (a sandbox deleted or failed behind
-  the operator's back), batched per gateway: one call for all sandboxes, never one per
-  session. Only sandboxes whose `resource_version` moved wake their session.
+- **Snapshots**: a paginated `ListSandboxes`, filtered by this instance's managed-by label
+  (across all workspaces when the gateway gives each namespace its own; a sandbox in a
+  workspace it cannot belong to is not admitted: see `admits`), at start-up (nothing is
+  reconciled on a gateway before its first snapshot) and every `resync_seconds`. A
+  snapshot is how drift is caught (a sandbox deleted or failed behind the operator's
+  back), batched per gateway: one call for all sandboxes, never one per session. Only
+  sandboxes whose `resource_version` moved wake their session.
 - **Watches for sandboxes in transition**: a pass that waits on the gateway (provisioning,
   a policy loading, stopping, starting, deleting) asks to `follow` its sandbox; the cache
   opens a `WatchSandbox` status stream for it, so READY or LOADED is seen when it happens,
@@ -18,6 +20,8 @@ changes wakes exactly its session. The cache is kept current three ways:
 - **Action results**: a create, stop, start, delete or policy push records what the gateway
   answered (`put`, `put_revision`, `mark_deleting`, `drop`), so the next pass sees it even
   before a stream reports it.
+
+Sandboxes are known by (workspace, name): a name is unique only within its workspace.
 
 The cache also knows whether its gateway answers. A failed snapshot, a stream cut for
 good, or a worker's call failing with an outage code marks it **down**: passes then report
@@ -45,7 +49,7 @@ from helmdeck_operator.gateway.client import GatewayClient
 from helmdeck_operator.gateway.errors import GatewayCredentialsError, GatewayError
 from helmdeck_operator.tasks import cancel_and_wait
 
-__all__ = ["OUTAGE_CODES", "SandboxCache", "is_outage"]
+__all__ = ["OUTAGE_CODES", "Ref", "SandboxCache", "is_outage"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ LISTING_DUTY = 5.0
 OUTAGE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
 
 K = TypeVar("K", bound=Hashable)
+Ref = tuple[str, str]
+"""(workspace, name): where a sandbox is, since a name is unique only within a workspace."""
 
 
 def is_outage(err: GatewayError) -> bool:
@@ -96,12 +102,15 @@ def _observable(sandbox: models.Sandbox) -> tuple[object, ...]:
         sandbox.exit_code,
         tuple(c.message for c in sandbox.conditions),
         tuple(sorted(sandbox.annotations.items())),
+        sandbox.providers,
     )
 
 
 class SandboxCache(Generic[K]):
     """`K`: the reconcile key type; `key_of` gives a sandbox's session key (None: not one
-    of ours), `notify` queues one key, `wake_many` many at a bounded rate."""
+    of ours), `notify` queues one key, `wake_many` many at a bounded rate. With
+    `all_workspaces` the snapshots list every workspace (one call, a platform admin's
+    right); `admits` keeps out what a listing returns that cannot be ours."""
 
     def __init__(
         self,
@@ -116,10 +125,14 @@ class SandboxCache(Generic[K]):
         max_watches: int,
         outage_grace_seconds: float,
         group_label: str | None = None,
+        all_workspaces: bool = False,
+        admits: Callable[[models.Sandbox], bool] = lambda _: True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self._selector = dict(selector)
+        self._all_workspaces = all_workspaces
+        self._admits = admits
         self._key_of = key_of
         self._notify = notify
         self._wake_many = wake_many
@@ -128,13 +141,13 @@ class SandboxCache(Generic[K]):
         self._max_watches = max_watches
         self._grace = outage_grace_seconds
         self._clock = clock
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[Ref, _Entry] = {}
         self._group_label = group_label
-        self._groups: dict[str, set[str]] = {}
-        """Sandbox names by the value of `group_label` (a pool's sandboxes by its UID)."""
-        self._wanted: set[str] = set()
-        self._watches: dict[str, asyncio.Task[None]] = {}
-        self._waiting: dict[str, None] = {}
+        self._groups: dict[str, set[Ref]] = {}
+        """Sandboxes by the value of `group_label` (a pool's sandboxes by its UID)."""
+        self._wanted: set[Ref] = set()
+        self._watches: dict[Ref, asyncio.Task[None]] = {}
+        self._waiting: dict[Ref, None] = {}
         """Followed sandboxes without a stream (no slot, or the gateway is down), in order."""
         self._parked: set[K] = set()
         self._kick = asyncio.Event()
@@ -166,22 +179,26 @@ class SandboxCache(Generic[K]):
 
     # -- reading ----------------------------------------------------------------------
 
-    def get(self, name: str) -> models.Sandbox | None:
-        entry = self._entries.get(name)
+    def get(self, workspace: str, name: str) -> models.Sandbox | None:
+        entry = self._entries.get((workspace, name))
         return entry.sandbox if entry is not None else None
 
-    def remembered_load(self, name: str) -> tuple[int, str] | None:
-        entry = self._entries.get(name)
+    def locate(self, workspaces: Iterable[str], name: str) -> str | None:
+        """The first of `workspaces` that holds a sandbox `name`, if any."""
+        return next((w for w in workspaces if (w, name) in self._entries), None)
+
+    def remembered_load(self, workspace: str, name: str) -> tuple[int, str] | None:
+        entry = self._entries.get((workspace, name))
         return entry.loaded if entry is not None else None
 
-    def service_urls(self, name: str) -> Mapping[str, str] | None:
+    def service_urls(self, workspace: str, name: str) -> Mapping[str, str] | None:
         """The sandbox's endpoint URLs, or None when not known here."""
-        entry = self._entries.get(name)
+        entry = self._entries.get((workspace, name))
         return entry.service_urls if entry is not None else None
 
-    def exposed(self, name: str) -> str | None:
+    def exposed(self, workspace: str, name: str) -> str | None:
         """The ports digest the sandbox's endpoints are known to match, if known here."""
-        entry = self._entries.get(name)
+        entry = self._entries.get((workspace, name))
         return entry.exposed if entry is not None else None
 
     def sandboxes(self) -> list[models.Sandbox]:
@@ -189,7 +206,7 @@ class SandboxCache(Generic[K]):
 
     def group(self, value: str) -> list[models.Sandbox]:
         """The sandboxes whose `group_label` is `value`, without going over all of them."""
-        return [self._entries[name].sandbox for name in self._groups.get(value, ())]
+        return [self._entries[ref].sandbox for ref in self._groups.get(value, ())]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -200,14 +217,14 @@ class SandboxCache(Generic[K]):
 
     # -- what only the gateway can tell, asked once -------------------------------------
 
-    async def lookup_revision_hash(self, name: str, version: int) -> str | None:
+    async def lookup_revision_hash(self, workspace: str, name: str, version: int) -> str | None:
         """The hash of one stored policy version (versions never change, so it is kept)."""
-        found = await self.client.get_policy_status(name, version)
+        found = await self.client.get_policy_status(name, version, workspace=workspace)
         if found is None:
             return None
-        entry = self._entries.get(name)
+        entry = self._entries.get((workspace, name))
         if entry is not None and entry.sandbox.current_policy_version == version:
-            self._entries[name] = replace(entry, loaded=(version, found.revision.hash))
+            self._entries[(workspace, name)] = replace(entry, loaded=(version, found.revision.hash))
         return found.revision.hash
 
     # -- what the operator's own actions reported --------------------------------------
@@ -216,15 +233,17 @@ class SandboxCache(Generic[K]):
         """Record an action's answer; it does not wake the session (its pass acted)."""
         self._update(sandbox, notify=False)
 
-    def put_services(self, name: str, urls: Mapping[str, str], exposed: str | None) -> None:
+    def put_services(
+        self, workspace: str, name: str, urls: Mapping[str, str], exposed: str | None
+    ) -> None:
         """The sandbox's endpoints are `urls`, matching the ports digest `exposed`."""
-        entry = self._entries.get(name)
+        entry = self._entries.get((workspace, name))
         if entry is not None:
             entry.service_urls, entry.exposed = dict(urls), exposed
 
-    def put_revision(self, name: str, revision: models.PolicyRevision) -> None:
+    def put_revision(self, workspace: str, name: str, revision: models.PolicyRevision) -> None:
         """A policy push was stored as `revision`: the sandbox is now loading it."""
-        entry = self._entries.get(name)
+        entry = self._entries.get((workspace, name))
         if entry is None:
             return
         admission = entry.sandbox.admission
@@ -233,62 +252,64 @@ class SandboxCache(Generic[K]):
         pending = models.PolicyAdmission(
             models.AdmissionState.PENDING, revision.version, revision.hash
         )
-        self._entries[name] = replace(
+        self._entries[(workspace, name)] = replace(
             entry, sandbox=replace(entry.sandbox, admission=pending), seen=self._clock()
         )
         self.version += 1
 
-    def mark_deleting(self, name: str) -> None:
-        entry = self._entries.get(name)
+    def mark_deleting(self, workspace: str, name: str) -> None:
+        entry = self._entries.get((workspace, name))
         if entry is not None:
-            self._entries[name] = replace(
+            self._entries[(workspace, name)] = replace(
                 entry, sandbox=replace(entry.sandbox, deleting=True), seen=self._clock()
             )
             self.version += 1
 
-    def deleted(self, name: str, gone: bool) -> None:
+    def deleted(self, workspace: str, name: str, gone: bool) -> None:
         """The operator's delete was answered: the sandbox is `gone`, or the gateway
         accepted it and shows it DELETING until its driver confirms."""
         if gone:
-            self.drop(name)
+            self.drop(workspace, name)
         else:
-            self.mark_deleting(name)
+            self.mark_deleting(workspace, name)
 
-    def drop(self, name: str) -> None:
+    def drop(self, workspace: str, name: str) -> None:
         """The gateway confirmed the sandbox gone."""
-        if self._remove(name) is not None:
+        if self._remove((workspace, name)) is not None:
             self.version += 1
 
-    def _remove(self, name: str) -> _Entry | None:
-        entry = self._entries.pop(name, None)
+    def _remove(self, ref: Ref) -> _Entry | None:
+        entry = self._entries.pop(ref, None)
         value = entry.sandbox.labels.get(self._group_label or "") if entry else None
         group = self._groups.get(value) if value else None
         if value and group is not None:
-            group.discard(name)
+            group.discard(ref)
             if not group:
                 del self._groups[value]
         return entry
 
     # -- transitions ------------------------------------------------------------------
 
-    def follow(self, name: str) -> None:
-        """Watch `name` until `unfollow`: its changes wake its session when they happen."""
-        if name in self._wanted:
+    def follow(self, workspace: str, name: str) -> None:
+        """Watch the sandbox until `unfollow`: its changes wake its session when they happen."""
+        ref = (workspace, name)
+        if ref in self._wanted:
             return
-        self._wanted.add(name)
-        self._waiting[name] = None
+        self._wanted.add(ref)
+        self._waiting[ref] = None
         self._promote()
 
-    def unfollow(self, name: str) -> None:
-        self._wanted.discard(name)
-        self._waiting.pop(name, None)
-        task = self._watches.pop(name, None)
+    def unfollow(self, workspace: str, name: str) -> None:
+        ref = (workspace, name)
+        self._wanted.discard(ref)
+        self._waiting.pop(ref, None)
+        task = self._watches.pop(ref, None)
         if task is not None:
             task.cancel()
             self._promote()
 
-    def following(self, name: str) -> bool:
-        return name in self._wanted
+    def following(self, workspace: str, name: str) -> bool:
+        return (workspace, name) in self._wanted
 
     def _promote(self) -> None:
         """Give free stream slots to waiting sandboxes, while few wait: a stream is seen at
@@ -301,43 +322,46 @@ class SandboxCache(Generic[K]):
             and len(self._watches) < self._max_watches
             and len(self._waiting) <= self._max_watches
         ):
-            name = next(iter(self._waiting))
-            del self._waiting[name]
-            self._watches[name] = asyncio.create_task(self._watch(name), name=f"watch-{name}")
+            ref = next(iter(self._waiting))
+            del self._waiting[ref]
+            self._watches[ref] = asyncio.create_task(
+                self._watch(ref), name=f"watch-{ref[0]}/{ref[1]}"
+            )
         if self._waiting:
             self._kick.set()
 
-    async def _watch(self, name: str) -> None:
+    async def _watch(self, ref: Ref) -> None:
         opened = self._clock()
         sandbox_id = ""
         task = asyncio.current_task()
+        workspace, name = ref
         try:
-            stream = self.client.watch_sandbox(name)
+            stream = self.client.watch_sandbox(name, workspace=workspace)
             async with contextlib.aclosing(stream):
                 async for event in stream:
                     if event.sandbox is not None:
                         sandbox_id = event.sandbox.id
                         self._update(event.sandbox)
-            self._vanished(name, sandbox_id, opened)
+            self._vanished(ref, sandbox_id, opened)
         except GatewayError as err:
             # The client already retried; the stream is lost until the gateway answers.
-            logger.info("gateway %s: watch of %s ended: %s", self.name, name, err)
+            logger.info("gateway %s: watch of %s/%s ended: %s", self.name, workspace, name, err)
             self.report(err)
-            if name in self._wanted:
-                self._waiting[name] = None
+            if ref in self._wanted:
+                self._waiting[ref] = None
         finally:
-            if self._watches.get(name) is task:
-                del self._watches[name]
+            if self._watches.get(ref) is task:
+                del self._watches[ref]
                 self._promote()
 
-    def _vanished(self, name: str, sandbox_id: str, since: float) -> None:
+    def _vanished(self, ref: Ref, sandbox_id: str, since: float) -> None:
         """A watch ended: the gateway removed the sandbox (or never had it)."""
-        self._wanted.discard(name)
-        entry = self._entries.get(name)
+        self._wanted.discard(ref)
+        entry = self._entries.get(ref)
         if entry is None:
             return
         if entry.sandbox.id == sandbox_id or (not sandbox_id and entry.seen < since):
-            self._remove(name)
+            self._remove(ref)
             self.version += 1
             key = self._key_of(entry.sandbox)
             if key is not None:
@@ -424,28 +448,32 @@ class SandboxCache(Generic[K]):
     async def _snapshot(self) -> bool:
         started = self._clock()
         try:
-            listed = await self.client.list_sandboxes(self._selector, known=self._known)
+            listed = await self.client.list_sandboxes(
+                self._selector, known=self._known, all_workspaces=self._all_workspaces
+            )
         except GatewayError as err:
             self._mark_down(err)  # a gateway the cache cannot list cannot be observed
             return False
         self._last_listing = self._clock() - started
         self.snapshots += 1
-        names = set()
+        refs = set()
         for sandbox in listed:
-            names.add(sandbox.name)
+            refs.add((sandbox.workspace, sandbox.name))
             self._update(sandbox)
-        for name, entry in list(self._entries.items()):
-            if name not in names and entry.seen < started:
-                self._remove(name)
+        for ref, entry in list(self._entries.items()):
+            if ref not in refs and entry.seen < started:
+                self._remove(ref)
                 self.version += 1
                 key = self._key_of(entry.sandbox)
                 if key is not None:
                     self._notify(key)
         return True
 
-    def _known(self, name: str, sandbox_id: str, resource_version: int) -> models.Sandbox | None:
+    def _known(
+        self, workspace: str, name: str, sandbox_id: str, resource_version: int
+    ) -> models.Sandbox | None:
         """The cached sandbox when it is the listed one at the listed version."""
-        entry = self._entries.get(name)
+        entry = self._entries.get((workspace, name))
         if (
             entry is not None
             and entry.sandbox.id == sandbox_id
@@ -455,8 +483,11 @@ class SandboxCache(Generic[K]):
         return None
 
     def _update(self, sandbox: models.Sandbox, *, notify: bool = True) -> None:
+        if not self._admits(sandbox):
+            return
         now = self._clock()
-        entry = self._entries.get(sandbox.name)
+        ref = (sandbox.workspace, sandbox.name)
+        entry = self._entries.get(ref)
         same = entry is not None and entry.sandbox.id == sandbox.id
         if entry is not None and same:
             if entry.sandbox.resource_version > sandbox.resource_version:
@@ -467,10 +498,10 @@ class SandboxCache(Generic[K]):
         loaded = loaded_pair(sandbox) or (entry.loaded if entry is not None and same else None)
         urls, exposed = (entry.service_urls, entry.exposed) if same and entry else (None, None)
         if entry is not None and not same:
-            self._remove(sandbox.name)  # another sandbox of that name: maybe another group
-        self._entries[sandbox.name] = _Entry(sandbox, now, loaded, urls, exposed)
+            self._remove(ref)  # another sandbox of that name: maybe another group
+        self._entries[ref] = _Entry(sandbox, now, loaded, urls, exposed)
         if self._group_label is not None and (value := sandbox.labels.get(self._group_label)):
-            self._groups.setdefault(value, set()).add(sandbox.name)
+            self._groups.setdefault(value, set()).add(ref)
         if entry is not None and _observable(entry.sandbox) == _observable(sandbox):
             return  # a new version, but nothing a reconcile reads has changed
         self.version += 1

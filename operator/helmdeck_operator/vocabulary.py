@@ -52,6 +52,8 @@ class ConditionType(StrEnum):
     """Only on a session with spec.poolRef: claimed from its pool, or why it was not."""
     ENDPOINTS_EXPOSED = "EndpointsExposed"
     """Every port (spec.ports or the family's) has its endpoint on the gateway."""
+    PROVIDERS_ATTACHED = "ProvidersAttached"
+    """The sandbox's providers on the gateway are exactly spec.providers."""
     LIFETIME_EXTENDED = "LifetimeExtended"
     """Only once the consumer asked for a later end (status.lease.expireTime)."""
     # SidecarPolicy
@@ -82,9 +84,19 @@ class Reason(StrEnum):
     GATEWAY_NOT_CONFIGURED = "GatewayNotConfigured"
     IDLE = "Idle"
     """No renewal and no sandbox activity for lifetime.idleTimeout."""
+    # Tenancy (core/tenancy.py): the namespace's TenantPolicy
+    TENANCY_REFUSED = "TenancyRefused"
+    """The object asks for something its namespace's TenantPolicy does not allow (or the
+    namespace names a TenantPolicy that does not exist). Re-checked when the rules change."""
+    QUOTA_EXCEEDED = "QuotaExceeded"
+    """The namespace's sessions already take what its TenantPolicy allows in total: the
+    session waits, and proceeds when room frees."""
     # Endpoints (EndpointsExposed; a refusal carries the gateway's reason)
     PORTS_EXPOSED = "PortsExposed"
     EXPOSING = "Exposing"
+    # Providers (ProvidersAttached; a refusal carries the gateway's reason)
+    PROVIDERS_ATTACHED = "ProvidersAttached"
+    ATTACHING_PROVIDERS = "AttachingProviders"
     # Lease renewals (LifetimeExtended)
     EXTENDED = "Extended"
     EXTENSION_REFUSED = "ExtensionRefused"
@@ -95,6 +107,9 @@ class Reason(StrEnum):
     POLICY_REJECTED = "PolicyRejected"
     POLICY_NOT_FOUND = "PolicyNotFound"
     POLICY_INVALID = "PolicyInvalid"
+    EGRESS_GUARDED = "EgressGuarded"
+    """The policy opens an address or name the platform's egress guard closes (policy/guard.py):
+    never sent. Also the SidecarPolicy's Valid reason."""
     RECREATE_PENDING = "RecreatePending"
     STATIC_CHANGE_REJECTED = "StaticChangeRejected"
     # SidecarPolicy (Valid, Applied)
@@ -185,6 +200,8 @@ class EventReason(StrEnum):
     SANDBOX_LOST = "SandboxLost"
     ENDPOINT_FAILED = "EndpointFailed"
     """The gateway refused to expose a port of a running session (Warning)."""
+    PROVIDER_FAILED = "ProviderFailed"
+    """The gateway refused to attach a provider to a running session (Warning)."""
     POLICY_DENIED = "PolicyDenied"
     """An OCSF denial from the sandbox's proxy (docs/observability.md)."""
     POOL_CLAIMED = "PoolClaimed"
@@ -192,5 +209,9 @@ class EventReason(StrEnum):
     """A session that names a pool was created cold; the reason says why (Warning)."""
     # SidecarPolicy
     INVALID = "Invalid"
+    EGRESS_GUARDED = "EgressGuarded"
+    """The egress guard refused the policy (Warning): it names each field."""
+    TENANCY_REFUSED = "TenancyRefused"
+    """The namespace's TenantPolicy refused the policy or the session (Warning)."""
     APPLIED = "Applied"
     SESSIONS_REFUSED = "SessionsRefused"

@@ -15,6 +15,7 @@ import pytest
 from helmdeck_operator.core.policy_status import report_policy, tally
 from helmdeck_operator.desired import resolve
 from helmdeck_operator.policy import revision, translate
+from helmdeck_operator.policy.guard import EgressGuard
 from tests.support import builders, policies
 from tests.support.argo_lua import Health, assess
 from tests.support.builders import NOW
@@ -35,7 +36,9 @@ def policy(
 ) -> dict[str, Any]:
     obj = builders.policy("p", **spec)
     obj["metadata"].update(namespace="team", generation=generation)
-    obj["status"] = report_policy(resolve("p", spec), generation, tally(bound), {}, NOW).status
+    obj["status"] = report_policy(
+        resolve("p", spec, EgressGuard()), generation, tally(bound), {}, NOW
+    ).status
     return obj
 
 

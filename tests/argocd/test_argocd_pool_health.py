@@ -116,13 +116,19 @@ def test_every_reason_that_needs_an_edit_is_degraded_and_only_those() -> None:
             "PoolFilling",
             "PolicyNotFound",
             "PolicyInvalid",
+            "EgressGuarded",
             "GatewayNotConfigured",
             "GatewayUnavailable",
             "GatewayPermissionDenied",
         )
         if assess(warm(ready("False", reason, "m"))).status == "Degraded"
     }
-    assert degraded == {"PolicyNotFound", "PolicyInvalid", "GatewayNotConfigured"}
+    assert degraded == {
+        "PolicyNotFound",
+        "PolicyInvalid",
+        "EgressGuarded",
+        "GatewayNotConfigured",
+    }
 
 
 def test_no_status_yet_is_progressing() -> None:

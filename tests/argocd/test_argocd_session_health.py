@@ -112,6 +112,11 @@ CASES: dict[str, Case] = {
         "Degraded",
         "Ready",
     ),
+    "pending on a policy the egress guard refuses": (
+        lambda: Pass(problem("EgressGuarded"), Observed()),
+        "Degraded",
+        "Ready",
+    ),
     # Provisioning: creating, booting, waiting for the first policy load, starting, recreating.
     "creating": (lambda: Pass(desired(), Observed()), "Progressing", "Ready"),
     "booting": (
@@ -213,6 +218,11 @@ CASES: dict[str, Case] = {
     ),
     "ready, its policy became invalid": (
         lambda: Pass(problem("PolicyInvalid"), loaded(REV_A), after=ready_session().obj),
+        "Degraded",
+        "PolicyApplied",
+    ),
+    "ready, the egress guard refuses its new policy": (
+        lambda: Pass(problem("EgressGuarded"), loaded(REV_A), after=ready_session().obj),
         "Degraded",
         "PolicyApplied",
     ),
@@ -320,6 +330,27 @@ CASES: dict[str, Case] = {
         "Degraded",
         "EndpointsExposed",
     ),
+    # Ready, its providers: a change on its way, a refusal by the gateway.
+    "ready, providers being attached": (
+        lambda: Pass(
+            desired(REV_A),
+            loaded(),
+            after={"status": {"phase": "Ready", "readyAt": "2025-06-01T11:00:00Z"}},
+            providers=("github",),
+        ),
+        "Progressing",
+        "ProvidersAttached",
+    ),
+    "ready, a provider refused": (
+        lambda: Pass(
+            desired(REV_A),
+            loaded(provider_failure=(Reason.GATEWAY_FAILED_PRECONDITION, "provider 'x' not found")),
+            after={"status": {"phase": "Ready", "readyAt": "2025-06-01T11:00:00Z"}},
+            providers=("x",),
+        ),
+        "Degraded",
+        "ProvidersAttached",
+    ),
     # Expired.
     "expired, retained": (
         lambda: Pass(desired(), Observed(), expires_at=EXPIRED_AT, on_expiry="Retain"),
@@ -374,6 +405,7 @@ def test_the_cases_cover_every_policy_applied_reason_of_a_ready_session() -> Non
         "PolicyLoadFailed",
         "PolicyRejected",
         "PolicyInvalid",
+        "EgressGuarded",
     }
 
 

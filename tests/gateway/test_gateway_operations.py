@@ -152,7 +152,8 @@ async def test_a_listing_reuses_the_callers_copy_of_an_unchanged_sandbox(
     await client.update_policy("changed", sandbox_pb2.SandboxPolicy(version=1))
     mine = {"kept": kept, "changed": changed}
 
-    def known(name: str, sandbox_id: str, resource_version: int) -> Sandbox | None:
+    def known(workspace: str, name: str, sandbox_id: str, resource_version: int) -> Sandbox | None:
+        assert workspace == "default"
         copy = mine.get(name)
         if copy and (copy.id, copy.resource_version) == (sandbox_id, resource_version):
             return copy

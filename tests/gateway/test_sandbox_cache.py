@@ -20,6 +20,9 @@ from helmdeck_operator.sandbox_cache import SandboxCache
 INSTANCE = "cache-test"
 Key = tuple[str, str]
 
+#: The workspace the test gateway is configured with: where every sandbox here lives.
+WS = "default"
+
 
 class Recorder:
     """What the cache asked to wake: single keys and bulk wake-ups."""
@@ -117,8 +120,8 @@ async def test_the_first_snapshot_holds_only_this_instances_sandboxes(
 
     await asyncio.wait_for(cache.synced.wait(), 5)
 
-    assert cache.get("mine") is not None
-    assert cache.get("theirs") is None
+    assert cache.get(WS, "mine") is not None
+    assert cache.get(WS, "theirs") is None
     assert len(cache) == 1
     assert recorder.keys == [("team", "mine")]  # news to whoever reconciles it
 
@@ -132,15 +135,15 @@ async def test_a_followed_sandbox_wakes_its_session_when_it_becomes_ready(
     cache.put(made)  # the create's answer: PROVISIONING, not news for the one who created it
     assert recorder.keys == []
 
-    cache.follow("s1")
+    cache.follow(WS, "s1")
     await recorder.wait_for(
-        lambda: (s := cache.get("s1")) is not None and s.phase is models.SandboxPhase.READY
+        lambda: (s := cache.get(WS, "s1")) is not None and s.phase is models.SandboxPhase.READY
     )
     assert set(recorder.keys) == {("team", "s1")}
     assert cache.watches == 1
-    assert cache.service_urls("s1") is None  # endpoints come from put_services only
+    assert cache.service_urls(WS, "s1") is None  # endpoints come from put_services only
 
-    cache.unfollow("s1")
+    cache.unfollow(WS, "s1")
     await asyncio.sleep(0.05)
     assert cache.watches == 0
 
@@ -151,15 +154,15 @@ async def test_endpoints_recorded_for_a_sandbox_last_until_another_sandbox_takes
     cache, _ = synced
     made = await create(client, "s1")
     cache.put(made)
-    cache.put_services("s1", {"cdp": "http://cdp.example/"}, "digest-1")
+    cache.put_services(WS, "s1", {"cdp": "http://cdp.example/"}, "digest-1")
 
     cache.put(replace(made, resource_version=made.resource_version + 1))  # a newer report
-    assert cache.service_urls("s1") == {"cdp": "http://cdp.example/"}
-    assert cache.exposed("s1") == "digest-1"
+    assert cache.service_urls(WS, "s1") == {"cdp": "http://cdp.example/"}
+    assert cache.exposed(WS, "s1") == "digest-1"
 
     cache.put(replace(made, id="another-sandbox-of-that-name"))
-    assert cache.service_urls("s1") is None
-    assert cache.exposed("s1") is None
+    assert cache.service_urls(WS, "s1") is None
+    assert cache.exposed(WS, "s1") is None
 
 
 async def test_beyond_the_watch_bound_sandboxes_are_observed_by_listing(
@@ -170,12 +173,12 @@ async def test_beyond_the_watch_bound_sandboxes_are_observed_by_listing(
     emulator.faults.apply({"slow_boots": {"seconds": 0.3}})
     for name in ("a", "b", "c"):
         cache.put(await create(client, name))
-        cache.follow(name)
+        cache.follow(WS, name)
 
     assert cache.watches == 1
     await recorder.wait_for(
         lambda: all(
-            (s := cache.get(n)) is not None and s.phase is models.SandboxPhase.READY
+            (s := cache.get(WS, n)) is not None and s.phase is models.SandboxPhase.READY
             for n in ("a", "b", "c")
         )
     )
@@ -188,12 +191,12 @@ async def test_a_sandbox_removed_behind_our_back_wakes_its_session(
 ) -> None:
     await create(client, "gone")
     cache, recorder = start_cache(client, started, resync_seconds=0.1)
-    await recorder.wait_for(lambda: cache.get("gone") is not None)
+    await recorder.wait_for(lambda: cache.get(WS, "gone") is not None)
     recorder.keys.clear()
 
     emulator.gateway.vanish("default", "gone")
 
-    await recorder.wait_for(lambda: cache.get("gone") is None)
+    await recorder.wait_for(lambda: cache.get(WS, "gone") is None)
     assert recorder.keys == [("team", "gone")]
 
 
@@ -203,7 +206,7 @@ async def test_an_unchanged_sandbox_wakes_nobody(
     await create(client, "idle")
     cache, recorder = start_cache(client, started, resync_seconds=0.05)
     await recorder.wait_for(
-        lambda: (s := cache.get("idle")) is not None and s.phase is models.SandboxPhase.READY
+        lambda: (s := cache.get(WS, "idle")) is not None and s.phase is models.SandboxPhase.READY
     )
     await asyncio.sleep(0.2)  # READY and loaded: nothing moves any more
     recorder.keys.clear()
@@ -251,11 +254,11 @@ async def test_a_push_is_recorded_and_its_load_wakes_the_session_once(
         annotations=sandbox_annotations(namespace="team", name="p1"),
     )
     cache.put(made)
-    cache.follow("p1")
+    cache.follow(WS, "p1")
     await recorder.wait_for(
-        lambda: (s := cache.get("p1")) is not None and s.current_policy_version == 1
+        lambda: (s := cache.get(WS, "p1")) is not None and s.current_policy_version == 1
     )
-    cache.unfollow("p1")  # settled; as the operator does, follow again after the push
+    cache.unfollow(WS, "p1")  # settled; as the operator does, follow again after the push
     await asyncio.sleep(0.05)
     recorder.keys.clear()
 
@@ -263,19 +266,19 @@ async def test_a_push_is_recorded_and_its_load_wakes_the_session_once(
         version=1, filesystem=sandbox_pb2.FilesystemPolicy(include_workdir=True)
     )
     pushed = await client.update_policy("p1", second)
-    cache.put_revision("p1", pushed)
-    record = cache.get("p1")
+    cache.put_revision(WS, "p1", pushed)
+    record = cache.get(WS, "p1")
     assert record is not None
     assert record.admission is not None
     assert (record.admission.policy_version, record.admission.state) == (
         2,
         models.AdmissionState.PENDING,
     )
-    assert cache.remembered_load("p1") is not None  # version 1's hash, for the meantime
-    cache.follow("p1")
+    assert cache.remembered_load(WS, "p1") is not None  # version 1's hash, for the meantime
+    cache.follow(WS, "p1")
 
     await recorder.wait_for(
-        lambda: (s := cache.get("p1")) is not None and s.current_policy_version == 2
+        lambda: (s := cache.get(WS, "p1")) is not None and s.current_policy_version == 2
     )
     await asyncio.sleep(0.1)
     assert recorder.keys == [("team", "p1")]  # PENDING was no news; LOADED is, once
@@ -302,11 +305,49 @@ async def test_a_group_holds_the_sandboxes_of_one_label_value_as_they_come_and_g
 
     emulator.gateway.vanish("default", "a1")  # gone behind the cache's back: a listing
     emulator.gateway.vanish("default", "b1")
-    cache.drop("b1")  # and its going seen at once, as the operator's own delete does
+    cache.drop(WS, "b1")  # and its going seen at once, as the operator's own delete does
     await boot("a3", "pool-a")
     async with asyncio.timeout(5):  # no session to wake: the listings are polled for
-        while cache.get("a1") is not None or cache.get("a3") is None:  # noqa: ASYNC110
+        while cache.get(WS, "a1") is not None or cache.get(WS, "a3") is None:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
     assert sorted(s.name for s in cache.group("pool-a")) == ["a2", "a3"]
     assert cache.group("pool-b") == []
+
+
+async def test_a_name_is_one_sandbox_per_workspace_across_all_workspaces(
+    client: GatewayClient, started: list[SandboxCache[Key]]
+) -> None:
+    await client.create_workspace("team-a")
+    await client.create_workspace("team-b")
+    await create(client, "same")
+    labels = sandbox_labels(session_uid="uid-a", family="python", instance=INSTANCE)
+    annotations = sandbox_annotations(namespace="team", name="same")
+    for workspace in ("team-a", "team-b"):
+        await client.create_sandbox(
+            "same", labels=labels, annotations=annotations, workspace=workspace
+        )
+    cache, _ = start_cache(
+        client, started, all_workspaces=True, admits=lambda s: s.workspace != "team-b"
+    )
+    await asyncio.wait_for(cache.synced.wait(), 5)
+    first, second = cache.get(WS, "same"), cache.get("team-a", "same")
+    assert first is not None
+    assert second is not None
+    assert first.id != second.id  # two sandboxes, one name
+    assert cache.get("team-b", "same") is None  # listed, but not admitted
+    assert cache.locate(("team-b", "team-a", WS), "same") == "team-a"
+    cache.drop("team-a", "same")
+    assert cache.get(WS, "same") is first  # dropping one leaves the other
+
+
+async def test_a_cache_of_one_workspace_lists_only_it(
+    client: GatewayClient, started: list[SandboxCache[Key]]
+) -> None:
+    await client.create_workspace("team-a")
+    labels = sandbox_labels(session_uid="uid-a", family="python", instance=INSTANCE)
+    await client.create_sandbox("elsewhere", labels=labels, workspace="team-a")
+    await create(client, "here")
+    cache, _ = start_cache(client, started)
+    await asyncio.wait_for(cache.synced.wait(), 5)
+    assert [s.name for s in cache.sandboxes()] == ["here"]

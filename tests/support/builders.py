@@ -24,6 +24,7 @@ from helmdeck_operator.core.plan import (
     SessionFacts,
 )
 from helmdeck_operator.gateway import models as gw
+from helmdeck_operator.vocabulary import Reason
 
 __all__ = [
     "HEX_A",
@@ -112,7 +113,7 @@ def desired(revision: str = REV_A, **overrides: Any) -> DesiredPolicy:
 
 def problem(reason: str = "PolicyNotFound") -> PolicyProblem:
     """Why the session's SidecarPolicy `web` gives no desired policy."""
-    return PolicyProblem("web", reason, f"SidecarPolicy team/web: {reason}")
+    return PolicyProblem("web", Reason(reason), f"SidecarPolicy team/web: {reason}")
 
 
 def ready(revision: str | None = REV_A, **overrides: Any) -> Observed:

@@ -79,7 +79,7 @@ def test_identity_and_printer_columns(page: str) -> None:
 
 def test_every_kind_is_on_the_page(crds: list[dict[str, Any]], page: str) -> None:
     kinds = sorted(str(crd["spec"]["names"]["kind"]) for crd in crds)
-    assert kinds == ["HelmdeckSession", "SessionPool", "SidecarPolicy"]
+    assert kinds == ["HelmdeckSession", "SessionPool", "SidecarPolicy", "TenantPolicy"]
     for kind in kinds:
         assert f"- [{kind}](#{kind.lower()})" in page
         assert f"## {kind}\n" in page

@@ -15,18 +15,21 @@ The rules, in order (docs/reconcile.md draws them as a state diagram):
    reported for this generation stays Failed (no retry loop; `vocabulary.PERMANENT_REASONS`).
 3. The gateway cannot be asked: phase kept, Ready Unknown with the error's reason.
 4. No sandbox: create one, unless it existed and was lost behind our back (SandboxLost:
-   recreate, or Failed when so configured), or the policy cannot be resolved (Pending).
+   recreate, or Failed when so configured), the policy cannot be resolved (Pending), the
+   namespace's tenancy rules refuse it (Failed, TenancyRefused) or its namespace is at its
+   totals (Pending, QuotaExceeded: created when room frees).
 5. A sandbox of that name carrying another session's UID is a conflict: Failed.
 6. A sandbox being deleted is waited for.
-7. A sandbox whose shape (image, command, resources, env, providers) differs from the spec
-   is recreated: the shape cannot change on a live sandbox.
+7. A sandbox whose shape (image, command, resources, env) differs from the spec is
+   recreated: the shape cannot change on a live sandbox.
 8. ERROR or COMPLETED on the gateway: Failed with the gateway's reason.
 9. Idle (no activity for `lifetime.idleTimeout`): onIdle Delete removes the session;
    onIdle Suspend stops the sandbox like spec.suspend, until a renewal makes it active.
 10. Suspend maps to Stop / Start; STOPPED is Suspended.
 11. READY with its first policy loaded and its ports exposed is Ready; a different desired
     revision is pushed, refused or rolled out by recreation (`policy_rollout`); a change of
-    ports is synchronised on the live sandbox (EndpointsExposed).
+    ports is synchronised on the live sandbox (EndpointsExposed), then one of providers
+    (ProvidersAttached: attached and detached, never a recreate).
 
 A session that names a SessionPool waits for the pool's answer before rule 4 (a claimed
 pool sandbox is then its sandbox; a refusal makes rule 4 a cold create), is not Ready on a
@@ -44,8 +47,10 @@ from helmdeck_operator.core.conditions import Condition, Status, format_time
 from helmdeck_operator.core.lifetime import idle_at
 from helmdeck_operator.core.naming import LABEL_SESSION_UID
 from helmdeck_operator.core.policy_rollout import next_rollout_step
+from helmdeck_operator.core.providers import provider_changes
 from helmdeck_operator.gateway import models as gw
 from helmdeck_operator.policy.change import ChangeClass
+from helmdeck_operator.policy.guard import EgressReport
 from helmdeck_operator.vocabulary import (
     PERMANENT_REASONS,
     ConditionType,
@@ -87,6 +92,8 @@ class Action(StrEnum):
     """Remove the session object itself (expiry or idleness with Delete)."""
     SYNC_PORTS = "SyncPorts"
     """Expose and remove endpoints on the live sandbox until they match the ports."""
+    SYNC_PROVIDERS = "SyncProviders"
+    """Detach and attach providers on the live sandbox until they are spec.providers."""
 
 
 #: "Look again soon": the shell waits its `pending_seconds` for any positive requeue.
@@ -104,6 +111,8 @@ class DesiredPolicy:
     """The `SandboxPolicy` protobuf message."""
     static_changes: str = "Reject"
     max_unavailable: int = 1
+    egress: EgressReport | None = None
+    """What the platform's egress guard changed in it (None: not guarded, in tests)."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,8 @@ class SessionFacts:
     """Names of the ports to expose (spec.ports or the family's)."""
     ports_digest: str = ""
     """`core.session.ports_digest` of those ports."""
+    providers: tuple[str, ...] = ()
+    """The providers the sandbox should have (spec.providers)."""
     idle_timeout: timedelta | None = None
     on_idle: str = "Suspend"
     activity: datetime | None = None
@@ -164,6 +175,10 @@ class SessionFacts:
     """LifetimeExtended, once the consumer asked for a later end."""
     extended_to: datetime | None = None
     """The latest end a renewal was granted (status.extendedTo)."""
+    held: tuple[Reason, str] | None = None
+    """Why the namespace's tenancy rules hold back a new sandbox (`core.tenancy`):
+    TenancyRefused (Failed, until the spec or the rules change) or QuotaExceeded (Pending,
+    woken when room frees). None: a sandbox may be created."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +209,8 @@ class Observed:
     """The ports digest the sandbox's endpoints are known to match, if known."""
     exposure_failure: tuple[Reason, str] | None = None
     """The gateway's refusal of the port synchronisation just attempted."""
+    provider_failure: tuple[Reason, str] | None = None
+    """The gateway's refusal of the provider synchronisation just attempted."""
 
 
 @dataclass(frozen=True)
@@ -385,7 +402,8 @@ def _plan(ctx: _Ctx, now: datetime) -> Plan:
 
     owner = sandbox.labels.get(LABEL_SESSION_UID)
     if owner is not None and owner != facts.uid:
-        message = f"sandbox {sandbox.name} belongs to the session with UID {owner}"
+        # Which session owns it is not this tenant's to read (it may be another namespace's).
+        message = f"sandbox {sandbox.name} on the gateway belongs to another session"
         # Nothing the gateway reports about that sandbox (its policy included) is ours.
         foreign = replace(obs, sandbox=None, active_revision=None, latest=None)
         return _Ctx(facts, desired, foreign).failed(Reason.SANDBOX_NAME_CONFLICT, message)
@@ -397,7 +415,7 @@ def _plan(ctx: _Ctx, now: datetime) -> Plan:
         )
     digest = sandbox.annotations.get(ANNOTATION_SHAPE)
     if digest is not None and digest != facts.shape_digest:
-        message = "image, command, resources, env or providers changed; recreating the sandbox"
+        message = "image, command, resources or env changed; recreating the sandbox"
         return ctx.waiting(
             Phase.PROVISIONING,
             Reason.RECREATING,
@@ -560,6 +578,11 @@ def _no_sandbox(ctx: _Ctx) -> Plan:
         events = (
             EventSpec(EventType.WARNING, EventReason.SANDBOX_LOST, message + "; recreating it"),
         )
+    if facts.held is not None:
+        reason, message = facts.held
+        if reason is Reason.QUOTA_EXCEEDED:
+            return ctx.waiting(Phase.PENDING, reason, message, requeue=None)
+        return ctx.failed(reason, message)
     return ctx.waiting(
         Phase.PROVISIONING,
         Reason.CREATING,
@@ -701,20 +724,26 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
             events.append(EventSpec(EventType.NORMAL, EventReason.RECREATING, step.message))
         awaits_slot = step.awaits_slot
         requeue = 0.0 if action is not Action.NONE else (SOON if step.poll else None)
-    exposed = _endpoints(ctx, first)
-    events.extend(exposed.events)
-    if action is Action.NONE and exposed.sync:
-        action, requeue = Action.SYNC_PORTS, 0.0
-    if first and exposed.failure is not None:
-        return ctx.failed(*exposed.failure)
+    # The live parts, one synchronisation per pass: endpoints first, then providers.
+    live = (
+        (_endpoints(ctx, first), Action.SYNC_PORTS),
+        (_providers(ctx, sandbox, first), Action.SYNC_PROVIDERS),
+    )
+    for part, sync in live:
+        events.extend(part.events)
+        if action is Action.NONE and part.sync:
+            action, requeue = sync, 0.0
+        if first and part.failure is not None:
+            return ctx.failed(*part.failure)
+    live_conditions = tuple(part.condition for part, _ in live)
     claimed = ctx.facts.pool is not None and ctx.facts.pool.sandbox is not None
     waits_for = None
     if claimed and obs.active_revision != getattr(desired, "revision", None):
         # A claimed sandbox runs the pool's baseline: the session is not Ready until its
         # own policy is loaded there.
         waits_for = policy
-    elif exposed.condition.status is not Status.TRUE:
-        waits_for = exposed.condition
+    else:
+        waits_for = next((c for c in live_conditions if c.status is not Status.TRUE), None)
     if first and waits_for is not None:
         return Plan(
             action=action,
@@ -723,7 +752,7 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
                 Condition(ConditionType.READY, Status.FALSE, waits_for.reason, waits_for.message),
                 ctx.provisioned(Reason.SANDBOX_CREATED, ready),
                 policy,
-                exposed.condition,
+                *live_conditions,
             ),
             policy=policy_status,
             events=tuple(events),
@@ -744,7 +773,7 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
             ),
             ctx.provisioned(Reason.SANDBOX_CREATED, f"sandbox {sandbox.name} is ready"),
             policy,
-            exposed.condition,
+            *live_conditions,
         ),
         policy=policy_status,
         events=tuple(events),
@@ -754,38 +783,72 @@ def _ready(ctx: _Ctx, sandbox: gw.Sandbox) -> Plan:
 
 
 @dataclass(frozen=True)
-class _Exposure:
+class _Live:
+    """A part of a READY sandbox synchronised live (its endpoints, its providers)."""
+
     condition: Condition
     sync: bool = False
-    """The endpoints differ from the ports: synchronise them (SYNC_PORTS)."""
+    """It differs from the spec: synchronise it (the part's action)."""
     failure: tuple[Reason, str] | None = None
-    """The gateway refused them (just now, or for this generation before)."""
+    """It was refused (just now, or for this generation before)."""
     events: tuple[EventSpec, ...] = ()
 
 
-def _endpoints(ctx: _Ctx, first: bool) -> _Exposure:
-    """EndpointsExposed on a READY sandbox, and whether to synchronise its endpoints.
+def _live(
+    ctx: _Ctx,
+    first: bool,
+    type_: ConditionType,
+    *,
+    done: tuple[Reason, str] | None,
+    pending: tuple[Reason, str],
+    refusal: tuple[Reason, str] | None,
+    event: EventReason,
+) -> _Live:
+    """The condition `type_` of a live part: `done` when it matches the spec, else a
+    refusal, else `pending` and a synchronisation.
 
     A refusal that only a change of the session fixes (a permanent reason) is not retried
     for the same generation; a session never Ready with it is Failed, a running one keeps
-    running on its old endpoints, with a Warning."""
+    running as it was, with a Warning."""
+    if done is not None:
+        return _Live(Condition(type_, Status.TRUE, *done))
+    failure = refusal or _permanent(ctx, type_)
+    if failure is not None:
+        condition = Condition(type_, Status.FALSE, *failure)
+        warn = refusal is not None and not first
+        events = (EventSpec(EventType.WARNING, event, failure[1]),)
+        return _Live(condition, failure=failure, events=events if warn else ())
+    return _Live(Condition(type_, Status.UNKNOWN, *pending), sync=True)
+
+
+def _endpoints(ctx: _Ctx, first: bool) -> _Live:
+    """EndpointsExposed on a READY sandbox, and whether to synchronise its endpoints."""
     facts, obs = ctx.facts, ctx.obs
     names = ", ".join(facts.ports) or "no ports"
-    if obs.exposed == facts.ports_digest:
-        message = f"{names} exposed" if facts.ports else "no ports to expose"
-        return _Exposure(
-            Condition(ConditionType.ENDPOINTS_EXPOSED, Status.TRUE, Reason.PORTS_EXPOSED, message)
-        )
-    failure = obs.exposure_failure or _permanent(ctx, ConditionType.ENDPOINTS_EXPOSED)
-    if failure is not None:
-        reason, message = failure
-        condition = Condition(ConditionType.ENDPOINTS_EXPOSED, Status.FALSE, reason, message)
-        warn = obs.exposure_failure is not None and not first
-        events = (EventSpec(EventType.WARNING, EventReason.ENDPOINT_FAILED, message),)
-        return _Exposure(condition, failure=failure, events=events if warn else ())
-    return _Exposure(
-        Condition(
-            ConditionType.ENDPOINTS_EXPOSED, Status.UNKNOWN, Reason.EXPOSING, f"exposing {names}"
-        ),
-        sync=True,
+    exposed = f"{names} exposed" if facts.ports else "no ports to expose"
+    return _live(
+        ctx,
+        first,
+        ConditionType.ENDPOINTS_EXPOSED,
+        done=(Reason.PORTS_EXPOSED, exposed) if obs.exposed == facts.ports_digest else None,
+        pending=(Reason.EXPOSING, f"exposing {names}"),
+        refusal=obs.exposure_failure,
+        event=EventReason.ENDPOINT_FAILED,
+    )
+
+
+def _providers(ctx: _Ctx, sandbox: gw.Sandbox, first: bool) -> _Live:
+    """ProvidersAttached on a READY sandbox, and whether to attach or detach providers:
+    the sandbox's record says what is attached."""
+    wanted = ctx.facts.providers
+    changes = provider_changes(wanted, sandbox.providers)
+    attached = f"{', '.join(wanted)} attached" if wanted else "no providers to attach"
+    return _live(
+        ctx,
+        first,
+        ConditionType.PROVIDERS_ATTACHED,
+        done=None if changes.attach or changes.detach else (Reason.PROVIDERS_ATTACHED, attached),
+        pending=(Reason.ATTACHING_PROVIDERS, changes.describe()),
+        refusal=ctx.obs.provider_failure,
+        event=EventReason.PROVIDER_FAILED,
     )

@@ -129,8 +129,15 @@ class Member:
     created_at: datetime | None = None
 
 
-def member(sandbox: gw.Sandbox, shape_digest: str, baseline_revision: str | None) -> Member:
-    """What the plan needs of one of the pool's sandboxes."""
+def member(
+    sandbox: gw.Sandbox,
+    shape_digest: str,
+    baseline_revision: str | None,
+    providers: tuple[str, ...],
+) -> Member:
+    """What the plan needs of one of the pool's sandboxes. Its providers are compared apart
+    from the shape digest (a session attaches and detaches its own on a claimed one), so a
+    change of the template's providers replaces the idle sandboxes too."""
     if sandbox.deleting or sandbox.phase is gw.SandboxPhase.DELETING:
         state = MemberState.DELETING
     elif sandbox.phase in (gw.SandboxPhase.ERROR, gw.SandboxPhase.COMPLETED):
@@ -143,6 +150,7 @@ def member(sandbox: gw.Sandbox, shape_digest: str, baseline_revision: str | None
         baseline_revision is not None
         and sandbox.annotations.get(ANNOTATION_SHAPE) == shape_digest
         and sandbox.annotations.get(ANNOTATION_INITIAL_POLICY) == baseline_revision
+        and set(sandbox.providers) == set(providers)
     )
     return Member(sandbox.name, state, current, sandbox.created_at)
 
@@ -326,8 +334,7 @@ def _verdict(
     if request.shape_digest != pool.shape_digest:
         return (
             Reason.POOL_SHAPE_MISMATCH,
-            f"{where} boots another image, command, resources, env or providers than this "
-            "session asks for",
+            f"{where} boots another image, command, resources or env than this session asks for",
         )
     if not request.live:
         return (

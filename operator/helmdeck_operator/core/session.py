@@ -158,8 +158,10 @@ def ports_digest(ports: tuple[Port, ...]) -> str:
 class SandboxShape:
     """Everything that decides what runs in the sandbox apart from its policy.
 
-    None of it can change on a live sandbox, so a change recreates the sandbox; `digest`
-    (stored on the sandbox as an annotation) is how a later reconcile tells.
+    None of it but the providers can change on a live sandbox, so a change of the rest
+    recreates the sandbox; `digest` (stored on the sandbox as an annotation) is how a later
+    reconcile tells. The providers are attached and detached on the live sandbox instead
+    (`core.providers`), so they are sent with the create but are no part of the digest.
     """
 
     image: str
@@ -181,7 +183,9 @@ class SandboxShape:
                 "gpu": self.gpu,
                 # The sandbox gets env as a mapping: reordering the list changes nothing.
                 "env": sorted(list(e) for e in self.env),
-                "providers": sorted(self.providers),
+                # Kept, empty: sandboxes created while providers were part of the shape (most
+                # have none) keep their digest, so an upgrade does not recreate them.
+                "providers": [],
             },
             sort_keys=True,
             separators=(",", ":"),

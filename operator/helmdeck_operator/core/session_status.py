@@ -1,11 +1,11 @@
 """The HelmdeckSession status a pass writes, rendered from its plan: pure functions.
 
 `plan_session` decides; this turns the decision and what the gateway reported into the
-`status` object (phase, conditions with their transition times, the policy, the sandbox and
-its endpoints, what its pool answered, expiresAt, the idle clock, readyAt) as a merge patch
-against the status stored now: a key no longer reported is sent as null, except the
-consumer's own `lease`, which the operator never writes. `terminating_status` is what a
-session being deleted shows while its sandbox is removed.
+`status` object (phase, conditions with their transition times, the policy, the sandbox
+with its providers and its endpoints, what its pool answered, expiresAt, the idle clock,
+readyAt) as a merge patch against the status stored now: a key no longer reported is sent
+as null, except the consumer's own `lease`, which the operator never writes.
+`terminating_status` is what a session being deleted shows while its sandbox is removed.
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ def render_status(
             status["sandbox"]["id"] = sandbox.id
         if obs.exposed is not None:
             status["sandbox"]["ports"] = obs.exposed
+        if sandbox.providers:
+            # The gateway's record, not the spec: what the sandbox has now.
+            status["sandbox"]["providers"] = sorted(sandbox.providers)
         status["endpoints"] = dict(sandbox.service_urls)
     if facts.pool is not None:
         pool = {

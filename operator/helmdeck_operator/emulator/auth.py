@@ -6,6 +6,11 @@ configured set of opaque bearer tokens, each mapped to a principal with scopes; 
 or unknown token gives UNAUTHENTICATED (except for Health), a token without the scope an
 RPC needs gives PERMISSION_DENIED. Token values are compared, never logged or stored in
 request records.
+
+Workspaces as the gateway's workspace_authz.rs has them: a platform admin (every caller
+when no tokens are configured, the gateway's auth-only mode) may use any workspace, address
+all of them at once (`all_workspaces`) and create or delete them; any other principal only
+the workspaces it is a member of. Creating a workspace makes nobody a member of it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ __all__ = [
     "AuthSettings",
     "Principal",
     "authorize",
+    "authorize_workspace",
+    "require_platform_admin",
     "required_scope",
 ]
 
@@ -36,7 +43,13 @@ _WRITE_SCOPES = {
     "StartSandbox": "sandbox:write",
     "ExposeService": "sandbox:write",
     "DeleteService": "sandbox:write",
+    "AttachSandboxProvider": "sandbox:write",
+    "DetachSandboxProvider": "sandbox:write",
     "UpdateConfig": "config:write",
+    # The gateway asks a platform admin for these (its coarse scope for them is not a
+    # sandbox one); the emulator's table asks its write scope, and `require_platform_admin`.
+    "CreateWorkspace": "sandbox:write",
+    "DeleteWorkspace": "sandbox:write",
 }
 #: RPCs anyone may call, even without credentials.
 _PUBLIC = frozenset({"Health"})
@@ -50,6 +63,13 @@ class Principal:
     scopes: frozenset[str] = ALL_SCOPES
     roles: tuple[str, ...] = ("workspace-admin",)
     identity_provider: str = "emulator"
+    platform_admin: bool = True
+    """Bypasses workspace membership (the gateway's admin role or admin subjects)."""
+    workspaces: frozenset[str] = frozenset()
+    """The workspaces a principal that is not a platform admin is a member of."""
+
+    def may_use(self, workspace: str) -> bool:
+        return self.platform_admin or workspace in self.workspaces
 
 
 @dataclass(frozen=True)
@@ -98,3 +118,24 @@ def authorize(
             Code.PERMISSION_DENIED, f"{principal.subject} lacks scope {scope} for {method}"
         )
     return principal
+
+
+def require_platform_admin(principal: Principal) -> None:
+    """What `all_workspaces` and creating or deleting a workspace need."""
+    if not principal.platform_admin:
+        raise GatewayError(
+            Code.PERMISSION_DENIED, "platform admin role required for cross-workspace operations"
+        )
+
+
+def authorize_workspace(principal: Principal, workspace: str) -> None:
+    """PERMISSION_DENIED unless the principal may use `workspace` (checked before the
+    gateway looks the workspace up: a non-member learns nothing about what exists)."""
+    if principal.may_use(workspace):
+        return
+    raise GatewayError(
+        Code.PERMISSION_DENIED,
+        f"not a member of workspace '{workspace}'; ask a platform admin to run: openshell "
+        f"workspace member add --workspace '{workspace}' --subject '{principal.subject}' "
+        "--role user",
+    )

@@ -16,9 +16,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from openshell._proto import datamodel_pb2, openshell_pb2, sandbox_pb2
 
 __all__ = [
+    "ProviderReceipt",
     "Revision",
     "SandboxRecord",
     "ServiceRecord",
+    "WorkspaceRecord",
     "phase_name",
     "policy_status_name",
     "service_url",
@@ -105,6 +107,46 @@ class ServiceRecord:
         }
 
 
+@dataclass(frozen=True)
+class ProviderReceipt:
+    """What one provider call recorded (an attach, a detach, or a status query without a
+    receipt): the sandbox's provider set as that call left it, kept with the sandbox so a
+    later GetSandboxProviderStatus can tell whether it still stands."""
+
+    receipt_id: str
+    mutation_id: str
+    provider: str
+    workspace: str
+    kind: openshell_pb2.ProviderMutationKind
+    sandbox_id: str
+    sandbox: str
+    attachment_epoch: str
+    provider_id: str
+    """Empty when the provider is not attached (a detach, or a query of a detached one)."""
+    provider_resource_version: int
+    persisted: float
+
+    def desired(self) -> openshell_pb2.ProviderDesiredIdentity:
+        return openshell_pb2.ProviderDesiredIdentity(
+            sandbox_id=self.sandbox_id,
+            sandbox=self.sandbox,
+            attachment_epoch=self.attachment_epoch,
+            provider_id=self.provider_id,
+            provider_resource_version=self.provider_resource_version,
+        )
+
+    def to_proto(self) -> openshell_pb2.ProviderMutationReceipt:
+        return openshell_pb2.ProviderMutationReceipt(
+            receipt_id=self.receipt_id,
+            mutation_id=self.mutation_id,
+            provider=self.provider,
+            workspace=self.workspace,
+            kind=self.kind,
+            desired=self.desired(),
+            persisted_time=timestamp(self.persisted),
+        )
+
+
 @dataclass
 class Revision:
     """One stored policy version of one sandbox."""
@@ -175,6 +217,8 @@ class SandboxRecord:
     settings_revision: int = 0
     #: Service endpoints by name, in creation order; they go when the record goes.
     services: dict[str, ServiceRecord] = field(default_factory=dict)
+    #: Provider receipts by id, as GetSandboxProviderStatus finds them; they go with the record.
+    receipts: dict[str, ProviderReceipt] = field(default_factory=dict)
     logs: deque[openshell_pb2.SandboxLogLine] = field(default_factory=lambda: deque(maxlen=1000))
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -264,4 +308,44 @@ class SandboxRecord:
             "spec": json_format.MessageToDict(self.spec),
             "log_lines": len(self.logs),
             "history": list(self.history),
+        }
+
+
+@dataclass
+class WorkspaceRecord:
+    """One workspace: the scope of sandbox names, endpoints and membership. `deleting` once
+    a DeleteWorkspace marked it (the gateway keeps it TERMINATING even when the delete was
+    refused for the resources still in it: no sandbox can be created there any more)."""
+
+    name: str
+    id: str
+    seq: int  # creation order: the order ListWorkspaces and its page tokens use
+    labels: dict[str, str]
+    created: float
+    resource_version: int = 1
+    deleting: bool = False
+
+    def to_proto(self) -> datamodel_pb2.Workspace:
+        phase = (
+            datamodel_pb2.WORKSPACE_PHASE_TERMINATING
+            if self.deleting
+            else datamodel_pb2.WORKSPACE_PHASE_ACTIVE
+        )
+        meta = datamodel_pb2.ObjectMeta(
+            id=self.id,
+            name=self.name,
+            created_time=timestamp(self.created),
+            labels=self.labels,
+            resource_version=self.resource_version,
+        )
+        return datamodel_pb2.Workspace(
+            metadata=meta, status=datamodel_pb2.WorkspaceStatus(phase=phase)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "id": self.id,
+            "labels": dict(self.labels),
+            "phase": "TERMINATING" if self.deleting else "ACTIVE",
         }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -22,7 +23,7 @@ from openshell._proto import datamodel_pb2, openshell_pb2, openshell_pb2_grpc, s
 
 from helmdeck_operator.emulator import auth
 from helmdeck_operator.emulator.errors import Code, GatewayError, invalid_field
-from helmdeck_operator.emulator.model import SandboxRecord
+from helmdeck_operator.emulator.model import SandboxRecord, timestamp
 from helmdeck_operator.emulator.state import Gateway, WatchEvent, log_matches
 
 __all__ = ["DEFAULT_WATCH_QUEUE", "EmulatorServicer", "status_details"]
@@ -34,6 +35,11 @@ P = openshell_pb2
 REQUEST_LOG_SIZE = 2000
 #: Events a watch stream may have queued before its reader counts as too slow.
 DEFAULT_WATCH_QUEUE = 256
+#: The caller of the RPC being served and the gateway's default workspace, set by `_enter`.
+#: A context variable because grpc.aio serves each RPC in its own task (with its own copy of
+#: the context): `_workspace` then checks the caller's right to the workspace a request
+#: names in one place, for every RPC that names one.
+_CALLER: ContextVar[tuple[auth.Principal, str]] = ContextVar("emulator_caller")
 
 
 def status_details(error: GatewayError) -> bytes:
@@ -58,9 +64,21 @@ def status_details(error: GatewayError) -> bytes:
 
 
 def _workspace(scope: datamodel_pb2.WorkspaceSelector) -> str:
+    """The one workspace a request addresses ("": the default), once the caller may use it."""
+    who, default = _CALLER.get()
     if scope.WhichOneof("selection") == "all_workspaces":
+        auth.require_platform_admin(who)
         raise invalid_field("workspace_scope", "this call addresses a single workspace")
+    auth.authorize_workspace(who, scope.workspace or default)
     return str(scope.workspace)
+
+
+def _workspaces(gateway: Gateway, scope: datamodel_pb2.WorkspaceSelector) -> list[str]:
+    """What a list call addresses: one workspace, or every one (a platform admin's right)."""
+    if scope.WhichOneof("selection") == "all_workspaces":
+        auth.require_platform_admin(_CALLER.get()[0])
+        return gateway.workspace_names()
+    return [gateway.workspace(_workspace(scope))]
 
 
 def _response(
@@ -114,6 +132,7 @@ class EmulatorServicer(openshell_pb2_grpc.OpenShellServicer):
         if fault is not None:
             raise fault
         principal = auth.authorize(method, metadata.get("authorization"), self.auth, cert_subject)
+        _CALLER.set((principal, self.gateway.default_workspace))
         self.gateway.tick()
         return principal
 
@@ -178,6 +197,47 @@ class EmulatorServicer(openshell_pb2_grpc.OpenShellServicer):
 
         return await self._call("GetGatewayInfo", context, handle)
 
+    # -- workspaces -------------------------------------------------------------------
+
+    async def CreateWorkspace(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def handle(who: auth.Principal) -> openshell_pb2.CreateWorkspaceResponse:
+            auth.require_platform_admin(who)
+            made = self.gateway.create_workspace(request.name, dict(request.labels))
+            return openshell_pb2.CreateWorkspaceResponse(workspace=made.to_proto())
+
+        return await self._call("CreateWorkspace", context, handle)
+
+    async def GetWorkspace(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def handle(who: auth.Principal) -> openshell_pb2.GetWorkspaceResponse:
+            if request.name:
+                auth.authorize_workspace(who, request.name)
+            found = self.gateway.get_workspace(request.name)
+            return openshell_pb2.GetWorkspaceResponse(workspace=found.to_proto())
+
+        return await self._call("GetWorkspace", context, handle)
+
+    async def ListWorkspaces(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def handle(who: auth.Principal) -> openshell_pb2.ListWorkspacesResponse:
+            page, token = self.gateway.list_workspaces(
+                who.may_use,
+                request.label_selector,
+                request.page_size,
+                request.page_token,
+            )
+            return openshell_pb2.ListWorkspacesResponse(
+                workspaces=[w.to_proto() for w in page], next_page_token=token
+            )
+
+        return await self._call("ListWorkspaces", context, handle)
+
+    async def DeleteWorkspace(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def handle(who: auth.Principal) -> openshell_pb2.DeleteWorkspaceResponse:
+            auth.require_platform_admin(who)
+            outcome = self.gateway.delete_workspace(request.name, request.allow_missing)
+            return openshell_pb2.DeleteWorkspaceResponse(outcome=outcome)
+
+        return await self._call("DeleteWorkspace", context, handle)
+
     # -- sandboxes --------------------------------------------------------------------
 
     async def CreateSandbox(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -205,11 +265,7 @@ class EmulatorServicer(openshell_pb2_grpc.OpenShellServicer):
 
     async def ListSandboxes(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         def handle(_: auth.Principal) -> openshell_pb2.ListSandboxesResponse:
-            scope = request.workspace_scope
-            if scope.WhichOneof("selection") == "all_workspaces":
-                workspaces = list(self.gateway.settings.workspaces)
-            else:
-                workspaces = [self.gateway.workspace(scope.workspace)]
+            workspaces = _workspaces(self.gateway, request.workspace_scope)
             page, token = self.gateway.list_sandboxes(
                 workspaces, request.label_selector, request.page_size, request.page_token
             )
@@ -267,8 +323,9 @@ class EmulatorServicer(openshell_pb2_grpc.OpenShellServicer):
         def handle(_: auth.Principal) -> openshell_pb2.ListServicesResponse:
             scope = request.workspace_scope
             every = scope.WhichOneof("selection") == "all_workspaces"
+            wanted = _workspaces(self.gateway, scope)  # the caller's right to them first
             page, token = self.gateway.list_services(
-                None if every else scope.workspace,
+                None if every else wanted[0],
                 request.sandbox,
                 request.page_size,
                 request.page_token,
@@ -290,6 +347,56 @@ class EmulatorServicer(openshell_pb2_grpc.OpenShellServicer):
             return openshell_pb2.DeleteServiceResponse(outcome=outcome)
 
         return await self._call("DeleteService", context, handle)
+
+    # -- providers on a live sandbox ----------------------------------------------------
+
+    async def AttachSandboxProvider(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def handle(_: auth.Principal) -> openshell_pb2.AttachSandboxProviderResponse:
+            record, attached, receipt = self.gateway.attach_provider(
+                _workspace(request.workspace_scope),
+                request.sandbox,
+                request.provider,
+                request.expected_resource_version,
+            )
+            return openshell_pb2.AttachSandboxProviderResponse(
+                sandbox=record.to_proto(), attached=attached, receipt=receipt.to_proto()
+            )
+
+        return await self._call("AttachSandboxProvider", context, handle)
+
+    async def DetachSandboxProvider(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def handle(_: auth.Principal) -> openshell_pb2.DetachSandboxProviderResponse:
+            record, detached, receipt = self.gateway.detach_provider(
+                _workspace(request.workspace_scope),
+                request.sandbox,
+                request.provider,
+                request.expected_resource_version,
+            )
+            return openshell_pb2.DetachSandboxProviderResponse(
+                sandbox=record.to_proto(), detached=detached, receipt=receipt.to_proto()
+            )
+
+        return await self._call("DetachSandboxProvider", context, handle)
+
+    async def GetSandboxProviderStatus(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
+        def handle(_: auth.Principal) -> openshell_pb2.GetSandboxProviderStatusResponse:
+            receipt, state, reason = self.gateway.provider_status(
+                _workspace(request.workspace_scope),
+                request.sandbox,
+                request.provider,
+                request.receipt_id,
+            )
+            status = openshell_pb2.ProviderReadinessStatus(
+                receipt=receipt.to_proto(),
+                state=state,
+                reason=reason,
+                evaluated_time=timestamp(self.gateway.clock.wall()),
+            )
+            return openshell_pb2.GetSandboxProviderStatusResponse(status=status)
+
+        return await self._call("GetSandboxProviderStatus", context, handle)
 
     # -- configuration and policy -----------------------------------------------------
 

@@ -15,7 +15,8 @@ __all__ = ["GatewaySettings"]
 class GatewaySettings:
     """How the emulated gateway behaves; delays are seconds and small so tests stay fast."""
 
-    #: Workspaces that exist; the first is used when a request names none.
+    #: Workspaces that exist from the start (CreateWorkspace adds more); the first is the
+    #: default: what a request that names none addresses, and never deleted.
     workspaces: tuple[str, ...] = ("default",)
     #: Provider names sandboxes may attach; any other gives FAILED_PRECONDITION.
     providers: frozenset[str] = frozenset({"github", "gitlab", "anthropic", "openai", "nvidia"})

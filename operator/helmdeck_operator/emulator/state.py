@@ -1,10 +1,11 @@
 """The emulated OpenShell gateway as a plain-Python state machine.
 
-Everything the gateway decides lives here: sandbox records keyed by (workspace, name), the
-name rule, phases and their timed transitions, deletion outcomes, policy revisions and the
-live-change rules, settings, service endpoints, log buffers, and change notifications for
-watchers. No gRPC: calls either return records or raise `GatewayError`; `servicer.py`
-adapts this to the wire.
+Everything the gateway decides lives here: workspaces (the settings' ones exist from the
+start, the first being the default; others are created and deleted by request), sandbox
+records keyed by (workspace, name), the name rule, phases and their timed transitions,
+deletion outcomes, policy revisions and the live-change rules, settings, service endpoints,
+log buffers, and change notifications for watchers. No gRPC: calls either return records
+or raise `GatewayError`; `servicer.py` adapts this to the wire.
 
 Time is injected (`Clock`) and nothing happens on its own: timed transitions are due at a
 monotonic instant and applied by `tick()`, which the server's driver task calls when the
@@ -29,9 +30,11 @@ from helmdeck_operator.emulator.clock import Clock, SystemClock
 from helmdeck_operator.emulator.errors import Code, GatewayError, invalid_field
 from helmdeck_operator.emulator.faults import Faults
 from helmdeck_operator.emulator.model import (
+    ProviderReceipt,
     Revision,
     SandboxRecord,
     ServiceRecord,
+    WorkspaceRecord,
     phase_name,
     service_url,
     timestamp,
@@ -46,6 +49,21 @@ P = openshell_pb2  # phases and statuses are module-level enum values in the stu
 #: DNS-1123 label, at most MAX_ROUTABLE_NAME_LEN: the name is part of service URL hosts.
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _MAX_NAME_LEN = validation.MAX_ROUTABLE_NAME_LEN
+#: Namespace of the emulated providers' ids: the same name in the same workspace keeps its id.
+_PROVIDER_IDS = uuid.UUID("5d6f1c1e-9a0b-4e43-8f57-7c1d0b2a6e31")
+
+
+def _provider_id(workspace: str, provider: str) -> str:
+    return str(uuid.uuid5(_PROVIDER_IDS, f"{workspace}/{provider}"))
+
+
+def _canonical_uuid(value: str) -> bool:
+    """A receipt id as the gateway accepts it: a UUID in its canonical spelling, not nil."""
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return False
+    return parsed.int != 0 and str(parsed) == value
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,10 @@ class Gateway:
         self.events: list[dict[str, Any]] = []
         #: Called whenever a new transition is scheduled, so a driver can wake up early.
         self.on_schedule: Callable[[], None] | None = None
+        self._workspaces: dict[str, WorkspaceRecord] = {}
+        self._workspace_seq = 0
+        for workspace in self.settings.workspaces:
+            self._put_workspace(workspace, {})
 
     # -- time -------------------------------------------------------------------------
 
@@ -219,13 +241,26 @@ class Gateway:
 
     # -- lookups ----------------------------------------------------------------------
 
-    def workspace(self, name: str) -> str:
-        """The workspace a single-workspace request addresses (the first when unnamed)."""
-        if not name:
-            return self.settings.workspaces[0]
-        if name not in self.settings.workspaces:
+    @property
+    def default_workspace(self) -> str:
+        """What a request that names no workspace addresses (the gateway's `default`)."""
+        return self.settings.workspaces[0]
+
+    def workspace(self, name: str, *, active: bool = False) -> str:
+        """The workspace a single-workspace request addresses (the default when unnamed);
+        NOT_FOUND when it does not exist. `active`: a call that creates something in it,
+        refused while the workspace is being deleted."""
+        name = name or self.default_workspace
+        record = self._workspaces.get(name)
+        if record is None:
             raise GatewayError(Code.NOT_FOUND, f"workspace '{name}' not found")
+        if active and record.deleting:
+            raise GatewayError(Code.FAILED_PRECONDITION, f"workspace '{name}' is being deleted")
         return name
+
+    def workspace_names(self) -> list[str]:
+        """Every workspace, in creation order (what `all_workspaces` addresses)."""
+        return list(self._workspaces)
 
     def get(self, workspace: str, name: str) -> SandboxRecord:
         if not name:
@@ -237,6 +272,90 @@ class Gateway:
 
     def find(self, workspace: str, name: str) -> SandboxRecord | None:
         return self._sandboxes.get((workspace, name))
+
+    # -- workspaces -------------------------------------------------------------------
+
+    def _put_workspace(self, name: str, labels: Mapping[str, str]) -> WorkspaceRecord:
+        self._workspace_seq += 1
+        record = WorkspaceRecord(
+            name=name,
+            id=str(uuid.uuid4()),
+            seq=self._workspace_seq,
+            labels=dict(labels),
+            created=self.clock.wall(),
+        )
+        self._workspaces[name] = record
+        return record
+
+    def create_workspace(self, name: str, labels: Mapping[str, str]) -> WorkspaceRecord:
+        """A new, empty workspace; ALREADY_EXISTS when the name is taken (even by one being
+        deleted). Nobody becomes its member: platform admins reach every workspace."""
+        validation.check_workspace_name(name)
+        if name in self._workspaces:
+            raise GatewayError(Code.ALREADY_EXISTS, "workspace already exists")
+        return self._put_workspace(name, labels)
+
+    def get_workspace(self, name: str) -> WorkspaceRecord:
+        if not name:
+            raise GatewayError(Code.INVALID_ARGUMENT, "name is required")
+        record = self._workspaces.get(name)
+        if record is None:
+            raise GatewayError(Code.NOT_FOUND, "workspace not found")
+        return record
+
+    def list_workspaces(
+        self,
+        visible: Callable[[str], bool],
+        label_selector: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[WorkspaceRecord], str]:
+        """One page, in creation order, of the workspaces `visible` to the caller (a
+        platform admin sees all, anyone else those it is a member of) whose labels match
+        the equality selector; returns the next token."""
+        selector = query.parse_selector(label_selector)
+        request = ("ListWorkspaces", label_selector)
+        size = query.page_size(page_size)
+        after = query.decode_token(page_token, request)
+        page, more = query.take_page(
+            (
+                record
+                for record in self._workspaces.values()
+                if record.seq > after
+                and visible(record.name)
+                and all(record.labels.get(k) == v for k, v in selector.items())
+            ),
+            size,
+        )
+        token = query.encode_token(page[-1].seq, request) if more else ""
+        return page, token
+
+    def delete_workspace(self, name: str, allow_missing: bool) -> openshell_pb2.DeletionOutcome:
+        """Delete an empty workspace. As the gateway does, it is marked TERMINATING first
+        and stays so when resources in it refuse the delete; the default one never goes."""
+        if not name:
+            raise GatewayError(Code.INVALID_ARGUMENT, "name is required")
+        if name == self.default_workspace:
+            raise GatewayError(Code.FAILED_PRECONDITION, "the default workspace cannot be deleted")
+        record = self._workspaces.get(name)
+        if record is None:
+            if allow_missing:
+                return P.DELETION_OUTCOME_ALREADY_ABSENT
+            raise GatewayError(Code.NOT_FOUND, f"workspace '{name}' not found")
+        if not record.deleting:
+            record.deleting = True
+            record.resource_version += 1
+        held = [r for r in self._sandboxes.values() if r.workspace == name]
+        blocking = ["sandbox"] if held else []
+        if any(r.services for r in held):
+            blocking.append("service")
+        if blocking:
+            raise GatewayError(
+                Code.FAILED_PRECONDITION,
+                f"workspace '{name}' still contains resources: {', '.join(blocking)}",
+            )
+        del self._workspaces[name]
+        return P.DELETION_OUTCOME_COMPLETED
 
     # -- sandboxes --------------------------------------------------------------------
 
@@ -263,7 +382,7 @@ class Gateway:
     ) -> SandboxRecord:
         """Store a new sandbox in PROVISIONING; its policy (if any) becomes version 1 and its
         exposures its first service endpoints. A refused request stores nothing."""
-        ws = self.workspace(workspace)
+        ws = self.workspace(workspace, active=True)
         exposed = validation.check_service_exposures(exposures)
         name = name or f"sandbox-{uuid.uuid4().hex[:8]}"
         self._check_name(name)
@@ -505,12 +624,7 @@ class Gateway:
         record = self.get(workspace, name)
         if record.phase == P.SANDBOX_PHASE_DELETING:
             raise GatewayError(Code.FAILED_PRECONDITION, f"sandbox '{name}' is being deleted")
-        if expected and expected != record.resource_version:
-            raise GatewayError(
-                Code.ABORTED,
-                f"sandbox '{name}' resource version is {record.resource_version}, "
-                f"expected {expected}",
-            )
+        self._compare(record, expected, "update config")
         return record
 
     def policy_status(self, workspace: str, name: str, version: int) -> tuple[Revision, int]:
@@ -525,8 +639,8 @@ class Gateway:
     # -- service endpoints --------------------------------------------------------------
 
     def _service_sandbox(self, workspace: str, sandbox: str) -> SandboxRecord:
-        """The sandbox a service call names, in any phase. The gateway answers a missing
-        sandbox and one the caller may not see alike, so the message names neither."""
+        """The sandbox a service or provider call names, in any phase. The gateway answers
+        a missing sandbox and one the caller may not see alike, so the message names neither."""
         if not sandbox:
             raise GatewayError(Code.INVALID_ARGUMENT, "sandbox is required")
         record = self._sandboxes.get((self.workspace(workspace), sandbox))
@@ -605,7 +719,7 @@ class Gateway:
             owner = self._service_sandbox(workspace, sandbox)
             scope, candidates = owner.workspace, list(owner.services.values())
         else:
-            wanted = self.settings.workspaces if workspace is None else (self.workspace(workspace),)
+            wanted = tuple(self._workspaces) if workspace is None else (self.workspace(workspace),)
             scope = "*" if workspace is None else wanted[0]
             candidates = sorted(
                 (
@@ -622,6 +736,143 @@ class Gateway:
         page, more = query.take_page((s for s in candidates if s.seq > after), size)
         token = query.encode_token(page[-1].seq, request) if more else ""
         return page, token
+
+    # -- providers on a live sandbox ----------------------------------------------------
+
+    def attach_provider(
+        self, workspace: str, sandbox: str, provider: str, expected_resource_version: int
+    ) -> tuple[SandboxRecord, bool, ProviderReceipt]:
+        """Add `provider` to the sandbox's providers: (the sandbox, whether this call added
+        it, its receipt). Checked in the gateway's order: sandbox, name, provider known,
+        the 32-provider limit, then the compare-and-set."""
+        record = self._service_sandbox(workspace, sandbox)
+        validation.check_provider_name(provider)
+        if provider not in self.settings.providers:
+            raise GatewayError(Code.FAILED_PRECONDITION, f"provider '{provider}' not found")
+        providers = record.spec.providers
+        if len(providers) >= validation.MAX_PROVIDERS and provider not in providers:
+            raise GatewayError(
+                Code.INVALID_ARGUMENT,
+                f"providers list exceeds maximum ({validation.MAX_PROVIDERS})",
+            )
+        self._compare(record, expected_resource_version, "attach sandbox provider")
+        mutation = str(uuid.uuid4())
+        attached = provider not in providers
+        if attached:
+            providers.append(provider)
+        self._provider_mutation(record, mutation, attached)
+        kind = P.PROVIDER_MUTATION_KIND_ATTACH
+        return record, attached, self._receipt(record, provider, kind, mutation)
+
+    def detach_provider(
+        self, workspace: str, sandbox: str, provider: str, expected_resource_version: int
+    ) -> tuple[SandboxRecord, bool, ProviderReceipt]:
+        """Remove `provider` from the sandbox's providers: (the sandbox, whether this call
+        removed it, its receipt). Detaching one not attached (or unknown) is no error."""
+        record = self._service_sandbox(workspace, sandbox)
+        validation.check_provider_name(provider)
+        self._compare(record, expected_resource_version, "detach sandbox provider")
+        mutation = str(uuid.uuid4())
+        kept = [name for name in record.spec.providers if name != provider]
+        detached = len(kept) != len(record.spec.providers)
+        if detached:
+            del record.spec.providers[:]
+            record.spec.providers.extend(kept)
+        self._provider_mutation(record, mutation, detached)
+        kind = P.PROVIDER_MUTATION_KIND_DETACH
+        return record, detached, self._receipt(record, provider, kind, mutation)
+
+    def provider_status(
+        self, workspace: str, sandbox: str, provider: str, receipt_id: str
+    ) -> tuple[
+        ProviderReceipt, openshell_pb2.ProviderReadinessState, openshell_pb2.ProviderReadinessReason
+    ]:
+        """(receipt, state, reason) of a receipt, or of a new OBSERVE receipt of `provider`'s
+        present attachment when no receipt is named."""
+        record = self._service_sandbox(workspace, sandbox)
+        if len(provider) > validation.MAX_NAME_LEN:
+            raise GatewayError(Code.INVALID_ARGUMENT, "provider exceeds maximum length")
+        if not receipt_id:
+            if not provider:
+                raise GatewayError(Code.INVALID_ARGUMENT, "provider or receipt_id is required")
+            if provider not in self.settings.providers:
+                raise GatewayError(Code.NOT_FOUND, "provider not found")
+            kind = P.PROVIDER_MUTATION_KIND_OBSERVE
+            receipt = self._receipt(record, provider, kind, str(uuid.uuid4()))
+        else:
+            if not _canonical_uuid(receipt_id):
+                raise GatewayError(Code.INVALID_ARGUMENT, "invalid readiness instance identity")
+            found = record.receipts.get(receipt_id)
+            if found is None or (provider and found.provider != provider):
+                raise GatewayError(Code.NOT_FOUND, "provider receipt not found")
+            receipt = found
+        return (receipt, *self._readiness(record, receipt))
+
+    def _compare(self, record: SandboxRecord, expected: int, operation: str) -> None:
+        """The compare-and-set of a provider call: 0 takes the current version."""
+        if expected and expected != record.resource_version:
+            raise GatewayError(
+                Code.ABORTED,
+                f"{operation} failed due to concurrent modification "
+                f"(current resource_version: {record.resource_version})",
+            )
+
+    def _provider_mutation(self, record: SandboxRecord, mutation: str, changed: bool) -> None:
+        """A change of the provider set takes a new attachment epoch (the first call sets
+        one in any case); the record is written, and its version moves, either way."""
+        if changed or not record.spec.provider_attachment_epoch:
+            record.spec.provider_attachment_epoch = mutation
+        if changed:
+            self._event(record, "providers", providers=list(record.spec.providers))
+        self._changed(record)
+
+    def _receipt(
+        self,
+        record: SandboxRecord,
+        provider: str,
+        kind: openshell_pb2.ProviderMutationKind,
+        mutation: str,
+    ) -> ProviderReceipt:
+        attached = provider in record.spec.providers
+        receipt = ProviderReceipt(
+            receipt_id=str(uuid.uuid4()),
+            mutation_id=mutation,
+            provider=provider,
+            workspace=record.workspace,
+            kind=kind,
+            sandbox_id=record.id,
+            sandbox=record.name,
+            attachment_epoch=record.spec.provider_attachment_epoch,
+            provider_id=_provider_id(record.workspace, provider) if attached else "",
+            provider_resource_version=1 if attached else 0,
+            persisted=self.clock.wall(),
+        )
+        record.receipts[receipt.receipt_id] = receipt
+        return receipt
+
+    def _readiness(
+        self, record: SandboxRecord, receipt: ProviderReceipt
+    ) -> tuple[openshell_pb2.ProviderReadinessState, openshell_pb2.ProviderReadinessReason]:
+        """The gateway's evaluation, with a supervisor that installs what it is given at
+        once: superseded by a later change of the provider set, pending while the sandbox
+        is not READY, failed without a gateway policy, else ready (revoked for a detach)."""
+        attached = receipt.provider in record.spec.providers
+        current = (
+            record.spec.provider_attachment_epoch,
+            _provider_id(record.workspace, receipt.provider) if attached else "",
+        )
+        if current != (receipt.attachment_epoch, receipt.provider_id):
+            return P.PROVIDER_READINESS_STATE_SUPERSEDED, (
+                P.PROVIDER_READINESS_REASON_DESIRED_STATE_CHANGED
+            )
+        if not record.revisions:
+            return P.PROVIDER_READINESS_STATE_FAILED, P.PROVIDER_READINESS_REASON_LOCAL_POLICY
+        if record.phase != P.SANDBOX_PHASE_READY:
+            return P.PROVIDER_READINESS_STATE_PENDING, (
+                P.PROVIDER_READINESS_REASON_SUPERVISOR_DISCONNECTED
+            )
+        state = P.PROVIDER_READINESS_STATE_READY if attached else P.PROVIDER_READINESS_STATE_REVOKED
+        return state, P.PROVIDER_READINESS_REASON_UNSPECIFIED
 
     # -- logs -------------------------------------------------------------------------
 
@@ -678,6 +929,7 @@ class Gateway:
             "sandboxes": [
                 r.to_dict() for r in sorted(self._sandboxes.values(), key=lambda r: r.seq)
             ],
+            "workspaces": [w.to_dict() for w in self._workspaces.values()],
             "events": list(self.events),
             "faults": self.faults.to_dict(),
         }

@@ -21,12 +21,16 @@ from helmdeck_operator.emulator.errors import Code, FieldViolation, GatewayError
 
 __all__ = [
     "MAX_CREATE_SERVICE_EXPOSURES",
+    "MAX_NAME_LEN",
+    "MAX_PROVIDERS",
     "MAX_ROUTABLE_NAME_LEN",
     "check_endpoint_name",
     "check_policy",
+    "check_provider_name",
     "check_sandbox_spec",
     "check_service_exposure",
     "check_service_exposures",
+    "check_workspace_name",
 ]
 
 _L7 = frozenset({"rest", "websocket", "graphql", "sql", "json-rpc", "mcp"})
@@ -39,6 +43,8 @@ MAX_PATHS = 256
 MAX_PATH_BYTES = 4096
 MAX_ID = 4294967294
 MAX_PROVIDERS = 32
+#: A provider's name (the gateway's MAX_NAME_LEN, the Kubernetes name limit).
+MAX_NAME_LEN = 253
 MAX_ENV = 128
 MAX_ENV_KEY_BYTES = 256
 MAX_ENV_VALUE_BYTES = 8192
@@ -111,7 +117,12 @@ def _policy_problems(policy: sandbox_pb2.SandboxPolicy) -> Iterator[str]:
 
 
 def _valid_identity(value: str) -> bool:
-    return value == "sandbox" or (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ID)
+    """As the gateway reads it, Rust's `str::parse::<u32>`: one optional `+`, then ASCII
+    digits, leading zeros allowed (`+7` and `007` are 7, `+0` is root)."""
+    digits = value.removeprefix("+")
+    return value == "sandbox" or (
+        digits.isascii() and digits.isdigit() and 1 <= int(digits) <= MAX_ID
+    )
 
 
 def _filesystem_problems(fs: sandbox_pb2.FilesystemPolicy) -> Iterator[str]:
@@ -125,7 +136,8 @@ def _filesystem_problems(fs: sandbox_pb2.FilesystemPolicy) -> Iterator[str]:
             yield f"filesystem path is longer than {MAX_PATH_BYTES} bytes"
         if ".." in path.split("/"):
             yield f"filesystem path '{path}' must not contain '..'"
-    if "/" in fs.read_write:
+    # The gateway trims trailing slashes first, so `//` is the root too.
+    if any(not path.rstrip("/") for path in fs.read_write):
         yield "filesystem read_write must not include '/'"
 
 
@@ -225,6 +237,21 @@ def _host_problems(ep: sandbox_pb2.NetworkEndpoint, tcp: bool) -> Iterator[str]:
             yield f"host '{host}': '**' may only be the first label"
         elif len([label for label in labels if "*" not in label]) < 2:
             yield f"host '{host}' wildcards a top-level domain"
+
+
+# -- Attach/DetachSandboxProvider ---------------------------------------------------------------
+
+
+def check_provider_name(name: str) -> None:
+    """The provider an Attach/DetachSandboxProvider names (plain INVALID_ARGUMENT, the
+    gateway's words: it says provider_name, the field's name before 0.1.5)."""
+    if not name:
+        raise GatewayError(Code.INVALID_ARGUMENT, "provider_name is required")
+    if len(name) > MAX_NAME_LEN:
+        raise GatewayError(
+            Code.INVALID_ARGUMENT,
+            f"provider_name exceeds maximum length ({len(name)} > {MAX_NAME_LEN})",
+        )
 
 
 # -- CreateSandbox request -----------------------------------------------------------------------
@@ -544,3 +571,28 @@ def _globs_overlap(left: list[str], right: list[str], delimiter: str | None) -> 
                 seen.add(move)
                 todo.append(move)
     return False
+
+
+# -- CreateWorkspace ----------------------------------------------------------------------------
+
+
+def check_workspace_name(name: str) -> None:
+    """The name of a workspace to create (the gateway's workspace.rs and its DNS-1123 rule,
+    first broken rule wins): required, routable (it is the first part of endpoint hosts),
+    lowercase letters, digits and single hyphens inside."""
+    if not name:
+        raise _invalid("workspace name is required")
+    if len(name) > MAX_ROUTABLE_NAME_LEN:
+        raise _invalid(
+            f"workspace name exceeds maximum length ({len(name)} > {MAX_ROUTABLE_NAME_LEN})"
+        )
+    problem = None
+    if not _DNS_LABEL_CHARS.fullmatch(name):
+        problem = "must contain only lowercase alphanumeric characters or hyphens"
+    elif name[0] == "-" or name[-1] == "-":
+        problem = "must not start or end with a hyphen"
+    elif "--" in name:
+        problem = "must not contain consecutive hyphens"
+    if problem is not None:
+        message = f"workspace name {problem}"
+        raise GatewayError(Code.INVALID_ARGUMENT, message, (FieldViolation("name", message),))

@@ -1,9 +1,12 @@
 """The async client of one OpenShell gateway: the only code in the operator that speaks gRPC.
 
 Reconcilers get a narrow interface (create, get, list, delete, stop, start, watch, update
-policy, policy status, logs, and a sandbox's service endpoints: expose, get, list, delete)
-that takes and returns the value types of ``models`` and raises only
-``errors.GatewayError``. Every unary call gets, in one place (``_call``):
+policy, policy status, logs, a sandbox's service endpoints: expose, get, list, delete, and
+its providers: attach, detach) that takes and returns the value types of ``models`` and raises only
+``errors.GatewayError``. Every sandbox call is scoped to one workspace: the gateway's
+configured one unless the call names another (``workspace=``); the workspace calls
+(create, get, list, delete) serve gateways that give each namespace its own. Every unary
+call gets, in one place (``_call``):
 
 - a deadline per attempt (``deadline_seconds``);
 - bounded retries of transient codes with jittered exponential backoff (``retry``),
@@ -14,7 +17,10 @@ that takes and returns the value types of ``models`` and raises only
   OpenTelemetry span, so the gateway's spans join the operator's trace;
 - ``authorization`` from the configured call credentials;
 - a log record and an observer callback per attempt (rpc, code, attempt, latency,
-  request id), never any metadata value.
+  request id), never any metadata value;
+- a failure translated once (``errors.from_rpc_error``), scrubbed of our credentials (and
+  the one the attempt sent) and raised ``from None``; the span records that error by hand,
+  never the raw gRPC one, whose texts echo whatever the gateway chose to echo.
 
 Retrying CreateSandbox is safe but not transparent: OpenShell's create is not idempotent
 by name, so when a response is lost and the retry finds the name taken the call raises
@@ -25,7 +31,11 @@ the retry with the original sandbox instead.
 The service calls are retried like reads, and that is safe: ExposeService is an upsert
 (the same name and arguments again leave the same endpoint) and DeleteService is sent with
 ``allow_missing`` (a second delete answers ALREADY_ABSENT). Their ``request_id`` lets a
-gateway with mutation replay answer a retry with the first attempt's response.
+gateway with mutation replay answer a retry with the first attempt's response. The
+provider calls are retried too: attaching an attached provider or detaching a detached one
+changes nothing. Sent with an ``expected_resource_version`` (compare-and-set), a call the
+gateway refuses as stale (ABORTED) is not retried: it raises at once, for the caller to
+read the sandbox again.
 """
 
 from __future__ import annotations
@@ -195,6 +205,53 @@ class GatewayClient:
         response = await self._call("GetCurrentUser", openshell_pb2.GetCurrentUserRequest())
         return convert.identity(response)
 
+    async def create_workspace(
+        self, name: str, *, labels: Mapping[str, str] | None = None
+    ) -> models.Workspace:
+        """Create a workspace (the gateway allows a platform admin only);
+        ``GatewayAlreadyExists`` when the name is taken, also after a retry of a create
+        whose answer was lost."""
+        request = openshell_pb2.CreateWorkspaceRequest(name=name, labels=dict(labels or {}))
+        response = await self._call("CreateWorkspace", request)
+        return convert.workspace(response.workspace)
+
+    async def get_workspace(self, name: str) -> models.Workspace | None:
+        """The workspace, or None when the gateway does not know it."""
+        try:
+            response = await self._call(
+                "GetWorkspace", openshell_pb2.GetWorkspaceRequest(name=name)
+            )
+        except GatewayNotFound:
+            return None
+        return convert.workspace(response.workspace)
+
+    async def list_workspaces(
+        self, label_selector: Mapping[str, str] | None = None
+    ) -> list[models.Workspace]:
+        """Every workspace the caller may see (all of them for a platform admin) whose
+        labels include ``label_selector``, every page."""
+        selector = convert.label_selector(label_selector)
+
+        def request(token: str) -> openshell_pb2.ListWorkspacesRequest:
+            return openshell_pb2.ListWorkspacesRequest(
+                page_size=PAGE_SIZE, page_token=token, label_selector=selector
+            )
+
+        return [
+            convert.workspace(item)
+            async for page in self._pages("ListWorkspaces", request)
+            for item in page.workspaces
+        ]
+
+    async def delete_workspace(
+        self, name: str, *, allow_missing: bool = True
+    ) -> models.DeleteOutcome:
+        """Delete an empty workspace; ``GatewayPreconditionFailed`` while anything is in
+        it (the gateway then keeps it TERMINATING: nothing can be created in it)."""
+        request = openshell_pb2.DeleteWorkspaceRequest(name=name, allow_missing=allow_missing)
+        response = await self._call("DeleteWorkspace", request)
+        return models.DeleteOutcome(convert.deletion_state(response.outcome))
+
     async def create_sandbox(
         self,
         name: str,
@@ -204,13 +261,14 @@ class GatewayClient:
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
         exposures: Sequence[models.ServiceExposure] = (),
+        workspace: str | None = None,
     ) -> models.Sandbox:
         """Create a sandbox; ``GatewayAlreadyExists`` if the name is taken (see module doc).
 
         ``exposures`` become its service endpoints, all or none; their URLs are in the
         answer's ``service_urls``, which only this call carries."""
         request = openshell_pb2.CreateSandboxRequest(
-            workspace_scope=self._scope(),
+            workspace_scope=self._scope(workspace),
             name=name,
             spec=convert.sandbox_spec(spec, policy),
             labels=dict(labels or {}),
@@ -220,9 +278,11 @@ class GatewayClient:
         response = await self._call("CreateSandbox", request, sandbox=name)
         return convert.sandbox(response.sandbox, response.service_urls)
 
-    async def get_sandbox(self, name: str) -> models.Sandbox | None:
+    async def get_sandbox(
+        self, name: str, *, workspace: str | None = None
+    ) -> models.Sandbox | None:
         """The sandbox, or None when the gateway does not know it."""
-        request = openshell_pb2.GetSandboxRequest(workspace_scope=self._scope(), name=name)
+        request = openshell_pb2.GetSandboxRequest(workspace_scope=self._scope(workspace), name=name)
         try:
             response = await self._call("GetSandbox", request, sandbox=name)
         except GatewayNotFound:
@@ -233,20 +293,24 @@ class GatewayClient:
         self,
         label_selector: Mapping[str, str] | None = None,
         *,
-        known: Callable[[str, str, int], models.Sandbox | None] | None = None,
+        known: Callable[[str, str, str, int], models.Sandbox | None] | None = None,
+        workspace: str | None = None,
+        all_workspaces: bool = False,
     ) -> list[models.Sandbox]:
-        """All sandboxes of the workspace whose labels include ``label_selector``.
+        """All sandboxes of the workspace (of every workspace with ``all_workspaces``, which
+        the gateway allows a platform admin only) whose labels include ``label_selector``.
 
-        ``known(name, id, resource_version)`` may return the caller's own copy of a sandbox
-        it already holds at that version; it is used instead of converting the message
-        again (a cache relisting thousands of unchanged sandboxes converts none of them).
+        ``known(workspace, name, id, resource_version)`` may return the caller's own copy of
+        a sandbox it already holds at that version; it is used instead of converting the
+        message again (a cache relisting thousands of unchanged sandboxes converts none).
         """
         selector = convert.label_selector(label_selector)
+        scope = convert.every_workspace() if all_workspaces else self._scope(workspace)
         found: list[models.Sandbox] = []
 
         def request(token: str) -> openshell_pb2.ListSandboxesRequest:
             return openshell_pb2.ListSandboxesRequest(
-                workspace_scope=self._scope(),
+                workspace_scope=scope,
                 page_size=PAGE_SIZE,
                 page_token=token,
                 label_selector=selector,
@@ -255,16 +319,20 @@ class GatewayClient:
         async for page in self._pages("ListSandboxes", request):
             for item in page.sandboxes:
                 meta = item.metadata
-                same = known(meta.name, meta.id, meta.resource_version) if known else None
+                same = (
+                    known(meta.workspace, meta.name, meta.id, meta.resource_version)
+                    if known
+                    else None
+                )
                 found.append(same if same is not None else convert.sandbox(item))
         return found
 
     async def delete_sandbox(
-        self, name: str, *, allow_missing: bool = True
+        self, name: str, *, allow_missing: bool = True, workspace: str | None = None
     ) -> models.DeleteOutcome:
         """Delete a sandbox; with ``allow_missing`` a missing one is ALREADY_ABSENT."""
         request = openshell_pb2.DeleteSandboxRequest(
-            workspace_scope=self._scope(), name=name, allow_missing=allow_missing
+            workspace_scope=self._scope(workspace), name=name, allow_missing=allow_missing
         )
         try:
             response = await self._call("DeleteSandbox", request, sandbox=name)
@@ -274,23 +342,27 @@ class GatewayClient:
             return models.DeleteOutcome(models.DeletionState.ALREADY_ABSENT)
         return convert.delete_outcome(response)
 
-    async def stop_sandbox(self, name: str) -> models.Sandbox:
-        request = openshell_pb2.StopSandboxRequest(workspace_scope=self._scope(), name=name)
+    async def stop_sandbox(self, name: str, *, workspace: str | None = None) -> models.Sandbox:
+        request = openshell_pb2.StopSandboxRequest(
+            workspace_scope=self._scope(workspace), name=name
+        )
         response = await self._call("StopSandbox", request, sandbox=name)
         return convert.sandbox(response.sandbox, response.service_urls)
 
-    async def start_sandbox(self, name: str) -> models.Sandbox:
-        request = openshell_pb2.StartSandboxRequest(workspace_scope=self._scope(), name=name)
+    async def start_sandbox(self, name: str, *, workspace: str | None = None) -> models.Sandbox:
+        request = openshell_pb2.StartSandboxRequest(
+            workspace_scope=self._scope(workspace), name=name
+        )
         response = await self._call("StartSandbox", request, sandbox=name)
         return convert.sandbox(response.sandbox, response.service_urls)
 
     async def expose_service(
-        self, sandbox: str, exposure: models.ServiceExposure
+        self, sandbox: str, exposure: models.ServiceExposure, *, workspace: str | None = None
     ) -> models.ServiceEndpoint:
         """Expose a port of the sandbox, or change the endpoint of that name (an upsert);
         the sandbox may be in any phase. ``GatewayNotFound`` if there is no such sandbox."""
         request = openshell_pb2.ExposeServiceRequest(
-            workspace_scope=self._scope(),
+            workspace_scope=self._scope(workspace),
             sandbox=sandbox,
             name=exposure.name,
             target_port=exposure.port,
@@ -302,10 +374,12 @@ class GatewayClient:
         response = await self._call("ExposeService", request, sandbox=sandbox)
         return convert.service_endpoint(response)
 
-    async def get_service(self, sandbox: str, name: str) -> models.ServiceEndpoint | None:
+    async def get_service(
+        self, sandbox: str, name: str, *, workspace: str | None = None
+    ) -> models.ServiceEndpoint | None:
         """The endpoint, or None when the gateway knows no such endpoint or sandbox."""
         request = openshell_pb2.GetServiceRequest(
-            workspace_scope=self._scope(), sandbox=sandbox, name=name
+            workspace_scope=self._scope(workspace), sandbox=sandbox, name=name
         )
         try:
             response = await self._call("GetService", request, sandbox=sandbox)
@@ -313,12 +387,15 @@ class GatewayClient:
             return None
         return convert.service_endpoint(response)
 
-    async def list_services(self, sandbox: str) -> list[models.ServiceEndpoint]:
+    async def list_services(
+        self, sandbox: str, *, workspace: str | None = None
+    ) -> list[models.ServiceEndpoint]:
         """Every endpoint of the sandbox (every page); ``GatewayNotFound`` without it."""
+        scope = self._scope(workspace)
 
         def request(token: str) -> openshell_pb2.ListServicesRequest:
             return openshell_pb2.ListServicesRequest(
-                workspace_scope=self._scope(),
+                workspace_scope=scope,
                 sandbox=sandbox,
                 page_size=PAGE_SIZE,
                 page_token=token,
@@ -330,18 +407,60 @@ class GatewayClient:
             for item in page.services
         ]
 
-    async def delete_service(self, sandbox: str, name: str) -> bool:
+    async def delete_service(
+        self, sandbox: str, name: str, *, workspace: str | None = None
+    ) -> bool:
         """Remove an endpoint: True when this call removed it, False when it was absent
         (a sandbox that is gone has none). After a lost response, a retry on a gateway
         without request replay finds it absent and says False."""
         request = openshell_pb2.DeleteServiceRequest(
-            workspace_scope=self._scope(), sandbox=sandbox, name=name, allow_missing=True
+            workspace_scope=self._scope(workspace), sandbox=sandbox, name=name, allow_missing=True
         )
         try:
             response = await self._call("DeleteService", request, sandbox=sandbox)
         except GatewayNotFound:
             return False
         return convert.deletion_state(response.outcome) is not models.DeletionState.ALREADY_ABSENT
+
+    async def attach_provider(
+        self,
+        sandbox: str,
+        provider: str,
+        *,
+        expected_resource_version: int = 0,
+        workspace: str | None = None,
+    ) -> models.Sandbox:
+        """Attach a credential provider to a sandbox in any phase; the sandbox as the gateway
+        wrote it (its resource version moves even when the provider was attached already).
+        ``GatewayPreconditionFailed`` for a provider the workspace does not have; with
+        ``expected_resource_version``, a sandbox changed since gives code ABORTED."""
+        request = openshell_pb2.AttachSandboxProviderRequest(
+            workspace_scope=self._scope(workspace),
+            sandbox=sandbox,
+            provider=provider,
+            expected_resource_version=expected_resource_version,
+        )
+        response = await self._call("AttachSandboxProvider", request, sandbox=sandbox)
+        return convert.sandbox(response.sandbox)
+
+    async def detach_provider(
+        self,
+        sandbox: str,
+        provider: str,
+        *,
+        expected_resource_version: int = 0,
+        workspace: str | None = None,
+    ) -> models.Sandbox:
+        """Detach a provider (one not attached is no error); the sandbox as the gateway
+        wrote it. ``expected_resource_version`` as for ``attach_provider``."""
+        request = openshell_pb2.DetachSandboxProviderRequest(
+            workspace_scope=self._scope(workspace),
+            sandbox=sandbox,
+            provider=provider,
+            expected_resource_version=expected_resource_version,
+        )
+        response = await self._call("DetachSandboxProvider", request, sandbox=sandbox)
+        return convert.sandbox(response.sandbox)
 
     async def update_policy(
         self,
@@ -350,10 +469,11 @@ class GatewayClient:
         *,
         annotations: Mapping[str, str] | None = None,
         expected_resource_version: int = 0,
+        workspace: str | None = None,
     ) -> models.PolicyRevision:
         """Store a new policy revision; an identical policy returns the current version."""
         request = openshell_pb2.UpdateConfigRequest(
-            workspace_scope=self._scope(),
+            workspace_scope=self._scope(workspace),
             sandbox=sandbox,
             policy=policy,
             annotations=dict(annotations or {}),
@@ -362,10 +482,12 @@ class GatewayClient:
         response = await self._call("UpdateConfig", request, sandbox=sandbox)
         return models.PolicyRevision(version=response.version, hash=response.policy_hash)
 
-    async def get_policy_status(self, sandbox: str, version: int = 0) -> models.PolicyStatus | None:
+    async def get_policy_status(
+        self, sandbox: str, version: int = 0, *, workspace: str | None = None
+    ) -> models.PolicyStatus | None:
         """Load state of one revision (0: the latest); None when no revision exists."""
         request = openshell_pb2.GetSandboxPolicyStatusRequest(
-            workspace_scope=self._scope(), sandbox=sandbox, version=version
+            workspace_scope=self._scope(workspace), sandbox=sandbox, version=version
         )
         try:
             response = await self._call("GetSandboxPolicyStatus", request, sandbox=sandbox)
@@ -381,11 +503,12 @@ class GatewayClient:
         sources: Sequence[str] = (),
         min_level: str = "",
         since: datetime | None = None,
+        workspace: str | None = None,
     ) -> list[models.LogLine]:
         """Recent log lines of a sandbox (OCSF events included, ``level == "OCSF"``),
         only those at or after ``since`` when given."""
         request = openshell_pb2.GetSandboxLogsRequest(
-            workspace_scope=self._scope(),
+            workspace_scope=self._scope(workspace),
             sandbox=sandbox,
             lines=lines,
             sources=list(sources),
@@ -403,6 +526,7 @@ class GatewayClient:
         follow_logs: bool = False,
         follow_events: bool = False,
         resume_after: str = "",
+        workspace: str | None = None,
     ) -> AsyncGenerator[models.WatchEvent, None]:
         """Snapshots (and optionally logs and events) of a sandbox as they happen.
 
@@ -419,7 +543,7 @@ class GatewayClient:
         failures = 0
         while True:
             request = openshell_pb2.WatchSandboxRequest(
-                workspace_scope=self._scope(),
+                workspace_scope=self._scope(workspace),
                 sandbox=name,
                 follow_status=True,
                 follow_logs=follow_logs,
@@ -428,14 +552,13 @@ class GatewayClient:
             )
             await self._limiter.take()
             opened = time.monotonic()
-            cause: Exception
             err: GatewayError
             try:
                 metadata = await self._metadata(request_id, traceparent)
                 call = self._current_stub(stream=True).WatchSandbox(request, metadata=metadata)
             except GatewayCredentialsError as exc:
                 failures += 1
-                cause, err = exc, exc.for_call("WatchSandbox", request_id, failures)
+                err = exc.for_call(self.name, "WatchSandbox", request_id, failures)
             else:
                 try:
                     async for message in call:
@@ -447,8 +570,7 @@ class GatewayClient:
                     return
                 except grpc.aio.AioRpcError as rpc_error:
                     failures += 1
-                    cause = rpc_error
-                    err = self._translate("WatchSandbox", rpc_error, request_id, failures)
+                    err = self._translate("WatchSandbox", rpc_error, request_id, failures, metadata)
                 finally:
                     call.cancel()
             code = err.code or "CREDENTIALS"
@@ -457,13 +579,15 @@ class GatewayClient:
                 return
             delay = self._delay_after(err, failures)
             if delay is None:
-                raise err from cause
+                self._give_up(err)
+                raise err from None  # the gRPC error's own texts are unscrubbed (errors.py)
             await asyncio.sleep(delay)
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _scope(self) -> Any:
-        return convert.workspace_scope(self._config.workspace)
+    def _scope(self, workspace: str | None) -> Any:
+        """One workspace: the one named, else the gateway's configured one."""
+        return convert.workspace_scope(workspace or self._config.workspace)
 
     def _open(self) -> None:
         """Open the channels: one for unary calls, one for watch streams.
@@ -517,15 +641,33 @@ class GatewayClient:
         return metadata
 
     def _translate(
-        self, rpc: str, rpc_error: grpc.aio.AioRpcError, request_id: str, attempt: int
+        self,
+        rpc: str,
+        rpc_error: grpc.aio.AioRpcError,
+        request_id: str,
+        attempt: int,
+        metadata: Sequence[tuple[str, str]],
     ) -> GatewayError:
+        # The credential this attempt sent is scrubbed too: a concurrent refresh may have
+        # replaced the one the credentials hold by now.
+        sent = [
+            value.partition(" ")[2] or value for key, value in metadata if key == "authorization"
+        ]
         return from_rpc_error(
             rpc,
             rpc_error,
+            gateway=self.name,
             request_id=request_id,
             attempts=attempt,
-            redact=self._credentials.secrets(),
+            redact=(*self._credentials.secrets(), *sent),
         )
+
+    def _give_up(self, err: GatewayError) -> None:
+        """Log a failure about to reach the caller when the log is the only place its full
+        text goes: a transient one (the caller sees only the last attempt) or one whose text
+        is withheld from tenants (errors.py)."""
+        if err.is_transient or err.withheld is not None:
+            logger.warning("gateway %s: giving up: %s", self.name, err.for_log())
 
     async def _pages(
         self, rpc: str, request: Callable[[str], Any], *, sandbox: str = ""
@@ -573,8 +715,14 @@ class GatewayClient:
         # per read, several a second, would say nothing a metric does not.
         traced = trace.get_current_span().get_span_context().is_valid
         scope = (
+            # Not recorded automatically: the SDK would format the exception's whole chain
+            # and traceback. The scrubbed error is recorded by hand below.
             _tracer.start_as_current_span(
-                f"{_SERVICE}/{rpc}", kind=trace.SpanKind.CLIENT, attributes=attributes
+                f"{_SERVICE}/{rpc}",
+                kind=trace.SpanKind.CLIENT,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
             )
             if traced
             else contextlib.nullcontext(trace.INVALID_SPAN)
@@ -594,11 +742,9 @@ class GatewayClient:
                         request, timeout=self._config.deadline_seconds, metadata=metadata
                     )
                 except grpc.aio.AioRpcError as rpc_error:
-                    cause: Exception = rpc_error
-                    err = self._translate(rpc, rpc_error, request_id, attempt)
+                    err = self._translate(rpc, rpc_error, request_id, attempt, metadata)
                 except GatewayCredentialsError as exc:
-                    cause = exc
-                    err = exc.for_call(rpc, request_id, attempt)
+                    err = exc.for_call(self.name, rpc, request_id, attempt)
                 else:
                     self._record(rpc, "OK", attempt, started, request_id, logging.DEBUG)
                     span.set_attribute("rpc.grpc.status_code", 0)
@@ -615,16 +761,16 @@ class GatewayClient:
                     reauthenticated = True
                     self._credentials.invalidate()
                     continue
-                delay = self._delay_after(err, attempt)
+                delay = None if _stale(request, err) else self._delay_after(err, attempt)
                 if delay is None:
-                    if err.is_transient:
-                        logger.warning("gateway %s: giving up: %s", self.name, err)
+                    self._give_up(err)
                     if err.code:
                         span.set_attribute(
                             "rpc.grpc.status_code", grpc.StatusCode[err.code].value[0]
                         )
                     span.set_status(trace.Status(trace.StatusCode.ERROR, err.reason))
-                    raise err from cause
+                    span.record_exception(err)  # scrubbed, unchained, no traceback yet
+                    raise err from None  # the gRPC error's own texts are unscrubbed (errors.py)
                 await asyncio.sleep(delay)
 
     def _record(
@@ -669,3 +815,11 @@ class GatewayClient:
 
 def _request_id() -> str:
     return str(uuid.uuid4())
+
+
+def _stale(request: Any, err: GatewayError) -> bool:
+    """A compare-and-set the gateway refused (ABORTED) because the sandbox changed since the
+    caller's view: the same request would fail the same way, so it goes back to the caller,
+    to read again, instead of being retried."""
+    expected = getattr(request, "expected_resource_version", 0)
+    return err.code == grpc.StatusCode.ABORTED.name and bool(expected)

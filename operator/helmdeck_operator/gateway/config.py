@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ __all__ = [
     "RateLimit",
     "RetryPolicy",
     "TlsConfig",
+    "WorkspaceMode",
     "is_loopback_host",
     "split_endpoint",
 ]
@@ -38,6 +40,19 @@ Driver = Literal["kubernetes", "vm", "docker", "podman", "external"]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?$")
+#: The start of a workspace name: lowercase letters, digits and single hyphens, a hyphen
+#: allowed at the end (it then separates the prefix from the namespace).
+_WORKSPACE_PREFIX = re.compile(r"^[a-z0-9](-?[a-z0-9])*-?$")
+
+
+class WorkspaceMode(StrEnum):
+    """Which OpenShell workspace a namespace's sandboxes go to."""
+
+    SHARED = "Shared"
+    """Every namespace's in the gateway's `workspace` (the behaviour before modes existed)."""
+    PER_NAMESPACE = "PerNamespace"
+    """Each namespace's in its own workspace, created on demand and named after it
+    (`core.naming.namespace_workspace`): tenants cannot see each other's on the gateway."""
 
 
 class _Frozen(BaseModel):
@@ -195,7 +210,16 @@ class GatewayConfig(_Frozen):
     endpoint: str
     """``host:port`` of the gateway's gRPC listener (``[v6]:port`` for IPv6)."""
     workspace: str = Field(default="default", min_length=1, max_length=63)
-    """OpenShell workspace every call is scoped to."""
+    """OpenShell workspace every call is scoped to in mode Shared; in PerNamespace, where the
+    sandboxes made before the switch stay."""
+    workspaces: WorkspaceMode = WorkspaceMode.SHARED
+    """Shared: one workspace for every namespace. PerNamespace: a workspace per namespace
+    (the operator's identity must be a platform admin of the gateway: it creates them and
+    lists all of them at once)."""
+    workspace_prefix: str = Field(default="ns-", min_length=1, max_length=8)
+    """What a namespace's workspace name starts with (PerNamespace); two installations that
+    share a gateway and have namespaces of the same name keep them apart with different
+    prefixes."""
     driver: Driver = "kubernetes"
     """The compute driver this gateway runs; decides MicroVM versus pod for its sessions."""
     tls: TlsConfig | None = None
@@ -213,6 +237,16 @@ class GatewayConfig(_Frozen):
     def _dns_label(cls, value: str) -> str:
         if not _DNS_LABEL.match(value):
             raise ValueError(f"{value!r} is not a DNS label (lower-case a-z, 0-9, '-')")
+        return value
+
+    @field_validator("workspace_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _WORKSPACE_PREFIX.match(value):
+            raise ValueError(
+                f"{value!r} must be lowercase letters, digits and single hyphens, starting "
+                "with a letter or digit"
+            )
         return value
 
     @field_validator("endpoint")

@@ -19,6 +19,7 @@ from helmdeck_operator.gateway import models
 __all__ = [
     "delete_outcome",
     "deletion_state",
+    "every_workspace",
     "health",
     "identity",
     "label_selector",
@@ -31,6 +32,7 @@ __all__ = [
     "service_endpoint",
     "service_exposure",
     "watch_event",
+    "workspace",
     "workspace_scope",
 ]
 
@@ -52,6 +54,25 @@ def _time(ts: Any, present: bool) -> datetime | None:
 
 def workspace_scope(workspace: str) -> datamodel_pb2.WorkspaceSelector:
     return datamodel_pb2.WorkspaceSelector(workspace=workspace)
+
+
+def every_workspace() -> datamodel_pb2.WorkspaceSelector:
+    return datamodel_pb2.WorkspaceSelector(all_workspaces=datamodel_pb2.AllWorkspaces())
+
+
+def workspace(message: datamodel_pb2.Workspace) -> models.Workspace:
+    return models.Workspace(
+        name=message.metadata.name,
+        id=message.metadata.id,
+        phase=_enum(
+            datamodel_pb2.WorkspacePhase,
+            message.status.phase,
+            "WORKSPACE_PHASE_",
+            models.WorkspacePhase,
+            models.WorkspacePhase.UNSPECIFIED,
+        ),
+        labels=dict(message.metadata.labels),
+    )
 
 
 def label_selector(labels: Mapping[str, str] | None) -> str:
@@ -145,6 +166,7 @@ def sandbox(
         ),
         resource_version=meta.resource_version,
         created_at=_time(meta.created_time, meta.HasField("created_time")),
+        providers=tuple(message.spec.providers),
         deleting=meta.HasField("deletion_time"),
     )
 

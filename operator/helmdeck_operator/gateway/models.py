@@ -37,6 +37,8 @@ __all__ = [
     "ServiceEndpoint",
     "ServiceExposure",
     "WatchEvent",
+    "Workspace",
+    "WorkspacePhase",
 ]
 
 
@@ -194,6 +196,9 @@ class Sandbox:
     conditions: tuple[Condition, ...] = ()
     resource_version: int = 0
     created_at: datetime | None = None
+    providers: tuple[str, ...] = ()
+    """The credential providers attached now, in the gateway's order (attach and detach
+    change them on the live sandbox)."""
     deleting: bool = False
     """The gateway has accepted a delete; the record goes once the driver confirms."""
 
@@ -291,3 +296,21 @@ class WatchEvent:
     log: LogLine | None = None
     event: SandboxEvent | None = None
     warning: str | None = None
+
+
+class WorkspacePhase(enum.StrEnum):
+    """TERMINATING from a DeleteWorkspace on (even a refused one): nothing new goes in."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    ACTIVE = "ACTIVE"
+    TERMINATING = "TERMINATING"
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """A gateway workspace: the scope of sandbox names, endpoints and membership."""
+
+    name: str
+    id: str
+    phase: WorkspacePhase
+    labels: Mapping[str, str] = field(default_factory=dict)

@@ -38,6 +38,7 @@ from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.observability.ocsf import Aggregator, parse_denial
 from helmdeck_operator.ratelimit import TokenBucket
 from helmdeck_operator.runtime import Cache, Kind, Runtime
+from helmdeck_operator.sandbox_cache import Ref
 from helmdeck_operator.vocabulary import EventReason, EventType
 
 __all__ = ["DenialPoller"]
@@ -72,8 +73,8 @@ class DenialPoller:
         self._max = settings.denial_poll_max_seconds
         self._window = settings.denial_window_seconds
         self._bucket = TokenBucket(settings.denial_polls_per_second, 1)
-        self._sandboxes: dict[str, _Sandbox] = {}
-        self._due: list[tuple[float, str]] = []
+        self._sandboxes: dict[Ref, _Sandbox] = {}
+        self._due: list[tuple[float, Ref]] = []
         self._aggregators: dict[str, tuple[ObjectRef, Aggregator]] = {}
         self._started = False
         self._version = -1
@@ -93,28 +94,29 @@ class DenialPoller:
                 wait = self._due[0][0] - now if self._due else self._min
                 await asyncio.sleep(min(wait, self._min, self._window / 4))
                 continue
-            _, name = heapq.heappop(self._due)
-            state = self._sandboxes.get(name)
+            _, where = heapq.heappop(self._due)
+            state = self._sandboxes.get(where)
             if state is None:
                 continue  # gone since it was scheduled
             await self._bucket.take()
-            await self._poll(name, state)
-            heapq.heappush(self._due, (time.monotonic() + state.interval, name))
+            await self._poll(where, state)
+            heapq.heappush(self._due, (time.monotonic() + state.interval, where))
 
     def _refresh(self, now: float) -> None:
         """Start polling newly READY sandboxes of ours; stop for those that went."""
         if self.cache.version == self._version:
             return  # no sandbox came, went or changed phase since the last look
         self._version = self.cache.version
-        present: set[str] = set()
+        present: set[Ref] = set()
         for sandbox in self.cache.sandboxes():
             if sandbox.phase is not models.SandboxPhase.READY or sandbox.deleting:
                 continue
             owner = session_of(sandbox.labels, sandbox.annotations)
             if owner is None:
                 continue
-            present.add(sandbox.name)
-            known = self._sandboxes.get(sandbox.name)
+            where = (sandbox.workspace, sandbox.name)
+            present.add(where)
+            known = self._sandboxes.get(where)
             if known is not None and known.id == sandbox.id:
                 continue
             namespace, name, uid = owner
@@ -122,26 +124,32 @@ class DenialPoller:
             # denials reported already: only what happens from now on is news. A new one's
             # lines count from its creation.
             since = sandbox.created_at if self._started else None
-            self._sandboxes[sandbox.name] = _Sandbox(
+            self._sandboxes[where] = _Sandbox(
                 id=sandbox.id,
                 ref=self.rt.ref(Kind.SESSION, namespace, name, uid),
                 family=sandbox.labels.get(LABEL_FAMILY, ""),
                 interval=self._min,
                 since=since or datetime.now(UTC),
             )
-            heapq.heappush(self._due, (now + self._min, sandbox.name))
+            heapq.heappush(self._due, (now + self._min, where))
         for gone in set(self._sandboxes) - present:
             del self._sandboxes[gone]
         self._started = self._started or self.cache.synced.is_set()
 
-    async def _poll(self, name: str, state: _Sandbox) -> None:
+    async def _poll(self, where: Ref, state: _Sandbox) -> None:
         self.polls += 1
+        workspace, name = where
         try:
             lines = await self.cache.client.get_sandbox_logs(
-                name, lines=LINES_PER_POLL, sources=SOURCES, min_level=MIN_LEVEL, since=state.since
+                name,
+                lines=LINES_PER_POLL,
+                sources=SOURCES,
+                min_level=MIN_LEVEL,
+                since=state.since,
+                workspace=workspace,
             )
         except GatewayError as err:
-            logger.debug("denials of %s not read: %s", name, err)
+            logger.debug("denials of %s/%s not read: %s", workspace, name, err)
             state.interval = min(self._max, state.interval * 2)
             return
         found = 0

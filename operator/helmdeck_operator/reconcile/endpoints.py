@@ -24,8 +24,8 @@ async def known_endpoints(
     cache: Cache, sandbox: models.Sandbox, status: Mapping[str, Any]
 ) -> tuple[Mapping[str, str], str]:
     """The sandbox's endpoint URLs by port name, and the ports digest they match."""
-    name = sandbox.name
-    urls, exposed = cache.service_urls(name), cache.exposed(name)
+    workspace, name = sandbox.workspace, sandbox.name
+    urls, exposed = cache.service_urls(workspace, name), cache.exposed(workspace, name)
     if urls is not None and exposed is not None:
         return urls, exposed
     recorded = status.get("sandbox") or {}
@@ -33,32 +33,35 @@ async def known_endpoints(
     if recorded.get("id") == sandbox.id and recorded.get("ports") and isinstance(endpoints, dict):
         urls, exposed = endpoints, str(recorded["ports"])
     else:
-        listed = await cache.client.list_services(name)
+        listed = await cache.client.list_services(name, workspace=workspace)
         urls, exposed = _urls(listed), ports_digest(ports_of(listed))
-    cache.put_services(name, urls, exposed)
+    cache.put_services(workspace, name, urls, exposed)
     return urls, exposed
 
 
-async def sync_endpoints(cache: Cache, name: str, ports: tuple[Port, ...]) -> Mapping[str, str]:
+async def sync_endpoints(
+    cache: Cache, workspace: str, name: str, ports: tuple[Port, ...]
+) -> Mapping[str, str]:
     """Expose and remove endpoints until they are exactly `ports`; their URLs by name.
 
     Both calls are idempotent on the gateway, so a pass interrupted half-way (a gateway
     error, a restart) is finished by the next one, which lists the endpoints again."""
     client = cache.client
-    listed = await client.list_services(name)
+    listed = await client.list_services(name, workspace=workspace)
     changes = port_changes(ports, listed)
     urls = _urls(listed)
     try:
         for removed in changes.remove:
-            await client.delete_service(name, removed)
+            await client.delete_service(name, removed, workspace=workspace)
             urls.pop(removed, None)
         for exposure in changes.expose:
-            made = await client.expose_service(name, exposure)
+            made = await client.expose_service(name, exposure, workspace=workspace)
             urls[made.name] = made.url
     except BaseException:
-        cache.put_services(name, urls, None)  # not known to match anything: list next time
+        # Not known to match anything: listed next time.
+        cache.put_services(workspace, name, urls, None)
         raise
-    cache.put_services(name, urls, ports_digest(ports))
+    cache.put_services(workspace, name, urls, ports_digest(ports))
     return urls
 
 

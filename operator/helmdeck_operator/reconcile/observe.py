@@ -30,13 +30,14 @@ __all__ = ["classify_for", "observe_sandbox"]
 async def observe_sandbox(
     rt: Runtime,
     cache: Cache,
+    workspace: str,
     name: str,
     uid: str,
     desired: DesiredPolicy | PolicyProblem,
     status: Mapping[str, Any],
 ) -> Observed:
     """The session's sandbox as the cache knows it (gateway errors become `error`)."""
-    sandbox = cache.get(name)
+    sandbox = cache.get(workspace, name)
     if sandbox is None:
         return Observed()
     if sandbox.labels.get(LABEL_SESSION_UID, uid) != uid:
@@ -45,10 +46,10 @@ async def observe_sandbox(
         urls, exposed = await known_endpoints(cache, sandbox, status)
         if urls != sandbox.service_urls:
             sandbox = replace(sandbox, service_urls=dict(urls))
-        facts = policy_facts(sandbox, cache.remembered_load(name))
+        facts = policy_facts(sandbox, cache.remembered_load(workspace, name))
         active = facts.active_revision
         if facts.lookup_version:
-            found = await cache.lookup_revision_hash(name, facts.lookup_version)
+            found = await cache.lookup_revision_hash(workspace, name, facts.lookup_version)
             active = f"sha256:{found}" if found else None
         obs = Observed(
             sandbox=sandbox, active_revision=active, latest=facts.latest, exposed=exposed
@@ -73,7 +74,7 @@ async def classify_for(
     revision = sandbox.annotations.get(ANNOTATION_INITIAL_POLICY, "")
     baseline = rt.baseline(revision) if revision else None
     if baseline is None:
-        found = await cache.client.get_policy_status(sandbox.name, 1)
+        found = await cache.client.get_policy_status(sandbox.name, 1, workspace=sandbox.workspace)
         if found is None or found.revision.policy is None:
             return None
         revision, baseline = f"sha256:{found.revision.hash}", found.revision.policy

@@ -24,6 +24,7 @@ from helmdeck_operator.core.naming import ANNOTATION_POOL_FALLBACK, sandbox_name
 from helmdeck_operator.core.plan import DesiredPolicy, PolicyProblem, PoolPlacement
 from helmdeck_operator.core.pool import ClaimRequest
 from helmdeck_operator.core.session import SessionMeta, SessionSpec
+from helmdeck_operator.reconcile.workspaces import sandbox_workspace
 from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
 from helmdeck_operator.vocabulary import ConditionType, Reason
 
@@ -99,7 +100,8 @@ def place(
         )
     if cache is None:
         return PoolPlacement(ref.name)
-    own = cache.get(sandbox_name(meta.uid))
+    own_name = sandbox_name(meta.uid)
+    own = cache.get(sandbox_workspace(cache, meta.namespace, own_name, status), own_name)
     if own is not None:
         return PoolPlacement(
             ref.name,

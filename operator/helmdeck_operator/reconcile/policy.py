@@ -39,7 +39,8 @@ from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.kube import POLICIES, status_changed
 from helmdeck_operator.observability.tracing import reconcile_span
 from helmdeck_operator.reconcile.observe import classify_for
-from helmdeck_operator.reconcile.session import Outcome, session_gateway
+from helmdeck_operator.reconcile.session import Outcome
+from helmdeck_operator.reconcile.workspaces import sandbox_workspace
 from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
 from helmdeck_operator.vocabulary import PolicyState
 
@@ -118,10 +119,9 @@ async def fan_out(
         return 0
     pushes: list[asyncio.Task[None]] = []
     for session_key, body in sessions:
-        cache = await _push_target(rt, session_key, body, desired)
-        if cache is not None:
-            name = sandbox_name(body["metadata"]["uid"])
-            push = _push(rt, cache, name, session_key, desired)
+        target = await _push_target(rt, session_key, body, desired)
+        if target is not None:
+            push = _push(rt, *target, session_key, desired)
             pushes.append(asyncio.create_task(push))  # started now, bounded by the slots
     await asyncio.gather(*pushes)
     return len(pushes)
@@ -129,17 +129,19 @@ async def fan_out(
 
 async def _push_target(
     rt: Runtime, key: Key, body: Mapping[str, Any], desired: DesiredPolicy
-) -> Cache | None:
-    """The cache of the session's sandbox if the fan-out should push to it; otherwise
-    the session is woken (when its own pass has something to do) and None returned."""
+) -> tuple[Cache, str, str] | None:
+    """The cache, workspace and name of the session's sandbox if the fan-out should push
+    to it; otherwise the session is woken (when its own pass has something to do) and
+    None returned."""
     meta = body["metadata"]
     if meta.get("deletionTimestamp"):
         return None  # its finalizer is at work; a policy no longer matters
     spec = SessionSpec.model_validate(body.get("spec") or {})
     status = body.get("status") or {}
-    cache = rt.caches.get(session_gateway(rt, spec, status))
+    cache = rt.caches.get(rt.session_gateway(spec, status))
     name = sandbox_name(meta["uid"])
-    sandbox = cache.get(name) if cache is not None and cache.up else None
+    workspace = sandbox_workspace(cache, key.namespace, name, status) if cache else ""
+    sandbox = cache.get(workspace, name) if cache is not None and cache.up else None
     if (
         cache is None
         or sandbox is None
@@ -151,7 +153,7 @@ async def _push_target(
         rt.queue.add(key)
         return None
     reported = status.get("policy") or {}
-    facts = policy_facts(sandbox, cache.remembered_load(name))
+    facts = policy_facts(sandbox, cache.remembered_load(workspace, name))
     if facts.active_revision == desired.revision:
         if (reported.get("revision"), reported.get("state")) != (
             desired.revision,
@@ -180,22 +182,24 @@ async def _push_target(
         reported=reported,
     )
     if step.push:
-        return cache
+        return cache, workspace, name
     rt.queue.add(key)
     return None
 
 
-async def _push(rt: Runtime, cache: Cache, name: str, key: Key, desired: DesiredPolicy) -> None:
+async def _push(
+    rt: Runtime, cache: Cache, workspace: str, name: str, key: Key, desired: DesiredPolicy
+) -> None:
     try:
         async with rt.mutation_slots[cache.name]:
-            revision = await cache.client.update_policy(name, desired.policy)
+            revision = await cache.client.update_policy(name, desired.policy, workspace=workspace)
     except GatewayError as err:
         cache.report(err)
         rt.queue.add(key)  # its own pass retries, or reports the refusal
         return
-    cache.put_revision(name, revision)
+    cache.put_revision(workspace, name, revision)
     crashpoints.reached(crashpoints.MID_FANOUT)
-    cache.follow(name)  # LOADED (or FAILED) wakes the session, which then writes once
+    cache.follow(workspace, name)  # LOADED (or FAILED) wakes the session, which writes once
 
 
 def _measure_propagation(

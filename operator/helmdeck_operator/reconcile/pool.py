@@ -24,11 +24,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from helmdeck_operator import crashpoints
+from helmdeck_operator.core import tenancy
 from helmdeck_operator.core.conditions import Condition, Status
 from helmdeck_operator.core.endpoints import exposures
 from helmdeck_operator.core.naming import (
     ANNOTATION_INITIAL_POLICY,
     FINALIZER,
+    home_workspace,
     pool_sandbox_annotations,
     pool_sandbox_labels,
     pool_sandbox_name,
@@ -60,6 +62,7 @@ from helmdeck_operator.reconcile.session import (
     remove_finalizer,
     settling,
 )
+from helmdeck_operator.reconcile.workspaces import ensure_workspace
 from helmdeck_operator.runtime import Cache, Key, Kind, Runtime
 from helmdeck_operator.vocabulary import ConditionType, Reason
 
@@ -121,8 +124,14 @@ def _read(
 ) -> _Pool:
     meta = body["metadata"]
     status = dict(body.get("status") or {})
-    shape = sandbox_shape(spec.template, rt.config.families[spec.family])
+    defaults = rt.config.families[spec.family]
+    shape = sandbox_shape(spec.template, defaults)
     baseline = _baseline(rt, key.namespace, spec)
+    ask = tenancy.ask_of(spec.template, defaults, gateway)
+    refused = tenancy.refusal(rt.store.tenancy(key.namespace), ask, prefix="spec.template")
+    if refused is not None:
+        # Like an unresolvable baseline: nothing new is booted (rule 6 of core/pool.py).
+        baseline = PolicyProblem(key.name, Reason.TENANCY_REFUSED, refused)
     facts = PoolFacts(
         uid=meta["uid"],
         name=key.name,
@@ -149,7 +158,10 @@ async def _pass(rt: Runtime, cache: Cache, pool: _Pool) -> Outcome:
     facts, key = pool.facts, pool.key
     now = rt.clock()
     baseline_revision = facts.baseline[1] if facts.baseline else None
-    members = [member(s, facts.shape_digest, baseline_revision) for s in cache.group(facts.uid)]
+    members = [
+        member(s, facts.shape_digest, baseline_revision, pool.shape.providers)
+        for s in cache.group(facts.uid)
+    ]
     holders = {c.uid: _holder(rt, key.namespace, c.session, c.uid, c.sandbox) for c in facts.claims}
     claimed_uids = {c.uid for c in facts.claims}
     waiting = rt.pools.waiting((key.namespace, key.name))
@@ -280,8 +292,11 @@ async def _act(
         where = (pool.key.namespace, pool.key.name)
         rt.pools.booting[where] = rt.pools.booting.get(where, 0) + plan.create
         rt.spawn(_boot_all(rt, cache, pool, plan.create), f"boot-{pool.key.name}")
-    errors = [e for e in await asyncio.gather(*(_delete(rt, cache, n) for n in plan.delete)) if e]
-    _follow_booting(cache, plan, members)
+    # Each member in its own workspace: those booted before a change of mode stay there.
+    workspaces = {s.name: s.workspace for s in cache.group(pool.facts.uid)}
+    deletes = (_delete(rt, cache, workspaces.get(n, ""), n) for n in plan.delete)
+    errors = [e for e in await asyncio.gather(*deletes) if e]
+    _follow_booting(cache, plan, members, workspaces)
     _report_errors(rt, pool, errors)
     return errors[0] if errors else None
 
@@ -311,7 +326,9 @@ def _report_errors(rt: Runtime, pool: _Pool, errors: list[GatewayError]) -> None
         rt.metrics.record_error(Kind.POOL.value, error.reason)
 
 
-def _follow_booting(cache: Cache, plan: PoolPlan, members: list[Member]) -> None:
+def _follow_booting(
+    cache: Cache, plan: PoolPlan, members: list[Member], workspaces: Mapping[str, str]
+) -> None:
     """Streams for the idle sandboxes still booting (READY wakes the pool), none for the
     others: streams are few per gateway, and one left open on a sandbox that sits idle
     for hours is one a claimed sandbox's policy load waits for. A claimed sandbox's stream
@@ -321,9 +338,9 @@ def _follow_booting(cache: Cache, plan: PoolPlan, members: list[Member]) -> None
         if m.name in leave or m.state is MemberState.DELETING:
             continue
         if m.state is MemberState.BOOTING:
-            cache.follow(m.name)
+            cache.follow(workspaces.get(m.name, ""), m.name)
         else:
-            cache.unfollow(m.name)
+            cache.unfollow(workspaces.get(m.name, ""), m.name)
 
 
 async def _boot(rt: Runtime, cache: Cache, pool: _Pool) -> GatewayError | None:
@@ -340,7 +357,9 @@ async def _boot(rt: Runtime, cache: Cache, pool: _Pool) -> GatewayError | None:
     # The family's ports: a session that claims it with the family's ports (most do) finds
     # its endpoints there; others are synchronised live after the claim.
     ports = rt.config.families[pool.spec.family].ports or ()
+    workspace = home_workspace(cache.client.config, pool.key.namespace)
     try:
+        await ensure_workspace(rt, cache, workspace, pool.key.namespace)
         async with rt.mutation_slots[cache.client.name]:
             made = await cache.client.create_sandbox(
                 pool_sandbox_name(),
@@ -349,26 +368,27 @@ async def _boot(rt: Runtime, cache: Cache, pool: _Pool) -> GatewayError | None:
                 labels=labels,
                 annotations=annotations,
                 exposures=exposures(ports),
+                workspace=workspace,
             )
     except GatewayError as err:
         cache.report(err)
         return err
     cache.put(made)
-    cache.put_services(made.name, made.service_urls, ports_digest(ports))
-    cache.follow(made.name)  # its READY wakes the pool
+    cache.put_services(made.workspace, made.name, made.service_urls, ports_digest(ports))
+    cache.follow(made.workspace, made.name)  # its READY wakes the pool
     return None
 
 
-async def _delete(rt: Runtime, cache: Cache, name: str) -> GatewayError | None:
+async def _delete(rt: Runtime, cache: Cache, workspace: str, name: str) -> GatewayError | None:
     try:
         async with rt.mutation_slots[cache.client.name]:
-            outcome = await cache.client.delete_sandbox(name)
+            outcome = await cache.client.delete_sandbox(name, workspace=workspace)
     except GatewayError as err:
         cache.report(err)
         return err
-    cache.deleted(name, outcome.gone)
+    cache.deleted(workspace, name, outcome.gone)
     if not outcome.gone:
-        cache.follow(name)  # its stream ends when the gateway removes it
+        cache.follow(workspace, name)  # its stream ends when the gateway removes it
     return None
 
 

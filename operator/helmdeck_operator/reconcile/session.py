@@ -59,6 +59,7 @@ from helmdeck_operator.core.session import (
     session_ports,
 )
 from helmdeck_operator.core.session_status import owned_by, render_status, terminating_status
+from helmdeck_operator.core.tenancy import Selected, ask_of, over_quota, refusal, violations
 from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.errors import GatewayAlreadyExists, GatewayError, GatewayInvalid
 from helmdeck_operator.kube import KubeConflict, status_changed
@@ -66,6 +67,8 @@ from helmdeck_operator.observability.tracing import reconcile_span, trace_id
 from helmdeck_operator.reconcile.endpoints import sync_endpoints
 from helmdeck_operator.reconcile.observe import observe_sandbox
 from helmdeck_operator.reconcile.placement import claimed_sandbox, place, pool_key
+from helmdeck_operator.reconcile.providers import sync_providers
+from helmdeck_operator.reconcile.workspaces import ensure_workspace, sandbox_workspace
 from helmdeck_operator.runtime import PLURALS, Cache, Key, Kind, Runtime
 from helmdeck_operator.vocabulary import (
     PERMANENT_REASONS,
@@ -85,7 +88,6 @@ __all__ = [
     "reconcile_session",
     "remove_finalizer",
     "resolve_policy",
-    "session_gateway",
     "settling",
 ]
 
@@ -130,6 +132,8 @@ class _Inputs:
     ports: tuple[Port, ...]
     desired: DesiredPolicy | PolicyProblem
     facts: SessionFacts
+    workspace: str = ""
+    """The gateway workspace of the session's sandbox (reconcile/workspaces.py)."""
 
     @property
     def policy_key(self) -> tuple[str, str]:
@@ -171,13 +175,14 @@ def _inputs(rt: Runtime, key: Key, body: Mapping[str, Any]) -> _Inputs:
         shape_digest=digest,
         expires_at=ends.expires_at,
         on_expiry=spec.lifetime.on_expiry,
-        gateway=session_gateway(rt, spec, status),
+        gateway=rt.session_gateway(spec, status),
         sandbox_name=name,
         on_sandbox_lost=rt.config.on_sandbox_lost,
         status=status,
         bound=spec.policy_ref is not None,
         ports=tuple(p.name for p in ports),
         ports_digest=exposed,
+        providers=spec.providers,
         idle_timeout=ends.idle_timeout,
         on_idle=ends.on_idle,
         activity=ends.activity,
@@ -201,10 +206,17 @@ class _Decided:
 async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
     """Observe, plan, act once and plan again, then report and say when to look again."""
     cache = rt.caches.get(inputs.facts.gateway)
+    inputs = _held(rt, inputs)
     # First: a session that names a pool asks it now, so the answer is on its way while the
     # finalizer is written (a claim for a session deleted meanwhile has no holder: the pool
-    # deletes that sandbox).
-    inputs = _placed(rt, cache, inputs)
+    # deletes that sandbox). Not one its tenancy rules hold back.
+    if inputs.facts.held is None:
+        inputs = _placed(rt, cache, inputs)
+    if cache is not None:
+        where = sandbox_workspace(
+            cache, inputs.meta.namespace, inputs.facts.sandbox_name, inputs.status
+        )
+        inputs = replace(inputs, workspace=where)
     if not await add_finalizer(rt, inputs.key, inputs.body):
         return Outcome(requeue_after=CONFLICT_RETRY_S)
     now = rt.clock()
@@ -213,6 +225,12 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
         return Outcome()  # parked on its gateway until the first listing
     decided = await _decide(rt, cache, inputs, obs, now, span)
     plan, facts = decided.plan, decided.facts
+    if decided.obs.sandbox is None and not (inputs.status.get("sandbox") or {}).get("id"):
+        # The room `_held` took is given back by a plan that ends without a sandbox (an
+        # Expired or Failed session is passed again and again, with nothing to write).
+        ns, name = inputs.meta.namespace, inputs.meta.name
+        for woken in rt.quota.settled(ns, name, plan.phase):
+            rt.queue.add(Key(Kind.SESSION, ns, woken))
     if plan.phase is Phase.FAILED or (
         plan.phase is Phase.READY and plan.policy.get("state") == PolicyState.LOADED
     ):
@@ -224,9 +242,9 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
     settle = await _report(rt, cache, inputs, decided, waits, now, span)
     if cache is not None:
         if waits and decided.obs.sandbox is not None:
-            cache.follow(facts.sandbox_name)  # its watch wakes us when it moves
+            cache.follow(inputs.workspace, facts.sandbox_name)  # its watch wakes us when it moves
         else:
-            cache.unfollow(facts.sandbox_name)
+            cache.unfollow(inputs.workspace, facts.sandbox_name)
     if decided.obs.error is not None:
         return Outcome(failing=True, gateway=facts.gateway)
     if plan.requeue_after == 0:
@@ -239,6 +257,36 @@ async def _pass(rt: Runtime, inputs: _Inputs, span: Span) -> Outcome:
     if deadlines:
         return Outcome(requeue_after=(min(deadlines) - now).total_seconds())
     return Outcome()
+
+
+def _held(rt: Runtime, inputs: _Inputs) -> _Inputs:
+    """For a session without a sandbox: whether its namespace's tenancy rules let it have
+    one (core/tenancy.py). If they do, its room in the namespace's totals is taken now, in
+    the same step as the check (no await between), so two sessions never both take the last
+    room; otherwise it is held back and woken when room frees or the rules change."""
+    if (inputs.status.get("sandbox") or {}).get("id"):
+        return inputs
+    ns, name = inputs.meta.namespace, inputs.meta.name
+    rt.quota.build(rt.store.sessions())  # once, at the first pass after a start
+    selected = rt.store.tenancy(ns)
+    defaults = rt.config.families[inputs.spec.family]
+    ask = ask_of(inputs.spec, defaults, inputs.facts.gateway, len(inputs.ports))
+    refused = refusal(selected, ask)
+    waiting = (
+        over_quota(selected, rt.quota.usage(ns, name), ask)
+        if refused is None and isinstance(selected, Selected)
+        else None
+    )
+    if refused is None and waiting is None:
+        rt.quota.take(ns, name, ask)
+        return inputs
+    held = (
+        (Reason.TENANCY_REFUSED, refused)
+        if refused is not None
+        else (Reason.QUOTA_EXCEEDED, str(waiting))
+    )
+    rt.quota.hold_back(ns, name)
+    return replace(inputs, facts=replace(inputs.facts, held=held))
 
 
 def _placed(rt: Runtime, cache: Cache | None, inputs: _Inputs) -> _Inputs:
@@ -276,11 +324,11 @@ async def _observe(
     gateway has not been listed yet (the key is parked: nothing is decided before that)."""
     facts = inputs.facts
     if cache is None:
-        configured = ", ".join(sorted(rt.caches))
+        # The other gateways' names are the platform's business, not every tenant's.
         return Observed(
             failure=(
                 Reason.GATEWAY_NOT_CONFIGURED,
-                f"gateway {facts.gateway!r} is not configured; configured gateways: {configured}",
+                f"gateway {facts.gateway!r} is not configured for this operator",
             )
         )
     if not cache.up:
@@ -293,7 +341,9 @@ async def _observe(
         cache.park(inputs.key)
         return None
     uid, desired = inputs.meta.uid, inputs.desired
-    obs = await observe_sandbox(rt, cache, facts.sandbox_name, uid, desired, inputs.status)
+    obs = await observe_sandbox(
+        rt, cache, inputs.workspace, facts.sandbox_name, uid, desired, inputs.status
+    )
     if isinstance(desired, DesiredPolicy):
         room = rt.rollouts.may_recreate(inputs.policy_key, uid, desired.max_unavailable)
         obs = replace(obs, may_recreate=room)
@@ -314,7 +364,11 @@ async def _last_look(cache: Cache, facts: SessionFacts, obs: Observed, now: date
         return obs
     try:
         lines = await cache.client.get_sandbox_logs(
-            sandbox.name, lines=1, sources=ACTIVITY_SOURCES, since=facts.activity
+            sandbox.name,
+            lines=1,
+            sources=ACTIVITY_SOURCES,
+            since=facts.activity,
+            workspace=sandbox.workspace,
         )
     except GatewayError as err:
         cache.report(err)
@@ -367,8 +421,7 @@ async def _report(
         span.set_attribute("openshell.sandbox.id", obs.sandbox.id)
     span.set_attribute("helmdeck.session.phase", plan.phase.value)
 
-    workspace = cache.client.config.workspace if cache is not None else ""
-    new_status = render_status(facts, plan, obs, old, workspace, now)
+    new_status = render_status(facts, plan, obs, old, inputs.workspace, now)
     # Only "still waiting on the gateway" (or on the pool) may settle: no action left to
     # take, and either pending, provisioning or the phase unchanged (a new phase, Expired or
     # Suspended, shows at once).
@@ -466,14 +519,6 @@ def _record(rt: Runtime, inputs: _Inputs, decided: _Decided, now: datetime) -> N
         metrics.record_error("HelmdeckSession", obs.failure[0])
 
 
-def session_gateway(rt: Runtime, spec: SessionSpec, status: Mapping[str, Any]) -> str:
-    """The session's gateway: as named, else the one its sandbox was created on, else the
-    configured default. Pinning to the recorded one means a later change of the default
-    never moves a running session (and never leaves its first sandbox behind)."""
-    recorded = (status.get("sandbox") or {}).get("gateway")
-    return spec.gateway or recorded or rt.config.default_gateway
-
-
 def resolve_policy(rt: Runtime, namespace: str, spec: SessionSpec) -> DesiredPolicy | PolicyProblem:
     """The policy the session should run: its policyRef, or its family's default."""
     if spec.policy_ref is None:
@@ -495,7 +540,7 @@ async def _act(
     """Perform the plan's action; the observation as it stands afterwards (None: nothing
     to re-plan). Every answer is recorded in the cache, so the next pass sees it."""
     client, action = cache.client, plan.action
-    name = inputs.facts.sandbox_name
+    workspace, name = inputs.workspace, inputs.facts.sandbox_name
     try:
         async with rt.mutation_slots[client.name]:
             if action is Action.CREATE:
@@ -505,38 +550,55 @@ async def _act(
             if action is Action.PUSH_POLICY:
                 assert isinstance(inputs.desired, DesiredPolicy)
                 try:
-                    pushed = await client.update_policy(name, inputs.desired.policy)
+                    pushed = await client.update_policy(
+                        name, inputs.desired.policy, workspace=workspace
+                    )
                 except GatewayInvalid as err:
                     return replace(obs, refusal=err.message)
-                cache.put_revision(name, pushed)
+                cache.put_revision(workspace, name, pushed)
                 crashpoints.reached(crashpoints.MID_FANOUT)
                 return replace(obs, latest=pushed)
             if action is Action.SYNC_PORTS:
                 assert obs.sandbox is not None
                 try:
-                    urls = await sync_endpoints(cache, name, inputs.ports)
+                    urls = await sync_endpoints(cache, workspace, name, inputs.ports)
                 except GatewayError as err:
                     if err.reason not in PERMANENT_REASONS:
                         raise
-                    return replace(obs, exposure_failure=(err.reason, _refused(err)))
+                    return replace(obs, exposure_failure=(err.reason, _refused(err, "ports")))
                 sandbox = replace(obs.sandbox, service_urls=dict(urls))
                 return replace(obs, sandbox=sandbox, exposed=inputs.facts.ports_digest)
+            if action is Action.SYNC_PROVIDERS:
+                assert obs.sandbox is not None
+                refused = _providers_refused(rt, inputs)
+                if refused is not None:
+                    return replace(obs, provider_failure=(Reason.TENANCY_REFUSED, refused))
+                try:
+                    synced = await sync_providers(cache, obs.sandbox, inputs.facts.providers)
+                except GatewayError as err:
+                    if err.reason not in PERMANENT_REASONS:
+                        raise
+                    failure = (err.reason, _refused(err, "providers"))
+                    return replace(obs, provider_failure=failure)
+                # The gateway's answers carry no endpoint URLs: the ones known stay.
+                sandbox = replace(synced, service_urls=obs.sandbox.service_urls)
+                return replace(obs, sandbox=sandbox)
             if action is Action.STOP:
-                stopped = await client.stop_sandbox(name)
+                stopped = await client.stop_sandbox(name, workspace=workspace)
                 cache.put(stopped)
                 return replace(obs, sandbox=stopped)
             if action is Action.START:
-                started = await client.start_sandbox(name)
+                started = await client.start_sandbox(name, workspace=workspace)
                 cache.put(started)
                 return replace(obs, sandbox=started)
             if action is Action.DELETE_SANDBOX:
                 if plan.rollout:
                     rt.rollouts.take(inputs.policy_key, inputs.meta.uid)
-                outcome = await client.delete_sandbox(name)
+                outcome = await client.delete_sandbox(name, workspace=workspace)
                 if outcome.gone or obs.sandbox is None:
-                    cache.drop(name)
+                    cache.drop(workspace, name)
                     return replace(obs, sandbox=None)
-                cache.mark_deleting(name)
+                cache.mark_deleting(workspace, name)
                 return replace(obs, sandbox=replace(obs.sandbox, deleting=True))
     except GatewayError as err:
         if action is Action.CREATE and err.reason in PERMANENT_REASONS:
@@ -549,15 +611,29 @@ async def _act(
     return None
 
 
-def _refused(err: GatewayError) -> str:
-    return f"the gateway refused the ports ({err.reason}): {err.message}"
+def _providers_refused(rt: Runtime, inputs: _Inputs) -> str | None:
+    """Why the namespace's tenancy rules refuse a provider the spec names. Checked before
+    attaching on a live sandbox as before a create: admission may have been bypassed. Not
+    a permanent refusal: a later pass (the rules changed) checks again."""
+    selected = rt.store.tenancy(inputs.meta.namespace)
+    if not isinstance(selected, Selected):
+        return selected.message
+    defaults = rt.config.families[inputs.spec.family]
+    ask = ask_of(inputs.spec, defaults, inputs.facts.gateway)
+    found = [str(v) for v in violations(selected, ask) if v.field.startswith("spec.providers")]
+    return "; ".join(found) or None
+
+
+def _refused(err: GatewayError, what: str) -> str:
+    return f"the gateway refused the {what} ({err.reason}): {err.message}"
 
 
 async def _create(
     rt: Runtime, cache: Cache, inputs: _Inputs, desired: DesiredPolicy
 ) -> models.Sandbox:
     meta, shape, client = inputs.meta, inputs.shape, cache.client
-    name = inputs.facts.sandbox_name
+    workspace, name = inputs.workspace, inputs.facts.sandbox_name
+    await ensure_workspace(rt, cache, workspace, meta.namespace)
     labels = sandbox_labels(
         session_uid=meta.uid,
         family=inputs.spec.family,
@@ -580,19 +656,20 @@ async def _create(
             labels=labels,
             annotations=annotations,
             exposures=exposures(inputs.ports),
+            workspace=workspace,
         )
     except GatewayAlreadyExists:
         # A create whose response was lost, or a restart after create and before the status
         # write: the name is ours by construction, so adopt it if its UID label agrees.
         # A foreign one is returned too: the plan's ownership rule reports the conflict.
         # (Its endpoints are not in this answer: the next pass lists them.)
-        existing = await client.get_sandbox(name)
+        existing = await client.get_sandbox(name, workspace=workspace)
         if existing is None:
             raise
         cache.put(existing)
         return existing
     cache.put(made)
-    cache.put_services(name, made.service_urls, inputs.facts.ports_digest)
+    cache.put_services(workspace, name, made.service_urls, inputs.facts.ports_digest)
     return made
 
 
@@ -616,18 +693,20 @@ async def finalize(rt: Runtime, key: Key, body: Mapping[str, Any]) -> Outcome:
         rt.queue.add(waiter)
     spec = SessionSpec.model_validate(body.get("spec") or {})
     status = dict(body.get("status") or {})
-    gateway = session_gateway(rt, spec, status)
+    gateway = rt.session_gateway(spec, status)
     cache = rt.caches.get(gateway)
     own = sandbox_name(meta["uid"])
     claimed = claimed_sandbox(rt, SessionMeta.from_body(body), spec, status)
     name = claimed or own
-    waiting, failing = await _delete_sandbox(rt, cache, gateway, name, status)
-    if waiting is None and claimed and cache is not None and cache.get(own) is not None:
+    workspace = sandbox_workspace(cache, key.namespace, name, status) if cache else ""
+    waiting, failing = await _delete_sandbox(rt, cache, gateway, workspace, name, status)
+    own_workspace = sandbox_workspace(cache, key.namespace, own, {}) if cache else ""
+    if waiting is None and claimed and cache is not None and cache.get(own_workspace, own):
         # Both exist only after a leader handover raced a cold create with a claim.
-        waiting, failing = await _delete_sandbox(rt, cache, gateway, own, status)
+        waiting, failing = await _delete_sandbox(rt, cache, gateway, own_workspace, own, status)
     if waiting is None:
         if cache is not None:
-            cache.unfollow(name)
+            cache.unfollow(workspace, name)
         if not await remove_finalizer(rt, key, current):
             return Outcome(requeue_after=CONFLICT_RETRY_S)
         pool = pool_key(key.namespace, spec)
@@ -640,12 +719,17 @@ async def finalize(rt: Runtime, key: Key, body: Mapping[str, Any]) -> Outcome:
     if failing:
         return Outcome(failing=True, gateway=gateway)
     if cache is not None:
-        cache.follow(name)  # its stream ends when the gateway removes it
+        cache.follow(workspace, name)  # its stream ends when the gateway removes it
     return Outcome()
 
 
 async def _delete_sandbox(
-    rt: Runtime, cache: Cache | None, gateway: str, name: str, status: Mapping[str, Any]
+    rt: Runtime,
+    cache: Cache | None,
+    gateway: str,
+    workspace: str,
+    name: str,
+    status: Mapping[str, Any],
 ) -> tuple[str | None, bool]:
     """Delete the session's sandbox: (None, _) once it is gone, else (why we wait, failing)."""
     if cache is None:
@@ -659,12 +743,12 @@ async def _delete_sandbox(
         )
     try:
         async with rt.mutation_slots[gateway]:
-            outcome = await cache.client.delete_sandbox(name)
+            outcome = await cache.client.delete_sandbox(name, workspace=workspace)
         crashpoints.reached(crashpoints.AFTER_DELETE)
     except GatewayError as err:
         cache.report(err)
         return f"cannot delete sandbox {name} yet ({err.reason}): {err}", True
-    cache.deleted(name, outcome.gone)
+    cache.deleted(workspace, name, outcome.gone)
     if outcome.gone:
         return None, False
     return f"sandbox {name} is being deleted by the gateway", False

@@ -3,7 +3,9 @@
 A sandbox outlives its owner only when something went wrong between the two (a session
 force-deleted without its finalizer, a crash between create and the first status write of a
 session deleted meanwhile, a pool force-deleted). The sweep goes over each gateway's cache
-(already filtered by this instance's managed-by label; no extra listing), and deletes,
+(already filtered by this instance's managed-by label, and listing every workspace of a
+gateway that gives each namespace its own, each sandbox only where its namespace's may be:
+no extra listing), and deletes,
 unless they are younger than the grace period (their owner may not be visible yet):
 
 - a session's sandbox whose session is gone or has another UID, or whose session records
@@ -50,13 +52,16 @@ async def sweep_orphans(rt: Runtime) -> list[str]:
                 continue
             try:
                 async with rt.mutation_slots[gateway]:
-                    outcome = await cache.client.delete_sandbox(sandbox.name)
+                    outcome = await cache.client.delete_sandbox(
+                        sandbox.name, workspace=sandbox.workspace
+                    )
             except GatewayError as err:
                 cache.report(err)
                 logger.warning("could not delete orphan %s/%s: %s", gateway, sandbox.name, err)
                 continue
-            cache.deleted(sandbox.name, outcome.gone)
-            logger.info("deleted orphan sandbox %s/%s of %s", gateway, sandbox.name, whose)
+            cache.deleted(sandbox.workspace, sandbox.name, outcome.gone)
+            where = f"{gateway}/{sandbox.workspace}/{sandbox.name}"
+            logger.info("deleted orphan sandbox %s of %s", where, whose)
             deleted.append(f"{gateway}/{sandbox.name}")
     return deleted
 

@@ -27,6 +27,7 @@ from tests.support.cluster import Check, Kube
 #: Emulator delays: short, but long enough that phases are observable in between.
 EMULATOR_ARGS = [
     "--workspace", "default", "--workspace", "microvm", "--provider", "github",
+    "--provider", "openai",
     "--ready-delay", "0.3", "--load-delay", "0.2", "--delete-delay", "0.2",
     "--stop-delay", "0.2", "--start-delay", "0.2",
 ]  # fmt: skip

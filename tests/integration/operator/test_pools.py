@@ -690,6 +690,25 @@ def test_a_session_of_another_shape_is_created_cold(
     print(f"\ntook {time.monotonic() - started:.1f}s")
 
 
+def test_a_session_with_other_providers_claims_and_swaps_them_on_the_sandbox(
+    shared: OperatorProcess, kube: Kube, eventually: Any, gateway: EmulatorProcess
+) -> None:
+    """Providers are no part of the shape: the session claims, and its own providers are
+    detached and attached on the claimed sandbox before it is Ready."""
+    kube.apply(pool(POOL, "python", replicas=1, template={"providers": ["github"]}))
+    eventually(pool_settled(kube, 1, 0), "1 idle sandbox ready")
+    [idle] = [s["name"] for s in members(gateway, uid_of(kube.get("hdp", POOL)))]
+
+    kube.apply(session("swap", "python", poolRef=REF, providers=["openai"]))
+    ready = eventually(kube.in_phase("swap", "Ready"), "swap Ready")
+
+    assert recorded(ready)["sandbox"] == idle  # claimed, not created cold
+    assert ready["status"]["sandbox"]["providers"] == ["openai"]
+    [record] = [s for s in gateway.snapshot()["sandboxes"] if s["name"] == idle]
+    assert record["spec"]["providers"] == ["openai"]
+    assert record["boots"] == 1
+
+
 def test_a_policy_that_is_not_live_from_the_baseline_is_created_cold(
     shared: OperatorProcess, kube: Kube, eventually: Any, gateway: EmulatorProcess
 ) -> None:

@@ -69,3 +69,34 @@ def test_session_of_ignores_sandboxes_that_are_not_ours() -> None:
     assert naming.session_of(labels, {"helmdeck.dev/session": "/name"}) is None
     assert naming.session_of(labels, {"helmdeck.dev/session": "ns/"}) is None
     assert naming.session_of({"helmdeck.dev/session-uid": ""}, annotations) is None
+
+
+# -- the instance of an installation that does not set one --------------------------------
+
+CLUSTER = "9c1e4b6a-2f3d-4e5a-8b7c-1d2e3f4a5b6c"
+
+
+def test_derived_instance_is_pinned_for_a_known_cluster_and_release() -> None:
+    """Every start, upgrade and re-render of an installation must find its sandboxes: the
+    derivation is fixed."""
+    assert naming.derived_instance(CLUSTER, "helmdeck-system/hd") == "hd-24458062c50a"
+
+
+@given(st.uuids().map(str), st.text(max_size=300))
+def test_derived_instance_is_a_short_label_value(cluster: str, release: str) -> None:
+    instance = naming.derived_instance(cluster, release)
+
+    assert re.fullmatch(r"hd-[0-9a-f]{12}", instance)
+    assert DNS_1123_LABEL.match(instance)
+
+
+def test_derived_instance_differs_per_cluster_and_per_release() -> None:
+    """Two clusters sharing a gateway, or two releases on one cluster, never share an
+    instance; the separator keeps a shifted boundary from colliding."""
+    instances = {
+        naming.derived_instance(cluster, release)
+        for cluster in (CLUSTER, "0f0e0d0c-0b0a-4908-8706-050403020100")
+        for release in ("helmdeck-system/hd", "helmdeck-system/hd2", "team-a/hd")
+    }
+    assert len(instances) == 6
+    assert naming.derived_instance("a", "b/c") != naming.derived_instance("ab", "/c")

@@ -136,6 +136,7 @@ def _same_names(raw: dict[str, Any]) -> None:
         (_set("families.node.image", ""), "families.node.image: String should have at least"),
         (_set("families.node.command", []), "families.node.command: Tuple should have at least"),
         (_set("instance", "Helmdeck Prod"), "instance: must be a DNS label"),
+        (_set("instance", ""), "(top level): set instance, or release"),
         (_set("intervals", {"resync_seconds": 0}), "intervals.resync_seconds: Input should be"),
         (_set("on_sandbox_lost", "Ignore"), "on_sandbox_lost: Input should be 'Recreate'"),
         (_set("typo", 1), "typo: Extra inputs are not permitted"),
@@ -165,6 +166,16 @@ def test_a_bad_field_is_named_by_its_path(
     (found,) = problems_of(write(raw))
 
     assert found.startswith(problem)
+
+
+def test_an_empty_instance_with_a_release_is_derived_later(write: Callable[[Any], Path]) -> None:
+    """Empty means "derive at start" (run.py reads the cluster's identity): valid with the
+    release that seeds it, which the chart always writes."""
+    raw = {**valid(), "instance": "", "release": "helmdeck-system/hd"}
+    config = load_config(write(raw), {})
+    assert (config.instance, config.release) == ("", "helmdeck-system/hd")
+    raw.pop("instance")
+    assert load_config(write(raw), {}).instance == ""
 
 
 def test_every_bad_field_is_reported_at_once(write: Callable[[Any], Path]) -> None:
@@ -392,6 +403,7 @@ def test_kubernetes_service_link_variables_are_not_settings(
 def test_the_environment_alone_can_configure_the_operator() -> None:
     raw = valid()
     environ = {
+        "HELMDECK_RELEASE": "helmdeck-system/hd",
         "HELMDECK_DEFAULT_GATEWAY": "pods",
         "HELMDECK_GATEWAYS": yaml.safe_dump(raw["gateways"], default_flow_style=True).strip(),
         "HELMDECK_FAMILIES": yaml.safe_dump(raw["families"], default_flow_style=True).strip(),
@@ -400,8 +412,66 @@ def test_the_environment_alone_can_configure_the_operator() -> None:
     config = load_config(None, environ)
 
     assert config.gateway(None) is config.gateways[0]
+    assert (config.instance, config.release) == ("", "helmdeck-system/hd")
 
 
 def test_errors_from_the_environment_alone_name_the_environment() -> None:
     with pytest.raises(ConfigError, match=r"^invalid configuration \(environment\)"):
         load_config(None, {})
+
+
+# -- the egress guard --------------------------------------------------------------------
+
+
+def test_the_egress_guard_guards_link_local_unless_told_more(write: Callable[[Any], Path]) -> None:
+    config = load_config(write(valid()), {})
+    assert [n.entry for n in config.egress_guard.guard().networks] == [
+        "169.254.0.0/16",
+        "fe80::/10",
+    ]
+
+    raw = valid()
+    raw["egress_guard"] = {
+        "api_server": ["10.96.0.1", "kubernetes.default.svc"],
+        "service_cidrs": ["10.96.0.0/12"],
+        "pod_cidrs": ["10.244.0.0/16"],
+        "hosts": ["metadata.google.internal"],
+        "cidrs": ["100.100.100.200/32"],
+    }
+    guard = load_config(write(raw), {}).egress_guard.guard()
+    assert [(n.entry, n.source) for n in guard.networks][2:] == [
+        ("10.96.0.1/32", "apiServer"),
+        ("10.96.0.0/12", "serviceCidrs"),
+        ("10.244.0.0/16", "podCidrs"),
+        ("100.100.100.200/32", "cidrs"),
+    ]
+    assert [n.name for n in guard.names] == ["kubernetes.default.svc", "metadata.google.internal"]
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ({"service_cidrs": ["10.96.0.1/12"]}, "egress_guard.service_cidrs: '10.96.0.1/12'"),
+        ({"pod_cidrs": ["pods.local"]}, "egress_guard.pod_cidrs: 'pods.local' is not a CIDR"),
+        ({"hosts": ["http://metadata"]}, "egress_guard.hosts: 'http://metadata' is not a DNS"),
+        ({"api_server": ["a b"]}, "egress_guard.api_server: 'a b' is not a DNS name"),
+        ({"link_local": False}, "egress_guard.link_local: Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_egress_guard_entry_is_named_by_its_field(
+    write: Callable[[Any], Path], section: dict[str, Any], problem: str
+) -> None:
+    raw = valid()
+    raw["egress_guard"] = section
+
+    (found,) = problems_of(write(raw))
+
+    assert found.startswith(problem)
+
+
+def test_the_egress_guard_is_overridden_from_the_environment(
+    write: Callable[[Any], Path],
+) -> None:
+    config = load_with(write, HELMDECK_EGRESS_GUARD__SERVICE_CIDRS="[10.96.0.0/12, fd00::/108]")
+
+    assert config.egress_guard.service_cidrs == ("10.96.0.0/12", "fd00::/108")

@@ -18,6 +18,11 @@ from helmdeck_operator.core.plan import (
     plan_session,
 )
 from helmdeck_operator.gateway import models as gw
+from helmdeck_operator.gateway.errors import (
+    GatewayError,
+    GatewayPermissionDenied,
+    GatewayUnauthenticated,
+)
 from helmdeck_operator.vocabulary import PERMANENT_REASONS, Phase
 from tests.support.builders import (
     NOW,
@@ -223,6 +228,28 @@ def test_a_gateway_problem_names_its_reason_in_the_ready_condition() -> None:
     assert plan.events == ()
 
 
+@pytest.mark.parametrize(
+    ("cls", "code"),
+    [(GatewayPermissionDenied, "PERMISSION_DENIED"), (GatewayUnauthenticated, "UNAUTHENTICATED")],
+)
+def test_an_auth_refusal_shows_the_tenant_no_word_of_the_gateways(
+    cls: type[GatewayError], code: str
+) -> None:
+    said = "subject system:serviceaccount:helmdeck lacks role sandbox-admin (issuer idp.corp)"
+    err = cls(said, gateway="pods", rpc="GetSandbox", code=code)
+    # As the shell hands a failed read to the planner (reconcile/observe.py).
+    obs = Observed(error=str(err), error_reason=err.reason)
+
+    plan = plan_session(facts(), desired(), obs, NOW)
+
+    assert condition(plan, "Ready")[1] == err.reason
+    for c in plan.conditions:
+        assert "sandbox-admin" not in c.message
+        assert "idp.corp" not in c.message
+    assert "gateway 'pods'" in plan.conditions[0].message
+    assert "platform team" in plan.conditions[0].message
+
+
 def test_unreachable_gateway_for_a_new_session_says_why_it_is_pending() -> None:
     plan = plan_session(facts(), desired(), Observed(error="GetSandbox: UNAVAILABLE"), NOW)
 
@@ -308,7 +335,9 @@ def test_sandbox_of_another_session_is_a_conflict() -> None:
     assert plan.action is Action.NONE
     assert condition(plan, "Ready") == ("False", "SandboxNameConflict")
     assert condition(plan, "Provisioned") == ("False", "SandboxNameConflict")
-    assert OTHER_UID in plan.conditions[0].message
+    assert "another session" in plan.conditions[0].message
+    for c in plan.conditions:  # the other session, maybe another tenant's, is not named
+        assert OTHER_UID not in c.message
     assert reasons(plan) == ["SandboxNameConflict"]
 
 

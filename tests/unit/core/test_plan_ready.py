@@ -91,6 +91,7 @@ def test_ready_with_the_desired_policy_loaded_is_ready() -> None:
         ("Provisioned", "True", "SandboxCreated"),
         ("PolicyApplied", "True", "PolicyLoaded"),
         ("EndpointsExposed", "True", "PortsExposed"),
+        ("ProvidersAttached", "True", "ProvidersAttached"),
     ]
     assert plan.policy == {
         "name": "web",
@@ -274,8 +275,8 @@ def test_conditions_always_come_as_ready_provisioned_policy_applied(scenario: st
 
     types = [c.type for c in plan.conditions]
     assert types[:3] == ["Ready", "Provisioned", "PolicyApplied"]
-    # A READY sandbox also says whether its ports are exposed.
-    assert types[3:] in ([], ["EndpointsExposed"])
+    # A READY sandbox also says whether its ports are exposed and its providers attached.
+    assert types[3:] in ([], ["EndpointsExposed", "ProvidersAttached"])
 
 
 @pytest.mark.parametrize("scenario", list(_SCENARIOS))

@@ -280,13 +280,13 @@ def test_a_pool_being_deleted_answers_pool_not_found_before_anything_else() -> N
         ),
         (
             {"shape_digest": OTHER_SHAPE},
-            "SessionPool warm boots another image, command, resources, env or providers than "
-            "this session asks for",
+            "SessionPool warm boots another image, command, resources or env than this "
+            "session asks for",
         ),
         (
             {"shape_digest": OTHER_SHAPE, "live": False, "not_live": "x"},
-            "SessionPool warm boots another image, command, resources, env or providers than "
-            "this session asks for",
+            "SessionPool warm boots another image, command, resources or env than this "
+            "session asks for",
         ),
     ],
     ids=["family", "gateway", "family-before-shape-and-live", "shape", "shape-before-live"],
@@ -807,7 +807,7 @@ def test_member_state_follows_the_phase_the_loaded_baseline_and_deletion(
 ) -> None:
     record = _record(phase, version=version, deleting=deleting)
 
-    assert member(record, SHAPE, REV_A).state is state
+    assert member(record, SHAPE, REV_A, ()).state is state
 
 
 @pytest.mark.parametrize(
@@ -826,13 +826,30 @@ def test_member_state_follows_the_phase_the_loaded_baseline_and_deletion(
 def test_member_is_current_only_when_shape_and_baseline_both_match(
     annotations: dict[str, str], current: bool
 ) -> None:
-    assert member(_record(annotations=annotations), SHAPE, REV_A).current is current
+    assert member(_record(annotations=annotations), SHAPE, REV_A, ()).current is current
+
+
+@pytest.mark.parametrize(
+    ("attached", "template", "current"),
+    [
+        ((), (), True),
+        (("github", "gitlab"), ("gitlab", "github"), True),  # the order is no difference
+        (("github",), (), False),
+        ((), ("github",), False),
+    ],
+)
+def test_member_is_current_only_with_the_templates_providers(
+    attached: tuple[str, ...], template: tuple[str, ...], current: bool
+) -> None:
+    """Providers are no part of the shape digest (claims attach and detach them), yet a
+    change of the template's replaces the idle sandboxes as any template change does."""
+    assert member(_record(providers=attached), SHAPE, REV_A, template).current is current
 
 
 def test_member_is_never_current_while_the_baseline_is_unresolved() -> None:
     """The reconciler passes baseline_revision None when the baseline cannot be resolved;
     no sandbox booted with a baseline can match it, so none is claimed unclassified."""
-    assert not member(_record(), SHAPE, None).current
+    assert not member(_record(), SHAPE, None, ()).current
 
 
 def test_a_sandbox_without_the_initial_policy_annotation_is_never_current() -> None:
@@ -840,16 +857,16 @@ def test_a_sandbox_without_the_initial_policy_annotation_is_never_current() -> N
     classified against any baseline."""
     unannotated = _record(annotations={ANNOTATION_SHAPE: SHAPE})
 
-    assert not member(unannotated, SHAPE, None).current
+    assert not member(unannotated, SHAPE, None, ()).current
 
 
 def test_member_keeps_the_name_and_the_creation_time() -> None:
     created = NOW - timedelta(minutes=5)
 
-    found = member(_record(name="hp-xyz", created_at=created), SHAPE, REV_A)
+    found = member(_record(name="hp-xyz", created_at=created), SHAPE, REV_A, ())
 
     assert found == Member("hp-xyz", S.READY, True, created)
-    assert member(_record(), SHAPE, REV_A).created_at is None
+    assert member(_record(), SHAPE, REV_A, ()).created_at is None
 
 
 def test_members_built_from_records_feed_the_plan() -> None:
@@ -860,7 +877,7 @@ def test_members_built_from_records_feed_the_plan() -> None:
         _record(P.ERROR, name="hp-err"),
         _record(name="hp-stale", annotations={ANNOTATION_SHAPE: OTHER_SHAPE}),
     ]
-    members = [member(r, SHAPE, REV_A) for r in records]
+    members = [member(r, SHAPE, REV_A, ()) for r in records]
 
     p = plan(pool(replicas=2), members, {}, [request()])
 
@@ -873,7 +890,7 @@ def test_without_a_baseline_no_booted_sandbox_is_claimed_nor_drained() -> None:
     """An unresolved baseline (its policy deleted or invalid for a moment): whether the idle
     sandboxes are stale is unknown, so none is claimed (PoolEmpty) and none deleted (rule
     4); none is booted until the baseline resolves (rule 6)."""
-    members = [member(_record(name=n), SHAPE, None) for n in ("hp-a", "hp-b")]
+    members = [member(_record(name=n), SHAPE, None, ()) for n in ("hp-a", "hp-b")]
     facts = pool(baseline=None, baseline_problem=(Reason.POLICY_NOT_FOUND, "gone"))
 
     p = plan(facts, members, {}, [request()])

@@ -258,8 +258,16 @@ def test_shape_digest_is_stable_and_short() -> None:
     assert int(shape().digest, 16) >= 0
 
 
-def test_shape_digest_ignores_provider_order() -> None:
-    assert shape(providers=["github", "npm"]).digest == shape(providers=["npm", "github"]).digest
+def test_shape_digest_leaves_the_providers_out() -> None:
+    """Providers are attached and detached on the live sandbox (core.providers): a change
+    of them is no change of shape, and recreates nothing."""
+    assert shape(providers=["github", "npm"]).digest == shape().digest
+
+
+def test_a_shape_without_providers_keeps_the_digest_it_had_when_providers_counted() -> None:
+    """The digest of sandboxes created while providers were part of the shape (with none,
+    as most have): an upgrade must not see every such sandbox as changed."""
+    assert shape().digest == "0abe718abbaaaf86"
 
 
 def test_shape_digest_ignores_env_order() -> None:
@@ -280,12 +288,11 @@ _CHANGED = {
     "memory": "2Gi",
     "gpu": 1,
     "env": (("A", "1"),),
-    "providers": ("github",),
 }
 
 
-def test_every_shape_field_has_a_change_below() -> None:
-    assert {f.name for f in dataclasses.fields(SandboxShape)} == set(_CHANGED)
+def test_every_shape_field_but_the_providers_has_a_change_below() -> None:
+    assert {f.name for f in dataclasses.fields(SandboxShape)} == {*_CHANGED, "providers"}
 
 
 @pytest.mark.parametrize("field", sorted(_CHANGED))

@@ -20,6 +20,9 @@ from helmdeck_operator.reconcile import pool as pool_pass
 from helmdeck_operator.runtime import Key
 from tests.support.passes import NAMESPACE, PassRig, eventually
 
+#: The workspace the test gateway is configured with: where every sandbox here lives.
+WS = "default"
+
 
 @pytest_asyncio.fixture
 async def rig(
@@ -44,7 +47,7 @@ async def booted(rig: PassRig, pool: Key) -> None:
     names = [s["name"] for s in members(rig, pool)]
 
     def seen() -> bool:
-        found = [rig.cache.get(name) for name in names]
+        found = [rig.cache.get(WS, name) for name in names]
         return all(s is not None and s.is_ready for s in found)
 
     await eventually(seen, "the cache to see the pool's sandboxes READY")
@@ -94,7 +97,7 @@ async def test_a_pool_boots_its_replicas_with_the_baseline_and_reports_them(rig:
     assert stored["metadata"]["finalizers"] == [FINALIZER]
     first = members(rig, pool)
     assert len(first) == 2  # maxProvisioning bounds what boots at once
-    assert all(rig.cache.following(s["name"]) for s in first)  # their READY wakes the pool
+    assert all(rig.cache.following(WS, s["name"]) for s in first)  # their READY wakes the pool
     for sandbox in first:
         assert sandbox["name"].startswith("hp-")
         assert sandbox["annotations"]["helmdeck.dev/pool"] == f"{NAMESPACE}/warm"
@@ -115,7 +118,7 @@ async def test_a_pool_boots_its_replicas_with_the_baseline_and_reports_them(rig:
     assert (status["readyReplicas"], status["provisioning"], status["claimed"]) == (3, 0, 0)
     assert rig.condition(pool, "Ready")["status"] == "True"
     # Streams are for booting sandboxes only: none stays open on an idle one.
-    assert not [s["name"] for s in members(rig, pool) if rig.cache.following(s["name"])]
+    assert not [s["name"] for s in members(rig, pool) if rig.cache.following(WS, s["name"])]
 
 
 async def test_a_session_claims_a_ready_sandbox_and_the_pool_refills(rig: PassRig) -> None:
@@ -190,9 +193,11 @@ async def test_a_claimed_session_is_ready_only_once_its_own_policy_is_loaded(
     assert rig.stored(session).get("status", {}).get("phase") != "Ready"
 
     rig.advance_gateway()  # the sandbox loads it
-    loaded = rig.cache.get(claim["sandbox"])
+    loaded = rig.cache.get(WS, claim["sandbox"])
     await eventually(
-        lambda: (found := rig.cache.get(claim["sandbox"])) and found.current_policy_version == 2,
+        lambda: (
+            (found := rig.cache.get(WS, claim["sandbox"])) and found.current_policy_version == 2
+        ),
         f"the cache to see the second policy version loaded (was {loaded})",
     )
     await rig.reconcile(session)
