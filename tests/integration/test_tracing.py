@@ -125,7 +125,8 @@ async def test_a_create_is_one_trace_from_reconcile_to_gateway(
     assert root.attributes["helmdeck.session.name"] == "traced"
     assert root.attributes["helmdeck.session.uid"] == uid
     assert root.attributes["openshell.sandbox.name"] == sandbox_name(uid)
-    made = runtime.caches["pods"].get(sandbox_name(uid))
+    workspace = runtime.gateways["pods"].config.workspace  # Shared: the configured one
+    made = runtime.caches["pods"].get(workspace, sandbox_name(uid))
     assert made is not None
     assert root.attributes["openshell.sandbox.id"] == made.id
     assert root.attributes["helmdeck.action"] == "Create"

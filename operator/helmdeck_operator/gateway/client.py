@@ -434,14 +434,9 @@ class GatewayClient:
         wrote it (its resource version moves even when the provider was attached already).
         ``GatewayPreconditionFailed`` for a provider the workspace does not have; with
         ``expected_resource_version``, a sandbox changed since gives code ABORTED."""
-        request = openshell_pb2.AttachSandboxProviderRequest(
-            workspace_scope=self._scope(workspace),
-            sandbox=sandbox,
-            provider=provider,
-            expected_resource_version=expected_resource_version,
+        return await self._provider_call(
+            "AttachSandboxProvider", sandbox, provider, expected_resource_version, workspace
         )
-        response = await self._call("AttachSandboxProvider", request, sandbox=sandbox)
-        return convert.sandbox(response.sandbox)
 
     async def detach_provider(
         self,
@@ -453,13 +448,26 @@ class GatewayClient:
     ) -> models.Sandbox:
         """Detach a provider (one not attached is no error); the sandbox as the gateway
         wrote it. ``expected_resource_version`` as for ``attach_provider``."""
-        request = openshell_pb2.DetachSandboxProviderRequest(
+        return await self._provider_call(
+            "DetachSandboxProvider", sandbox, provider, expected_resource_version, workspace
+        )
+
+    async def _provider_call(
+        self,
+        method: str,
+        sandbox: str,
+        provider: str,
+        expected_resource_version: int,
+        workspace: str | None,
+    ) -> models.Sandbox:
+        """Attach and detach take the same request and answer the same sandbox."""
+        request = getattr(openshell_pb2, f"{method}Request")(
             workspace_scope=self._scope(workspace),
             sandbox=sandbox,
             provider=provider,
             expected_resource_version=expected_resource_version,
         )
-        response = await self._call("DetachSandboxProvider", request, sandbox=sandbox)
+        response = await self._call(method, request, sandbox=sandbox)
         return convert.sandbox(response.sandbox)
 
     async def update_policy(

@@ -31,16 +31,10 @@ async def sync_providers(
     workspace, name = sandbox.workspace, sandbox.name
     changes = provider_changes(wanted, sandbox.providers)
     try:
-        for provider in changes.detach:
-            current = await client.detach_provider(
-                name,
-                provider,
-                expected_resource_version=current.resource_version,
-                workspace=workspace,
-            )
-            cache.put(current)
-        for provider in changes.attach:
-            current = await client.attach_provider(
+        steps = [(client.detach_provider, p) for p in changes.detach]
+        steps += [(client.attach_provider, p) for p in changes.attach]
+        for call, provider in steps:
+            current = await call(
                 name,
                 provider,
                 expected_resource_version=current.resource_version,

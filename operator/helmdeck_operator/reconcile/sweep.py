@@ -10,7 +10,9 @@ unless they are younger than the grace period (their owner may not be visible ye
 
 - a session's sandbox whose session is gone or has another UID, or whose session records
   a pool sandbox instead (a cold create that lost a race with a claim during a leader
-  handover);
+  handover), or, for a sandbox under a pool sandbox's name (the recreation of a claimed
+  sandbox that was lost), whose session records another sandbox and no claim of it (a crash
+  between that create and its status write, after which the session was placed elsewhere);
 - a pool's sandbox whose pool is gone and that no session records as claimed (a live
   pool's sandboxes are its pass's business).
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from helmdeck_operator.core.naming import pool_of, session_of
+from helmdeck_operator.core.naming import pool_of, sandbox_name, session_of
 from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.errors import GatewayError
 from helmdeck_operator.kube import POOLS, SESSIONS
@@ -87,9 +89,15 @@ async def _session_orphan(
         known = await rt.kube.get(SESSIONS, namespace, name)
     if known is None or known["metadata"]["uid"] != uid:
         return f"vanished session {namespace}/{name} (uid {uid})"
-    claimed = ((known.get("status") or {}).get("pool") or {}).get("sandbox")
+    status = known.get("status") or {}
+    claimed = (status.get("pool") or {}).get("sandbox")
     if claimed and claimed != sandbox:
         return f"session {namespace}/{name}, which runs pool sandbox {claimed} instead"
+    runs = (status.get("sandbox") or {}).get("name")
+    # The session's own name is never an orphan while it lives (a create whose status write
+    # is still to come looks like this); a pool name is its only while it records it.
+    if not claimed and runs and runs != sandbox and sandbox != sandbox_name(uid):
+        return f"session {namespace}/{name}, which runs sandbox {runs} instead"
     return None
 
 

@@ -10,7 +10,12 @@ import pytest
 
 from helmdeck_dev.emulator_process import EmulatorProcess
 from helmdeck_dev.objects import condition, phase, session
-from helmdeck_operator.core.naming import sandbox_annotations, sandbox_labels, sandbox_name
+from helmdeck_operator.core.naming import (
+    pool_sandbox_name,
+    sandbox_annotations,
+    sandbox_labels,
+    sandbox_name,
+)
 from helmdeck_operator.gateway.client import GatewayClient
 from helmdeck_operator.gateway.config import GatewayConfig
 
@@ -140,6 +145,15 @@ async def test_orphaned_sandboxes_are_swept(
                 labels=sandbox_labels(session_uid=uid, family="python", instance="helmdeck-test"),
                 annotations=sandbox_annotations(namespace=kube.namespace, name=name),
             )
+        # A claimed pool sandbox recreated under its pool name by "kept", which then crashed
+        # before recording it and runs its own sandbox instead.
+        await client.create_sandbox(
+            pool_sandbox_name(),
+            labels=sandbox_labels(
+                session_uid=kept["metadata"]["uid"], family="python", instance="helmdeck-test"
+            ),
+            annotations=sandbox_annotations(namespace=kube.namespace, name="kept"),
+        )
         # Not ours at all (another instance's label): never touched.
         stranger = str(uuid.uuid4())
         await client.create_sandbox(
@@ -157,7 +171,7 @@ async def test_orphaned_sandboxes_are_swept(
 
     eventually(
         lambda: survivors() == sorted([kept["metadata"]["uid"], stranger]),
-        "both orphans swept; the live session's and the stranger's sandboxes kept",
+        "the three orphans swept; the live session's and the stranger's sandboxes kept",
     )
     assert phase(kube.get("hds", "kept")) == "Ready"
-    eventually(lambda: scrape().get(swept, 0) >= before + 2, "the sweep is counted")
+    eventually(lambda: scrape().get(swept, 0) >= before + 3, "the sweep is counted")
