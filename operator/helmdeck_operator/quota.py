@@ -28,17 +28,21 @@ class QuotaLedger:
         self._ask_of = ask_of
         """What a session (its stored body) takes; None when it cannot be told (a spec the
         operator cannot read takes nothing)."""
-        self._taken: dict[str, dict[str, Ask]] = {}
+        self._taken: dict[str, dict[str, Usage]] = {}
+        """Per namespace: what each session holding (or being given) a sandbox takes."""
+        self._totals: dict[str, Usage] = {}
+        """Per namespace: the sum of `_taken`, kept as it changes, so a check is O(1)."""
         self._held_back: dict[str, set[str]] = {}
         """Per namespace: sessions refused or waiting for room, woken when either may end."""
         self._built = False
 
-    def build(self, sessions: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
-        """Fill the ledger from every stored session, once (the first pass after a start)."""
+    def build(self, sessions: Callable[[], Iterable[tuple[str, str, Mapping[str, Any]]]]) -> None:
+        """Fill the ledger from every stored session, once (the first pass after a start):
+        `sessions` is called that once only."""
         if self._built:
             return
         self._built = True
-        for namespace, name, body in sessions:
+        for namespace, name, body in sessions():
             if _holds(body):
                 self._note(namespace, name, body)
 
@@ -62,12 +66,13 @@ class QuotaLedger:
 
     def usage(self, namespace: str, excluding: str) -> Usage:
         """What the namespace's other sessions take."""
-        taken = self._taken.get(namespace, {})
-        return Usage.of(ask for name, ask in taken.items() if name != excluding)
+        total = self._totals.get(namespace, Usage())
+        own = self._taken.get(namespace, {}).get(excluding)
+        return total - own if own is not None else total
 
     def take(self, namespace: str, name: str, ask: Ask) -> None:
         """The session is about to get a sandbox."""
-        self._taken.setdefault(namespace, {})[name] = ask
+        self._put(namespace, name, ask)
         self._held_back.get(namespace, set()).discard(name)
 
     def hold_back(self, namespace: str, name: str) -> None:
@@ -80,15 +85,23 @@ class QuotaLedger:
         return [(ns, name) for ns in spaces for name in sorted(self._held_back.get(ns, ()))]
 
     def _note(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        taken = self._taken.setdefault(namespace, {})
-        if name not in taken:
+        if name not in self._taken.get(namespace, {}):
             ask = self._ask_of(body)
             if ask is not None:
-                taken[name] = ask
+                self._put(namespace, name, ask)
+
+    def _put(self, namespace: str, name: str, ask: Ask) -> None:
+        share = Usage().plus(ask)
+        old = self._taken.setdefault(namespace, {}).get(name)
+        self._taken[namespace][name] = share
+        total = self._totals.get(namespace, Usage()) + share
+        self._totals[namespace] = total - old if old is not None else total
 
     def _give_back(self, namespace: str, name: str) -> list[str]:
-        if self._taken.get(namespace, {}).pop(name, None) is None:
+        share = self._taken.get(namespace, {}).pop(name, None)
+        if share is None:
             return []
+        self._totals[namespace] = self._totals[namespace] - share
         return sorted(self._held_back.get(namespace, ()))
 
 

@@ -65,7 +65,7 @@ def test_build_counts_the_stored_sessions_that_hold_a_sandbox() -> None:
     book, _ = ledger()
 
     book.build(
-        [
+        lambda: [
             ("a", "s1", body("1", sandbox="sbx-1")),
             ("a", "s2", body("2", sandbox="sbx-2", phase="Suspended")),
             ("a", "waiting", body("8", phase="Pending")),  # no sandbox: takes nothing
@@ -83,17 +83,23 @@ def test_build_counts_the_stored_sessions_that_hold_a_sandbox() -> None:
 
 def test_build_happens_once() -> None:
     book, _ = ledger()
-    book.build([("a", "s1", body("1", sandbox="sbx-1"))])
+    book.build(lambda: [("a", "s1", body("1", sandbox="sbx-1"))])
+    listed: list[str] = []
 
-    book.build([("a", "s2", body("2", sandbox="sbx-2"))])  # a later pass: already built
+    def later() -> list[tuple[str, str, dict[str, Any]]]:
+        listed.append("again")
+        return [("a", "s2", body("2", sandbox="sbx-2"))]
+
+    book.build(later)  # a later pass: already built, and the sessions are not even listed
 
     assert cpu(book.usage("a", excluding="")) == 1
+    assert listed == []
 
 
 def test_a_session_whose_spec_cannot_be_read_takes_nothing() -> None:
     book, _ = ledger()
 
-    book.build([("a", "s1", body(sandbox="sbx-1", readable=False))])
+    book.build(lambda: [("a", "s1", body(sandbox="sbx-1", readable=False))])
 
     assert book.usage("a", excluding="") == Usage()
 
@@ -117,7 +123,7 @@ def test_taking_again_replaces_what_the_session_takes() -> None:
 
     book.take("a", "s1", asked("3"))  # recreated with another size
 
-    assert book.usage("a", excluding="") == Usage.of([asked("3")])
+    assert book.usage("a", excluding="") == Usage().plus(asked("3"))
 
 
 # -- track ----------------------------------------------------------------------------
@@ -140,7 +146,7 @@ def test_what_was_taken_for_a_create_is_kept_once_the_status_shows_the_sandbox()
     book.track("a", "s1", body("2", sandbox="sbx-1"))
 
     assert recorder.calls == 0
-    assert book.usage("a", excluding="") == Usage.of([asked("2")])
+    assert book.usage("a", excluding="") == Usage().plus(asked("2"))
 
 
 def test_a_taken_session_without_a_sandbox_yet_keeps_its_room() -> None:

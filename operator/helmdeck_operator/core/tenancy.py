@@ -13,7 +13,7 @@ Fields of a rule that are absent allow anything; a list given empty allows nothi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -303,19 +303,23 @@ class Usage:
     memory: Decimal = Decimal(0)
     gpu: int = 0
 
-    @classmethod
-    def of(cls, asks: Iterable[Ask]) -> Usage:
-        total = cls()
-        for ask in asks:
-            total = total.plus(ask)
-        return total
-
     def plus(self, ask: Ask) -> Usage:
+        return self + Usage(1, parse_quantity(ask.cpu), parse_quantity(ask.memory), ask.gpu)
+
+    def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.sessions + 1,
-            self.cpu + parse_quantity(ask.cpu),
-            self.memory + parse_quantity(ask.memory),
-            self.gpu + ask.gpu,
+            self.sessions + other.sessions,
+            self.cpu + other.cpu,
+            self.memory + other.memory,
+            self.gpu + other.gpu,
+        )
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(
+            self.sessions - other.sessions,
+            self.cpu - other.cpu,
+            self.memory - other.memory,
+            self.gpu - other.gpu,
         )
 
 

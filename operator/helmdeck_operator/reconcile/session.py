@@ -267,7 +267,7 @@ def _held(rt: Runtime, inputs: _Inputs) -> _Inputs:
     if (inputs.status.get("sandbox") or {}).get("id"):
         return inputs
     ns, name = inputs.meta.namespace, inputs.meta.name
-    rt.quota.build(rt.store.sessions())  # once, at the first pass after a start
+    rt.quota.build(rt.store.sessions)  # once, at the first pass after a start
     selected = rt.store.tenancy(ns)
     defaults = rt.config.families[inputs.spec.family]
     ask = ask_of(inputs.spec, defaults, inputs.facts.gateway, len(inputs.ports))

@@ -610,9 +610,10 @@ def test_policy_modes_the_tenant_may_not_use(
 def test_usage_adds_up_what_each_sandbox_takes() -> None:
     asks = [ask(cpu="500m", memory="512Mi", gpu=1), ask(cpu="2", memory="1.5Gi", gpu=0)]
 
-    assert Usage.of([]) == Usage()
-    assert Usage.of(asks) == Usage(sessions=2, cpu=Decimal("2.5"), memory=Decimal(2) * GiB, gpu=1)
-    assert Usage.of(asks[:1]).plus(asks[1]) == Usage.of(asks)
+    both = Usage().plus(asks[0]).plus(asks[1])
+    assert both == Usage(sessions=2, cpu=Decimal("2.5"), memory=Decimal(2) * GiB, gpu=1)
+    assert both - Usage().plus(asks[1]) == Usage().plus(asks[0])
+    assert Usage().plus(asks[1]) + Usage().plus(asks[0]) == both
 
 
 @pytest.mark.parametrize(
