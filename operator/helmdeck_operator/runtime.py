@@ -37,7 +37,7 @@ from helmdeck_operator.core.naming import (
 from helmdeck_operator.core.plan import DesiredPolicy, EventSpec, PolicyProblem
 from helmdeck_operator.core.policy_status import SessionPolicy, session_policy
 from helmdeck_operator.core.pool import Claim, ClaimRequest, Refusal, claims_of
-from helmdeck_operator.core.session import SessionSpec, session_ports
+from helmdeck_operator.core.session import SessionSpec, sandbox_shape, session_ports
 from helmdeck_operator.core.tenancy import (
     Ask,
     Selected,
@@ -311,12 +311,14 @@ class Stores:
 
     def tenancy(self, namespace: str) -> Selected | Unresolved:
         """The tenancy rules `namespace` is under now (core/tenancy.py)."""
-        policies: dict[str, TenantRules] = {}
-        for name, store in list(self._tenant_policies.items()):
-            for rules in store:
-                policies[name] = rules
         labels = self._one(self._namespaces.get(namespace, ()))
-        return select_rules(namespace, labels, policies, self._fallback)
+        return select_rules(namespace, labels, self._tenant_policy, self._fallback)
+
+    def _tenant_policy(self, name: str) -> TenantRules | None:
+        for rules in self._tenant_policies.get(name, ()):
+            found: TenantRules = rules
+            return found
+        return None
 
     def policy_names(self, namespace: str | None = None) -> list[tuple[str, str]]:
         """The stored SidecarPolicies, in one namespace or in all, as (namespace, name)."""
@@ -454,6 +456,9 @@ class Runtime:
         default_factory=lambda: _Lru(DERIVED_SIZE)
     )
     _claims: dict[tuple[str, str], tuple[str, ClaimIndex]] = field(default_factory=dict)
+    egress_guard: EgressGuard = field(default_factory=EgressGuard)
+    """The platform's egress guard, from the configuration (fixed for the process; built
+    once, by `build`)."""
     quota: QuotaLedger = field(init=False)
     """Per namespace: the sessions that hold a sandbox and what they take (quota.py)."""
 
@@ -491,6 +496,7 @@ class Runtime:
                 for f in FAMILIES
             },
             queue=queue,
+            egress_guard=guard,
             events=EventRecorder(
                 kube,
                 qps=limits.events_qps,
@@ -681,11 +687,7 @@ class Runtime:
         namespace's tenancy rules do not allow: then it is refused and never sent. The
         platform's egress guard is merged in, less the exemptions those rules grant."""
         selected = self.store.tenancy(namespace)
-        allow = (
-            EgressAllowance.of(selected.rules.egress.allow)
-            if isinstance(selected, Selected) and selected.rules.egress.allow
-            else NO_ALLOWANCE
-        )
+        allow = selected.rules.egress.allowance if isinstance(selected, Selected) else NO_ALLOWANCE
         found = self._translated(namespace, body, allow)
         if isinstance(found, DesiredPolicy):
             refused = policy_refusal(selected, body.get("spec") or {})
@@ -702,7 +704,8 @@ class Runtime:
             return None
         gateway = self.session_gateway(spec, body.get("status") or {})
         defaults = self.config.families[spec.family]
-        return ask_of(spec, defaults, gateway, len(session_ports(spec, defaults)))
+        shape = sandbox_shape(spec, defaults)
+        return ask_of(spec, shape, gateway, len(session_ports(spec, defaults)))
 
     def session_gateway(self, spec: SessionSpec, status: Mapping[str, Any]) -> str:
         """The session's gateway: as named, else the one its sandbox was created on, else
@@ -710,11 +713,6 @@ class Runtime:
         default never moves a running session (and never leaves its first sandbox behind)."""
         recorded = (status.get("sandbox") or {}).get("gateway")
         return spec.gateway or recorded or self.config.default_gateway
-
-    @functools.cached_property
-    def egress_guard(self) -> EgressGuard:
-        """The platform's egress guard, from the configuration (fixed for the process)."""
-        return self.config.egress_guard.guard()
 
     def _translated(
         self, namespace: str, body: Mapping[str, Any], allow: EgressAllowance = NO_ALLOWANCE

@@ -13,17 +13,17 @@ Fields of a rule that are absent allow anything; a list given empty allows nothi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic.alias_generators import to_camel
 
-from helmdeck_operator.config import FamilyDefaults, TenancyFallback
-from helmdeck_operator.core.session import SandboxTemplate, sandbox_shape
-from helmdeck_operator.policy.guard import EgressAllowance
+from helmdeck_operator.config import TenancyFallback
+from helmdeck_operator.core.session import SandboxShape, SandboxTemplate
+from helmdeck_operator.policy.guard import NO_ALLOWANCE, EgressAllowance
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -79,12 +79,17 @@ class PolicyModes(_Rules):
 
 class EgressExceptions(_Rules):
     allow: tuple[str, ...] = ()
+    _allowance: EgressAllowance = PrivateAttr(default=NO_ALLOWANCE)
 
-    @field_validator("allow")
-    @classmethod
-    def _entries(cls, allow: tuple[str, ...]) -> tuple[str, ...]:
-        EgressAllowance.of(allow)  # each a CIDR, an address or a DNS name, else ValueError
-        return allow
+    def model_post_init(self, context: Any, /) -> None:
+        # Parsed once, with the TenantPolicy (each entry a CIDR, an address or a DNS name,
+        # else ValueError), not on every pass that sends a policy.
+        self._allowance = EgressAllowance.of(self.allow)
+
+    @property
+    def allowance(self) -> EgressAllowance:
+        """`allow` parsed: what these rules let through the platform's egress guard."""
+        return self._allowance
 
 
 class TenantRules(_Rules):
@@ -134,21 +139,24 @@ class Unresolved:
 def select_rules(
     namespace: str,
     labels: Mapping[str, str] | None,
-    policies: Mapping[str, TenantRules],
+    policy: Callable[[str], TenantRules | None],
     fallback: TenancyFallback = TenancyFallback.OPEN,
 ) -> Selected | Unresolved:
-    """The rules of `namespace`, from its label and the TenantPolicies that exist."""
+    """The rules of `namespace`, from its label and `policy`, which gives a TenantPolicy's
+    rules by name (None: it does not exist)."""
     named = (labels or {}).get(LABEL_TENANT_POLICY)
     if named is not None:
-        if named in policies:
-            return Selected(f"TenantPolicy {named}", policies[named])
+        rules = policy(named)
+        if rules is not None:
+            return Selected(f"TenantPolicy {named}", rules)
         return Unresolved(
             f"namespace {namespace} selects TenantPolicy {named} (label {LABEL_TENANT_POLICY}),"
             " which does not exist; nothing is allowed until the platform team creates it or"
             " changes the label"
         )
-    if DEFAULT_POLICY in policies:
-        return Selected(f"TenantPolicy {DEFAULT_POLICY}", policies[DEFAULT_POLICY])
+    rules = policy(DEFAULT_POLICY)
+    if rules is not None:
+        return Selected(f"TenantPolicy {DEFAULT_POLICY}", rules)
     if fallback is TenancyFallback.SAFE:
         return Selected("the operator's built-in default tenancy rules", SAFE_DEFAULT)
     return Selected("no TenantPolicy", OPEN)
@@ -168,14 +176,13 @@ class Ask:
     ports: int
 
 
-def ask_of(spec: SandboxTemplate, defaults: FamilyDefaults, gateway: str, ports: int = 0) -> Ask:
-    """What a session's (or a pool template's) spec asks for once the family defaults fill
-    what it leaves out."""
-    shape = sandbox_shape(spec, defaults)
+def ask_of(spec: SandboxTemplate, shape: SandboxShape, gateway: str, ports: int = 0) -> Ask:
+    """What a session's (or a pool template's) spec asks for: `shape` is the spec with the
+    family defaults filling what it leaves out (`core.session.sandbox_shape`)."""
     return Ask(
         gateway=gateway,
         image=spec.image,
-        providers=tuple(spec.providers),
+        providers=shape.providers,
         cpu=shape.cpu,
         memory=shape.memory,
         gpu=shape.gpu,
@@ -280,11 +287,15 @@ def policy_violations(selected: Selected, spec: Mapping[str, Any]) -> tuple[Viol
     return tuple(found)
 
 
-def refusal(selected: Selected | Unresolved, ask: Ask, prefix: str = "spec") -> str | None:
-    """Why the rules refuse `ask`, every broken rule in one sentence; None when they allow it."""
+def refusal(
+    selected: Selected | Unresolved, ask: Ask, prefix: str = "spec", only: str = ""
+) -> str | None:
+    """Why the rules refuse `ask`, every broken rule in one sentence (only those of fields
+    starting with `only`, when given); None when they allow it."""
     if isinstance(selected, Unresolved):
         return selected.message
-    return "; ".join(map(str, violations(selected, ask, prefix))) or None
+    broken = [v for v in violations(selected, ask, prefix) if v.field.startswith(only)]
+    return "; ".join(map(str, broken)) or None
 
 
 def policy_refusal(selected: Selected | Unresolved, spec: Mapping[str, Any]) -> str | None:

@@ -124,10 +124,9 @@ def _read(
 ) -> _Pool:
     meta = body["metadata"]
     status = dict(body.get("status") or {})
-    defaults = rt.config.families[spec.family]
-    shape = sandbox_shape(spec.template, defaults)
+    shape = sandbox_shape(spec.template, rt.config.families[spec.family])
     baseline = _baseline(rt, key.namespace, spec)
-    ask = tenancy.ask_of(spec.template, defaults, gateway)
+    ask = tenancy.ask_of(spec.template, shape, gateway)
     refused = tenancy.refusal(rt.store.tenancy(key.namespace), ask, prefix="spec.template")
     if refused is not None:
         # Like an unresolvable baseline: nothing new is booted (rule 6 of core/pool.py).

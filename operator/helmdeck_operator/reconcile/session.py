@@ -59,7 +59,7 @@ from helmdeck_operator.core.session import (
     session_ports,
 )
 from helmdeck_operator.core.session_status import owned_by, render_status, terminating_status
-from helmdeck_operator.core.tenancy import Selected, ask_of, over_quota, refusal, violations
+from helmdeck_operator.core.tenancy import Ask, Selected, ask_of, over_quota, refusal
 from helmdeck_operator.gateway import models
 from helmdeck_operator.gateway.errors import GatewayAlreadyExists, GatewayError, GatewayInvalid
 from helmdeck_operator.kube import KubeConflict, status_changed
@@ -269,8 +269,7 @@ def _held(rt: Runtime, inputs: _Inputs) -> _Inputs:
     ns, name = inputs.meta.namespace, inputs.meta.name
     rt.quota.build(rt.store.sessions)  # once, at the first pass after a start
     selected = rt.store.tenancy(ns)
-    defaults = rt.config.families[inputs.spec.family]
-    ask = ask_of(inputs.spec, defaults, inputs.facts.gateway, len(inputs.ports))
+    ask = _ask(inputs)
     refused = refusal(selected, ask)
     waiting = (
         over_quota(selected, rt.quota.usage(ns, name), ask)
@@ -615,13 +614,12 @@ def _providers_refused(rt: Runtime, inputs: _Inputs) -> str | None:
     """Why the namespace's tenancy rules refuse a provider the spec names. Checked before
     attaching on a live sandbox as before a create: admission may have been bypassed. Not
     a permanent refusal: a later pass (the rules changed) checks again."""
-    selected = rt.store.tenancy(inputs.meta.namespace)
-    if not isinstance(selected, Selected):
-        return selected.message
-    defaults = rt.config.families[inputs.spec.family]
-    ask = ask_of(inputs.spec, defaults, inputs.facts.gateway)
-    found = [str(v) for v in violations(selected, ask) if v.field.startswith("spec.providers")]
-    return "; ".join(found) or None
+    return refusal(rt.store.tenancy(inputs.meta.namespace), _ask(inputs), only="spec.providers")
+
+
+def _ask(inputs: _Inputs) -> Ask:
+    """What the session asks of its namespace's tenancy rules."""
+    return ask_of(inputs.spec, inputs.shape, inputs.facts.gateway, len(inputs.ports))
 
 
 def _refused(err: GatewayError, what: str) -> str:

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helmdeck_operator.config import FamilyDefaults, Resources, TenancyFallback
-from helmdeck_operator.core.session import SandboxTemplate, SessionSpec
+from helmdeck_operator.core.session import SandboxTemplate, SessionSpec, sandbox_shape
 from helmdeck_operator.core.tenancy import (
     DEFAULT_POLICY,
     LABEL_TENANT_POLICY,
@@ -198,11 +198,11 @@ def test_select_rules(
     name: str,
     rules: TenantRules,
 ) -> None:
-    assert select_rules("team-a", labels, policies, fallback) == Selected(name, rules)
+    assert select_rules("team-a", labels, policies.get, fallback) == Selected(name, rules)
 
 
 def test_the_fallback_is_open_unless_configured() -> None:
-    assert select_rules("team-a", {}, {}) == Selected("no TenantPolicy", OPEN)
+    assert select_rules("team-a", {}, {}.get) == Selected("no TenantPolicy", OPEN)
 
 
 @pytest.mark.parametrize("fallback", list(TenancyFallback))
@@ -212,7 +212,10 @@ def test_a_label_naming_a_missing_policy_allows_nothing_whatever_else_exists(
 ) -> None:
     """Not the default, not the fallback: the platform team meant another policy."""
     found = select_rules(
-        "team-a", {LABEL_TENANT_POLICY: named}, {DEFAULT_POLICY: DEFAULT, "team": TEAM}, fallback
+        "team-a",
+        {LABEL_TENANT_POLICY: named},
+        {DEFAULT_POLICY: DEFAULT, "team": TEAM}.get,
+        fallback,
     )
 
     assert isinstance(found, Unresolved)
@@ -234,7 +237,7 @@ def test_a_label_naming_a_missing_policy_allows_nothing_whatever_else_exists(
 def test_an_ask_takes_the_family_defaults_for_what_the_spec_leaves_out() -> None:
     spec = SessionSpec.model_validate({"family": "python"})
 
-    assert ask_of(spec, DEFAULTS, "pods") == Ask(
+    assert ask_of(spec, sandbox_shape(spec, DEFAULTS), "pods") == Ask(
         gateway="pods", image=None, providers=(), cpu="1", memory="2Gi", gpu=0, ports=0
     )
 
@@ -248,7 +251,7 @@ def test_an_ask_takes_the_specs_own_values() -> None:
         }
     )
 
-    assert ask_of(spec, DEFAULTS, "vm", ports=3) == Ask(
+    assert ask_of(spec, sandbox_shape(spec, DEFAULTS), "vm", ports=3) == Ask(
         gateway="vm",
         # The image as the spec asks: a family default is the platform's, not checked.
         image="ghcr.io/platform/tool:1",

@@ -58,8 +58,10 @@ def indices(
     }
 
 
-def runtime(tmp_path: Path, index: Indices, fallback: str = "Open") -> Runtime:
-    path = write_config(tmp_path / "operator.yaml", "127.0.0.1:1", tenancy={"fallback": fallback})
+def runtime(tmp_path: Path, index: Indices, fallback: str = "Open", **settings: Any) -> Runtime:
+    path = write_config(
+        tmp_path / "operator.yaml", "127.0.0.1:1", tenancy={"fallback": fallback}, **settings
+    )
     config = load_config(path, environ={})
     rt = Runtime.build(config, FakeKube(), Metrics(), lambda keys: None)  # type: ignore[arg-type]
     rt.bind(index)
@@ -278,3 +280,25 @@ def test_a_session_spec_the_operator_cannot_read_asks_for_nothing(tmp_path: Path
     rt = runtime(tmp_path, indices())
 
     assert rt.ask_of({"spec": {"family": "cobol"}}) is None
+
+
+@pytest.mark.parametrize(
+    ("allow", "sent"),
+    [
+        ([], ["10.128.0.0/9"]),  # 10.0.0.0/8 less the guarded 10.0.0.0/9
+        (["10.0.0.0/9"], ["10.0.0.0/8"]),  # the tenant's exemption lets the range through
+    ],
+    ids=["guarded", "exempted"],
+)
+def test_the_namespaces_egress_exemptions_reach_the_guard(
+    tmp_path: Path, allow: list[str], sent: list[str]
+) -> None:
+    index = indices({"t": {"egress": {"allow": allow}}}, {NAMESPACE: {LABEL_TENANT_POLICY: "t"}})
+    rt = runtime(tmp_path, index, egress_guard={"service_cidrs": ["10.0.0.0/9"]})
+    wide = policies.with_endpoint("api", allowedIps=["10.0.0.0/8"])
+
+    found = rt.translate(NAMESPACE, sidecar_policy(wide))
+
+    assert isinstance(found, DesiredPolicy)
+    [endpoint] = found.policy.network_policies["api"].endpoints
+    assert sorted(endpoint.allowed_ips) == sent
